@@ -1,0 +1,21 @@
+#pragma once
+// The table of concurrency models `shootout serve --model` can run. Adding a model is one
+// library under models/ and one line in app/models.cpp.
+#include <span>
+#include <string_view>
+
+#include "handler.hpp"
+#include "serve_options.hpp"
+
+namespace shootout {
+
+struct Model {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const ServeOptions&, const Handler&);  // main thread; returns the exit code
+};
+
+std::span<const Model> models();
+const Model* find_model(std::string_view name);  // nullptr if unknown
+
+}  // namespace shootout

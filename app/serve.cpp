@@ -1,0 +1,119 @@
+// `shootout serve`: parse the flags, build the handler, run the chosen model.
+#include <fmt/format.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <system_error>
+
+#include "command.hpp"
+#include "control.hpp"
+#include "models.hpp"
+#include "serve_options.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+
+struct ServeFlags {
+  ServeOptions o;
+  long long request_timeout_ms = 10'000, idle_timeout_ms = 120'000, grace_ms = 10'000;
+};
+
+int serve(ServeFlags& f) {
+  ServeOptions& o = f.o;
+  o.request_timeout = std::chrono::milliseconds(f.request_timeout_ms);
+  o.idle_timeout = std::chrono::milliseconds(f.idle_timeout_ms);
+  o.grace = std::chrono::milliseconds(f.grace_ms);
+  if (!o.handler_config.file_root.empty())
+    o.handler_config.file_root = std::filesystem::canonical(o.handler_config.file_root).string();
+  const Model* model = find_model(o.model);
+  block_server_signals();  // before any thread exists, so the control thread gets them all
+  counters();              // map the shared counters before any fork
+  auto handler = make_handler(o.handler, o.handler_config);
+  try {
+    return model->run(o, *handler);
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "shootout serve: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+Command add_serve_command(CLI::App& app) {
+  auto flags = std::make_shared<ServeFlags>();
+  ServeOptions& o = flags->o;
+  auto* sub = app.add_subcommand("serve", "Run one handler under one concurrency model");
+  std::vector<std::string> model_names;
+  for (const auto& m : models()) model_names.emplace_back(m.name);
+
+  sub->add_option("--model", o.model, "Concurrency model")
+      ->check(CLI::IsMember(model_names))->capture_default_str();
+  sub->add_option("--handler", o.handler, "Protocol handler")
+      ->check(CLI::IsMember(handler_names()))->capture_default_str();
+  sub->add_option("--host", o.host, "IPv4 address to listen on")->capture_default_str();
+  sub->add_option("--port", o.port, "TCP port (0 picks a free one)")->capture_default_str();
+  sub->add_option("--backlog", o.backlog, "listen(2) backlog")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--stats-file", o.stats_file,
+                  "Write counters and getrusage (self and children) here on SIGUSR1 and at exit");
+  sub->add_option("--request-timeout", flags->request_timeout_ms,
+                  "ms for a started request to arrive in full (slowloris)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--idle-timeout", flags->idle_timeout_ms,
+                  "ms an idle keep-alive connection is kept")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--grace", flags->grace_ms, "ms allowed to finish in-flight work at SIGTERM")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  auto& h = o.handler_config;
+  sub->add_option("--header-limit", h.header_limit, "Bytes of request line and headers (431)")
+      ->check(CLI::Range(256, 1 << 20))->capture_default_str();
+  sub->add_option("--body-limit", h.body_limit, "Bytes of request body (413)")
+      ->capture_default_str();
+  sub->add_option("--root", h.file_root, "Directory served by GET /file?name=F")
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--max-bytes", h.max_bytes, "Largest n of GET /bytes?n=N")->capture_default_str();
+  sub->add_option("--max-file", h.max_file, "Largest file GET /file will send")
+      ->capture_default_str();
+
+  auto* g = sub->add_option_group("threaded", "--model threaded");
+  g->add_option("--stack-size", o.stack_size,
+                "Bytes of stack per thread or fiber (0: system default for threads, 64 KiB for "
+                "fibers)")->capture_default_str();
+  g->add_option("--max-threads", o.max_threads,
+                "Live connection threads; more connections wait in the backlog")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  g->add_option("--pool", o.pool, "Fixed pool of N threads, one connection each at a time")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  g = sub->add_option_group("forked", "--model forked");
+  g->add_option("--prefork", o.prefork, "N pre-forked processes (0: a process per connection)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  g->add_option("--max-procs", o.max_procs, "Live children; more connections wait in the backlog")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+
+  g = sub->add_option_group("evented", "--model evented");
+  g->add_option("--poller", o.poller, "Readiness backend")
+      ->check(CLI::IsMember({"epoll", "poll", "select"}))->capture_default_str();
+  g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  g->add_flag("--offload-cpu", o.offload_cpu, "Run /cpu on the helper pool, not on the loop");
+  g->add_option("--loops", o.loops, "Event loops, one thread each (SO_REUSEPORT)")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  g->add_option("--max-output", o.max_output, "Bytes of queued output before a connection is closed")
+      ->capture_default_str();
+
+  g = sub->add_option_group("coroutine", "--model coroutine");
+  g->add_option("--threads", o.threads, "Fiber schedulers, one thread each (SO_REUSEPORT)")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  g->add_option("--stack", o.stack, "Fiber stack allocator")
+      ->check(CLI::IsMember({"protected", "fixed", "pooled"}))->capture_default_str();
+
+  return {sub, [flags] { return serve(*flags); }};
+}
+
+}  // namespace shootout

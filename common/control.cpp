@@ -1,0 +1,76 @@
+#include "control.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "log.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+sigset_t server_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&set, s);
+  return set;
+}
+}  // namespace
+
+void block_server_signals() {
+  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t set = server_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void unblock_signals_in_child() {
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD}) std::signal(s, SIG_DFL);
+  sigset_t set = server_signals();
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::string model)
+    : callbacks_(std::move(callbacks)),
+      stats_file_(std::move(stats_file)),
+      model_(std::move(model)),
+      thread_([this] { run(); }) {}
+
+SignalControl::~SignalControl() {
+  // SIGUSR2 is the control thread's own "quit" signal.
+  pthread_kill(thread_.native_handle(), SIGUSR2);
+  thread_.join();
+  if (!stats_file_.empty()) write_stats_file(stats_file_, model_);
+}
+
+void SignalControl::run() {
+  const sigset_t set = server_signals();
+  bool stopping = false;
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    switch (sig) {
+      case SIGUSR2:
+        return;
+      case SIGUSR1:
+        if (!stats_file_.empty() && !write_stats_file(stats_file_, model_))
+          log_line("cannot write stats file {}", stats_file_);
+        break;
+      case SIGCHLD:
+        if (callbacks_.on_child) callbacks_.on_child();
+        break;
+      default:  // SIGTERM, SIGINT
+        if (stopping) {
+          log_line("second stop signal: exiting now");
+          _exit(1);
+        }
+        stopping = true;
+        callbacks_.on_stop();
+        break;
+    }
+  }
+}
+
+}  // namespace shootout

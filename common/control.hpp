@@ -1,0 +1,41 @@
+#pragma once
+// Signals, handled on one control thread with sigwait: no async-signal-safety puzzles.
+//
+//   block_server_signals()  main thread, first thing, before any thread exists: blocks SIGTERM,
+//                           SIGINT, SIGUSR1, SIGUSR2 and SIGCHLD in every thread created later,
+//                           and ignores SIGPIPE (writes use MSG_NOSIGNAL anyway).
+//   SignalControl           starts the control thread. The first SIGTERM or SIGINT runs
+//                           on_stop (once); a second one exits at once with status 1. SIGUSR1
+//                           writes the stats file. SIGCHLD runs on_child (forked model).
+//                           Callbacks run on the control thread.
+//   unblock_signals_in_child()  a forked child restores default dispositions and an empty mask
+//                           (it inherits the parent's blocked set), before installing its own.
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace shootout {
+
+void block_server_signals();
+void unblock_signals_in_child();
+
+class SignalControl {
+ public:
+  struct Callbacks {
+    std::function<void()> on_stop;   // required
+    std::function<void()> on_child;  // optional: SIGCHLD
+  };
+  SignalControl(Callbacks callbacks, std::string stats_file, std::string model);
+  ~SignalControl();  // stops and joins the control thread; writes the stats file once more
+  SignalControl(const SignalControl&) = delete;
+  SignalControl& operator=(const SignalControl&) = delete;
+
+ private:
+  void run();
+  Callbacks callbacks_;
+  std::string stats_file_;
+  std::string model_;
+  std::thread thread_;
+};
+
+}  // namespace shootout

@@ -1,0 +1,30 @@
+#pragma once
+// Listening sockets and the `listening on HOST:PORT` line. Set-up only: these throw
+// std::system_error with a message naming the address when the kernel refuses.
+#include <cstdint>
+#include <string>
+
+namespace shootout {
+
+struct ListenSpec {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0 = any free port
+  int backlog = 4096;
+  bool reuseport = false;  // SO_REUSEPORT: one listener per loop/thread, the kernel spreads
+  bool nonblocking = false;
+};
+
+// socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen; close-on-exec. Returns the fd.
+int open_listener(const ListenSpec& spec);
+
+// The port a bound socket got (for port 0).
+std::uint16_t local_port(int fd);
+
+// Prints exactly "listening on HOST:PORT\n" to stdout and flushes it. Tests and the runner wait
+// for this line. Call once, when the server accepts connections.
+void announce_listening(const std::string& host, std::uint16_t port);
+
+// Sets TCP_NODELAY (responses are written whole; Nagle would delay pipelined ones).
+void set_nodelay(int fd);
+
+}  // namespace shootout
