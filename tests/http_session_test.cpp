@@ -1,0 +1,239 @@
+// The http handler's session with no I/O at all: bytes in, bytes out. The request stream is
+// fed byte by byte, in random splits, pipelined, and with every malformed case; responses are
+// read back with Beast's response parser through a fake connection.
+#include <gtest/gtest.h>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <random>
+
+#include "handler.hpp"
+
+namespace shootout {
+namespace {
+
+namespace http = boost::beast::http;
+
+// Drives a session the way every model does, with work done inline.
+struct Driver {
+  std::unique_ptr<Handler> handler;
+  std::unique_ptr<Session> session;
+  std::string out;
+  bool closed = false;
+  int works = 0;
+
+  explicit Driver(HandlerConfig cfg = {}) : handler(make_handler("http", cfg)) {
+    session = handler->new_session();
+  }
+  void feed(std::string_view in) {
+    ASSERT_FALSE(closed);
+    settle(session->on_input(in, out));
+  }
+  void settle(Next next) {
+    for (;;) {
+      switch (next) {
+        case Next::read: return;
+        case Next::close: closed = true; return;
+        case Next::resume: next = session->on_resume(out); break;
+        case Next::work:
+          ++works;
+          next = session->on_work_done(WorkResult{}, out);
+          break;
+      }
+    }
+  }
+  // Parses every complete response in `out`.
+  std::vector<http::response<http::string_body>> responses() {
+    std::vector<http::response<http::string_body>> all;
+    std::string_view rest = out;
+    while (!rest.empty()) {
+      http::response_parser<http::string_body> p;
+      p.body_limit(1ull << 32);
+      p.eager(true);
+      boost::beast::error_code ec;
+      std::size_t used = p.put(boost::asio::buffer(rest.data(), rest.size()), ec);
+      if (ec || !p.is_done()) break;
+      rest.remove_prefix(used);
+      all.push_back(p.release());
+    }
+    return all;
+  }
+};
+
+const std::string kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+TEST(HttpSession, OneRequestOneResponse) {
+  Driver d;
+  d.feed(kGet);
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].result_int(), 200u);
+  EXPECT_EQ(rs[0].body(), "Hello, World!");
+  EXPECT_EQ(rs[0][http::field::content_length], "13");
+  EXPECT_FALSE(rs[0][http::field::date].empty());
+  EXPECT_FALSE(d.closed);
+  EXPECT_FALSE(d.session->mid_request());
+}
+
+TEST(HttpSession, ByteByByte) {
+  Driver d;
+  std::string two = kGet + "GET /bytes?n=5 HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::size_t i = 0; i < two.size(); ++i) {
+    d.feed(std::string_view(&two[i], 1));
+    if (i + 1 < kGet.size()) {
+      EXPECT_TRUE(d.session->mid_request()) << i;
+    }
+  }
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[1].body(), "xxxxx");
+  EXPECT_FALSE(d.session->mid_request());
+}
+
+TEST(HttpSession, RandomSplitsOfAPipelinedStream) {
+  std::string stream;
+  for (int i = 0; i < 50; ++i)
+    stream += i % 3 ? kGet : "GET /sleep?ms=1 HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                                 std::string(i * 7, 'p') + "\r\n\r\n";
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 30; ++trial) {
+    Driver d;
+    std::string_view rest = stream;
+    while (!rest.empty()) {
+      std::size_t n = std::min<std::size_t>(rest.size(), 1 + rng() % 97);
+      d.feed(rest.substr(0, n));
+      rest.remove_prefix(n);
+    }
+    auto rs = d.responses();
+    ASSERT_EQ(rs.size(), 50u) << "trial " << trial;
+    for (int i = 0; i < 50; ++i)
+      EXPECT_EQ(rs[i].body(), i % 3 ? "Hello, World!" : "slept 1 ms\n") << i;
+    EXPECT_EQ(d.works, 17);
+  }
+}
+
+TEST(HttpSession, WorkRequestsCarryTheirAmounts) {
+  HandlerConfig cfg;
+  cfg.file_root = "/srv/files";
+  auto h = make_handler("http", cfg);
+  auto s = h->new_session();
+  std::string out;
+  ASSERT_EQ(s->on_input("GET /sleep?ms=25 HTTP/1.1\r\n\r\n", out), Next::work);
+  EXPECT_EQ(s->pending_work().kind, Work::Kind::sleep);
+  EXPECT_EQ(s->pending_work().amount, std::chrono::milliseconds(25));
+  EXPECT_EQ(s->on_work_done({}, out), Next::read);
+  ASSERT_EQ(s->on_input("GET /cpu?us=300 HTTP/1.1\r\n\r\n", out), Next::work);
+  EXPECT_EQ(s->pending_work().kind, Work::Kind::cpu);
+  EXPECT_EQ(s->pending_work().amount, std::chrono::microseconds(300));
+  EXPECT_EQ(s->on_work_done({}, out), Next::read);
+  ASSERT_EQ(s->on_input("GET /file?name=a.txt HTTP/1.1\r\n\r\n", out), Next::work);
+  EXPECT_EQ(s->pending_work().kind, Work::Kind::file);
+  EXPECT_EQ(s->pending_work().path, "/srv/files/a.txt");
+  EXPECT_EQ(s->on_work_done(WorkResult{"contents", 0}, out), Next::read);
+  EXPECT_NE(out.find("contents"), std::string::npos);
+}
+
+TEST(HttpSession, LargeBodyIsProducedInChunks) {
+  Driver d;
+  auto s = d.handler->new_session();
+  std::string out;
+  ASSERT_EQ(s->on_input("GET /bytes?n=1000000 HTTP/1.1\r\n\r\n", out), Next::resume);
+  EXPECT_LT(out.size(), 100'000u);  // back-pressure: not the whole body at once
+  std::size_t chunks = 1;
+  Next n = Next::resume;
+  while (n == Next::resume) {
+    n = s->on_resume(out);
+    ++chunks;
+  }
+  EXPECT_EQ(n, Next::read);
+  EXPECT_GT(chunks, 10u);
+  d.out = out;
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].body().size(), 1'000'000u);
+}
+
+struct Bad {
+  std::string request;
+  unsigned status;
+};
+
+class Malformed : public ::testing::TestWithParam<Bad> {};
+
+TEST_P(Malformed, AnsweredThenClosed) {
+  HandlerConfig cfg;
+  cfg.header_limit = 1024;
+  cfg.body_limit = 100;
+  Driver d(cfg);
+  d.feed(GetParam().request);
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 1u) << GetParam().request;
+  EXPECT_EQ(rs[0].result_int(), GetParam().status);
+  EXPECT_EQ(rs[0][http::field::connection], "close");
+  EXPECT_TRUE(d.closed);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, Malformed,
+    ::testing::Values(
+        Bad{"GARBAGE\r\n\r\n", 400}, Bad{"GET / HTTP/1.1\r\nbad header\r\n\r\n", 400},
+        Bad{"GET / HTTP/2.5\r\n\r\n", 400}, Bad{"GET  / HTTP/1.1\r\n\r\n", 400},
+        Bad{"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
+        Bad{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+        Bad{"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 400},
+        Bad{"GET / HTTP/1.1\r\n\x01: x\r\n\r\n", 400},
+        Bad{"GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", 431},
+        Bad{"GET / HTTP/1.1\r\nX: " + std::string(2000, 'a'), 431},
+        Bad{"POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\n", 413}));
+
+TEST(HttpSession, ConnectionSemantics) {
+  {
+    Driver d;
+    d.feed("GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + kGet);
+    EXPECT_TRUE(d.closed);
+    EXPECT_EQ(d.responses().size(), 1u);  // nothing after the closing request is answered
+  }
+  {
+    Driver d;
+    d.feed("GET / HTTP/1.0\r\n\r\n");
+    EXPECT_TRUE(d.closed);
+  }
+  {
+    Driver d;
+    d.feed("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    EXPECT_FALSE(d.closed);
+    EXPECT_EQ(d.responses()[0][http::field::connection], "keep-alive");
+  }
+}
+
+TEST(HttpSession, RoutesAndMethods) {
+  Driver d;
+  d.feed("GET /missing HTTP/1.1\r\n\r\nDELETE / HTTP/1.1\r\n\r\nGET /sleep?ms=99999999 HTTP/1.1\r\n\r\n"
+         "GET /file?name=x HTTP/1.1\r\n\r\n");
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 4u);
+  EXPECT_EQ(rs[0].result_int(), 404u);
+  EXPECT_EQ(rs[1].result_int(), 405u);
+  EXPECT_EQ(rs[2].result_int(), 400u);  // out of range
+  EXPECT_EQ(rs[3].result_int(), 404u);  // no root configured
+  EXPECT_FALSE(d.closed);
+}
+
+TEST(EchoSession, EchoesAnySplit) {
+  auto h = make_handler("echo", {});
+  auto s = h->new_session();
+  std::string out;
+  EXPECT_EQ(s->on_input("abc", out), Next::read);
+  EXPECT_EQ(s->on_input(std::string_view("\0d", 2), out), Next::read);
+  EXPECT_EQ(out, std::string("abc\0d", 5));
+}
+
+TEST(Registry, KnowsBuiltinsAndRejectsUnknown) {
+  EXPECT_NE(make_handler("http", {}), nullptr);
+  EXPECT_NE(make_handler("echo", {}), nullptr);
+  EXPECT_EQ(make_handler("nope", {}), nullptr);
+}
+
+}  // namespace
+}  // namespace shootout

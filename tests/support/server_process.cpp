@@ -1,0 +1,197 @@
+#include "server_process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace shootout::test {
+
+std::string shootout_binary() { return SHOOTOUT_BINARY; }
+
+Process::Process(std::vector<std::string> argv, long nofile) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe failed");
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    if (nofile > 0) {
+      rlimit rl{static_cast<rlim_t>(nofile), static_cast<rlim_t>(nofile)};
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    // The test runner may block signals; the child starts clean.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  out_fd_ = out[0];
+  err_fd_ = err[0];
+  fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  fcntl(err_fd_, F_SETFL, O_NONBLOCK);
+}
+
+Process::~Process() {
+  if (!reaped_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (out_fd_ >= 0) ::close(out_fd_);
+  if (err_fd_ >= 0) ::close(err_fd_);
+}
+
+void Process::drain(int fd, std::string& into, bool block_ms) {
+  if (block_ms) {
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 20);
+  }
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return;
+    into.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+std::string Process::wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t scanned = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    drain(out_fd_, out_, true);
+    for (;;) {
+      auto nl = out_.find('\n', scanned);
+      if (nl == std::string::npos) break;
+      std::string line = out_.substr(scanned, nl - scanned);
+      scanned = nl + 1;
+      if (line.rfind(prefix, 0) == 0) return line;
+    }
+    if (!running()) break;
+  }
+  drain(err_fd_, err_, false);
+  throw std::runtime_error("no line starting with '" + prefix + "'; stdout: " + out_ +
+                           " stderr: " + err_);
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!reaped_) {
+    int st = 0;
+    pid_t r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    drain(out_fd_, out_, true);
+    drain(err_fd_, err_, false);
+  }
+  return status_;
+}
+
+bool Process::running() {
+  if (reaped_) return false;
+  return wait(std::chrono::milliseconds(0)) == -1;
+}
+
+void Process::signal(int sig) {
+  if (!reaped_) ::kill(pid_, sig);
+}
+
+std::string Process::stdout_text() {
+  drain(out_fd_, out_, false);
+  return out_;
+}
+
+std::string Process::stderr_text() {
+  drain(err_fd_, err_, false);
+  return err_;
+}
+
+namespace {
+std::vector<std::string> serve_argv(std::vector<std::string> args) {
+  std::vector<std::string> argv{shootout_binary(), "serve", "--port", "0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+}  // namespace
+
+ServerProcess::ServerProcess(std::vector<std::string> args, long nofile)
+    : proc_(serve_argv(std::move(args)), nofile) {
+  std::string line = proc_.wait_for_line("listening on ", std::chrono::seconds(20));
+  port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+}
+
+int ServerProcess::stop(std::chrono::milliseconds timeout) {
+  proc_.signal(SIGTERM);
+  return proc_.wait(timeout);
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> kids;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return kids;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(dir + "/" + e->d_name + "/children");
+    pid_t k;
+    while (f >> k) kids.push_back(k);
+  }
+  closedir(d);
+  return kids;
+}
+
+namespace {
+std::string status_field(pid_t pid, const std::string& key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+  return {};
+}
+}  // namespace
+
+int thread_count(pid_t pid) {
+  auto v = status_field(pid, "Threads");
+  return v.empty() ? 0 : std::stoi(v);
+}
+
+int fd_count(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n;
+}
+
+bool has_zombie_child(pid_t pid) {
+  for (pid_t k : children_of(pid)) {
+    auto state = status_field(k, "State");
+    if (state.find('Z') != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace shootout::test

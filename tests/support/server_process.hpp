@@ -1,0 +1,70 @@
+#pragma once
+// Test support: real processes. Not thread-safe; one test thread uses each object.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shootout::test {
+
+// Path of build/shootout (the SHOOTOUT_BINARY compile definition).
+std::string shootout_binary();
+
+// A child process with stdout (and optionally stderr) captured through pipes.
+class Process {
+ public:
+  // Starts argv[0] (a path) with argv. Throws std::runtime_error if fork/exec fails.
+  // `nofile` > 0 sets the child's RLIMIT_NOFILE before exec.
+  explicit Process(std::vector<std::string> argv, long nofile = 0);
+  ~Process();  // SIGKILL and reap if still running
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Reads stdout until a line starting with `prefix` arrives (returned without newline), or
+  // throws after `timeout` or on EOF.
+  std::string wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout);
+  // Waits for exit; returns the exit status, 128+signal if killed, or -1 on timeout (then the
+  // process is still running).
+  int wait(std::chrono::milliseconds timeout);
+  bool running();
+  void signal(int sig);
+  std::string stdout_text();  // what has been read from stdout so far (plus what is pending)
+  std::string stderr_text();  // everything the child wrote on stderr so far
+
+ private:
+  void drain(int fd, std::string& into, bool block_ms);
+  pid_t pid_ = -1;
+  int out_fd_ = -1, err_fd_ = -1;
+  std::string out_, err_;
+  int status_ = -1;
+  bool reaped_ = false;
+};
+
+// `build/shootout serve --port 0 <args>` started and waited for: ready to take connections.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args, long nofile = 0);
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return proc_.pid(); }
+  Process& process() { return proc_; }
+  // SIGTERM, then wait up to `timeout` for the exit status (see Process::wait).
+  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+ private:
+  Process proc_;
+  std::uint16_t port_ = 0;
+};
+
+// Child processes of `pid` (from /proc/PID/task/*/children).
+std::vector<pid_t> children_of(pid_t pid);
+// Number of threads of `pid` (/proc/PID/status).
+int thread_count(pid_t pid);
+// Open descriptors of `pid` (/proc/PID/fd).
+int fd_count(pid_t pid);
+// True if any child of `pid` is a zombie.
+bool has_zombie_child(pid_t pid);
+
+}  // namespace shootout::test
