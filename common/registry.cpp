@@ -14,7 +14,7 @@ constexpr Entry kHandlers[] = {
     {"echo", make_echo_handler},
     {"http", make_http_handler},
 #ifdef SHOOTOUT_HAVE_EXAMPLES
-    {"kv", make_kv_handler},  // examples/kv_handler.cpp: the worked example of docs/
+    {"lines", make_lines_handler},  // examples/lines_handler.cpp: the worked example
 #endif
 };
 }  // namespace

@@ -362,6 +362,17 @@ TEST_P(ServerTest, SigintAlsoStopsCleanly) {
   EXPECT_EQ(s.process().wait(std::chrono::seconds(30)), 0);
 }
 
+// The worked example handler (examples/lines_handler.cpp) runs unchanged under every model.
+TEST_P(ServerTest, ExampleLinesHandler) {
+  auto s = start({"--handler", "lines"});
+  Conn c(s.port());
+  c.send("ECHO hello\nCOU");
+  c.send("NT\nSLEEP 20\nECHO after sleep\nBOGUS\nQUIT\n");
+  std::string all = c.read_all();  // QUIT closes the connection
+  EXPECT_EQ(all, "hello\n2\nOK\nafter sleep\nERR unknown command\nBYE\n");
+  stop_cleanly(s);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, ServerTest, ::testing::ValuesIn(kVariants),
                          [](const auto& param_info) { return param_info.param.name; });
 
