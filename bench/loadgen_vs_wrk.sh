@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Load generator against wrk, same run, same target: nginx with one worker pinned to core 0,
+# the load generator (wrk -t1, then `shootout load -t1`) pinned to core 1, at 10, 100, 1000 and
+# 10000 connections. Prints req/s of each, the ratio, and each one's CPU time per request
+# (user+sys of the load process over the run, from /usr/bin/time) beside it.
+#
+#   bench/loadgen_vs_wrk.sh [-d 5s] [-b build] [-r ROUNDS] [-c "10 100 1000 10000"]
+#
+# With ROUNDS > 1 the two tools alternate and the best round of each is kept (other work on
+# the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk, taskset.
+set -euo pipefail
+
+duration=5s
+build=build
+rounds=1
+conns="10 100 1000 10000"
+while getopts "d:b:r:c:" opt; do
+  case $opt in
+    d) duration=$OPTARG ;;
+    b) build=$OPTARG ;;
+    r) rounds=$OPTARG ;;
+    c) conns=$OPTARG ;;
+    *) echo "usage: $0 [-d 5s] [-b build] [-r rounds] [-c \"10 100\"]" >&2; exit 2 ;;
+  esac
+done
+here=$(cd "$(dirname "$0")/.." && pwd)
+shootout=$here/$build/shootout
+[[ -x $shootout ]] || { echo "no $shootout: build first" >&2; exit 1; }
+for tool in /usr/sbin/nginx wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
+done
+
+# 10,000 connections need that many descriptors on both sides.
+ulimit -n "$(ulimit -Hn)"
+if (( $(ulimit -n) < 10100 )); then echo "ulimit -n is $(ulimit -n): need 10100" >&2; exit 1; fi
+
+tmp=$(mktemp -d)
+nginx_pid=
+trap '[[ -n $nginx_pid ]] && kill $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# Starts nginx on a random port; returns 1 if it did not come up (port taken: try another).
+start_nginx() {
+  port=$(( 20000 + RANDOM % 20000 ))
+  cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $tmp;
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location / { return 200 "Hello, World!"; }
+  }
+}
+CONF
+  taskset -c 0 /usr/sbin/nginx -p "$tmp" -e "$tmp/error.log" -c "$tmp/nginx.conf" 2>>"$tmp/start.log" &
+  nginx_pid=$!
+  for _ in $(seq 100); do
+    kill -0 "$nginx_pid" 2>/dev/null || return 1
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+for attempt in 1 2 3 4 5; do
+  start_nginx && break
+  kill "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null; nginx_pid=
+  (( attempt == 5 )) && { echo "nginx did not start:"; cat "$tmp/start.log"; exit 1; } >&2
+done
+url=http://127.0.0.1:$port/
+
+# One run of a tool: prints "REQ_PER_S CPU_SECONDS REQUESTS".
+run_wrk() {
+  local c=$1 out
+  out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 wrk -t1 -c"$c" -d"$duration" "$url"; } 2>&1)
+  local rps reqs cpu
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk '/^CPU/ {print $2 + $3}' <<<"$out")
+  echo "${rps:-0} ${cpu:-0} ${reqs:-0}"
+}
+run_load() {
+  local c=$1 out
+  out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 "$shootout" load -t1 -c"$c" -d"$duration" --json "$url"; } 2>&1)
+  local rps reqs cpu
+  rps=$(grep -m1 '"requests_per_s"' <<<"$out" | tr -dc '0-9.')
+  reqs=$(grep -m1 '"requests":' <<<"$out" | tr -dc '0-9')
+  cpu=$(awk '/^CPU/ {print $2 + $3}' <<<"$out")
+  echo "${rps:-0} ${cpu:-0} ${reqs:-0}"
+}
+
+echo "nginx 1 worker on core 0, load -t1 on core 1, -d $duration, $rounds round(s), $(nproc) cores,"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-8s %12s %12s %7s %14s %14s\n" conns "wrk req/s" "load req/s" ratio "wrk us/req" "load us/req"
+for c in $conns; do
+  best_w="0 0 1"; best_l="0 0 1"
+  for _ in $(seq "$rounds"); do
+    w=$(run_wrk "$c"); l=$(run_load "$c")
+    [[ $(awk -v a="$w" -v b="$best_w" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_w=$w
+    [[ $(awk -v a="$l" -v b="$best_l" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_l=$l
+  done
+  read -r wr wc wn <<<"$best_w"
+  read -r lr lc ln <<<"$best_l"
+  awk -v c="$c" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" -v ln="$ln" 'BEGIN {
+    printf "%-8s %12.0f %12.0f %7.2f %14.2f %14.2f\n", c, wr, lr, (wr > 0 ? lr / wr : 0),
+      (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0) }'
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

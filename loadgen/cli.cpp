@@ -1,0 +1,98 @@
+// `shootout load`: the command line over run_load(). Flags follow wrk's where wrk has them.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "command.hpp"
+#include "load.hpp"
+
+namespace shootout {
+
+namespace {
+
+// A CLI11 check for "5s", "250ms", ...: a bad value is a usage error (exit 2).
+CLI::Validator duration_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          load::parse_duration(text);
+          return {};
+        } catch (const load::LoadError& e) {
+          return e.what();
+        }
+      },
+      "DURATION", "duration");
+}
+
+struct LoadFlags {
+  load::LoadConfig config;
+  std::string duration = "10s", warmup = "0s", timeout = "2s", interval = "1s";
+  bool idle = false, json = false;
+  int server_pid = 0;
+  std::string server_stats;
+};
+
+int run(const LoadFlags& f) {
+  load::LoadConfig c = f.config;
+  try {
+    c.duration = load::parse_duration(f.duration);
+    c.warmup = load::parse_duration(f.warmup);
+    c.timeout = load::parse_duration(f.timeout);
+    if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
+    c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
+    if (f.server_pid > 0)
+      c.server = load::SamplerConfig{f.server_pid, f.server_stats, load::parse_duration(f.interval)};
+    const load::LoadResult r = load::run_load(c);
+    const std::string out = f.json ? r.to_json().dump(2) + "\n" : r.summary();
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    return 0;
+  } catch (const load::LoadError& e) {
+    std::fprintf(stderr, "shootout load: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+Command add_load_command(CLI::App& app) {
+  auto flags = std::make_shared<LoadFlags>();
+  LoadFlags& f = *flags;
+  load::LoadConfig& c = f.config;
+  CLI::App* sub = app.add_subcommand(
+      "load", "Load generator (closed loop like wrk, constant rate like wrk2, or idle hold)");
+  sub->add_option("url", c.url, "http://HOST:PORT/PATH, or tcp://HOST:PORT with --echo")->required();
+  sub->add_option("-c,--connections", c.connections, "Connections to keep open")
+      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  sub->add_option("-t,--threads", c.threads, "Threads, each with its own event loop")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("-d,--duration", f.duration, "Measurement window (idle: how long to hold)")
+      ->check(duration_check())->capture_default_str();
+  sub->add_option("--warmup", f.warmup, "Load before the window, not counted")
+      ->check(duration_check())->capture_default_str();
+  sub->add_option("-R,--rate", c.rate, "Constant rate: requests/s in total (wrk2); 0 = closed loop")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--timeout", f.timeout, "A response later than this is an error")
+      ->check(duration_check())->capture_default_str();
+  sub->add_option("--pipeline", c.pipeline, "Closed loop: requests sent per batch")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--echo", c.echo_size, "Echo protocol: bytes per request, every byte verified")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
+  sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
+  sub->add_option("--connect-rate", c.connect_rate, "New connections/s in total (0 = all at once)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("-H,--header", c.headers, "Extra request header \"Name: value\" (repeatable)");
+  sub->add_flag("--json", f.json, "Print the result as JSON (schema: docs/LOADGEN.md)");
+  auto* pid = sub->add_option("--server-pid", f.server_pid,
+                              "Sample this server's process tree over the window")
+                  ->check(CLI::Range(1, 1 << 22));
+  sub->add_option("--server-stats", f.server_stats,
+                  "The server's --stats-file: CPU and switches of exited threads/reaped children")
+      ->needs(pid);
+  sub->add_option("--sample-interval", f.interval, "Memory snapshots of the server this often")
+      ->check(duration_check())->capture_default_str();
+  return {sub, [flags] { return run(*flags); }};
+}
+
+}  // namespace shootout

@@ -1,0 +1,115 @@
+#pragma once
+// The load generator: run_load() drives one target with `threads` threads and `connections`
+// connections and returns what it measured. Used by `shootout load` (loadgen/cli.cpp) and by
+// the shootout runner.
+//
+// Modes (docs/LOADGEN.md has the details and the JSON schema):
+//   closed  wrk: each connection sends its next request (or batch of `pipeline` requests) when
+//           the previous response has arrived. Latency from the actual send.
+//   rate    wrk2: `rate` requests/s in total, spread evenly over the connections; latency from
+//           the *intended* send time (coordinated omission corrected), and also from the actual
+//           send (uncorrected).
+//   idle    open the connections at `connect_rate`, one request on each, hold them all idle
+//           for `duration`, then one more request on each: alive_after_hold says how many
+//           survived. The server sampler's window is the hold.
+//
+// Protocols: HTTP/1.1 (GET with keep-alive; each response is parsed with Beast's parser, its
+// status checked) or echo (`echo_size` bytes out, the same bytes back, every byte compared).
+//
+// Threads: run_load() may be called from any thread, one call at a time per process (it raises
+// RLIMIT_NOFILE). It starts `threads` threads, each with its own io_context and its own
+// connections; nothing is shared between them while they run; results are merged at the end.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "histogram.hpp"
+#include "sampler.hpp"
+
+namespace shootout::load {
+
+enum class Mode { closed, rate, idle };
+
+struct LoadConfig {
+  std::string url = "http://127.0.0.1:8080/";  // http://HOST:PORT/PATH (echo: tcp://HOST:PORT)
+  Mode mode = Mode::closed;
+  int threads = 1;
+  int connections = 10;
+  std::chrono::milliseconds duration{10'000};  // measurement window (idle: the hold)
+  std::chrono::milliseconds warmup{0};         // load before the window, not counted
+  std::chrono::milliseconds timeout{2'000};    // a response later than this is a timeout error
+  double rate = 0;                             // rate mode: requests/s in total
+  int pipeline = 1;                            // closed mode: requests per batch
+  std::size_t echo_size = 0;                   // > 0: echo protocol, this many bytes a request
+  double connect_rate = 0;                     // new connections/s in total (0: all at once)
+  std::vector<std::string> headers;            // extra "Name: value" request headers
+  std::optional<SamplerConfig> server;         // sample this server over the window
+};
+
+// Per-connection failures by kind. Each closes that connection; it is reopened (except in
+// idle mode, where a lost connection is exactly what is being measured).
+struct ErrorCounts {
+  std::uint64_t connect = 0;  // connect() failed or took longer than the timeout
+  std::uint64_t read = 0;     // reset, or closed by the server before a whole response
+  std::uint64_t write = 0;    // sending the request failed
+  std::uint64_t timeout = 0;  // no whole response within the timeout
+  std::uint64_t status = 0;   // HTTP status not 2xx/3xx (the response still counts as one)
+  std::uint64_t body = 0;     // unparsable response, unsolicited bytes, or echo bytes differ
+  std::uint64_t total() const { return connect + read + write + timeout + status + body; }
+  void add(const ErrorCounts& o);
+};
+
+struct LoadResult {
+  LoadConfig config;
+  std::string protocol;                 // "http" or "echo"
+  double elapsed_s = 0;                 // the window actually measured
+  std::uint64_t requests = 0;           // responses completed inside the window
+  std::uint64_t bytes_read = 0;         // inside the window
+  std::uint64_t responses_total = 0;    // including warm-up and the drain after the window
+  std::uint64_t sent_total = 0;         // requests written, whole run
+  ErrorCounts errors;                   // whole run
+  LatencyHistogram latency;             // rate mode: from intended send time; else actual
+  LatencyHistogram latency_uncorrected; // from the actual send time
+  std::vector<std::uint64_t> per_second;  // responses completed in each second of the window
+  std::uint64_t idle_opened = 0;        // idle: connections that got their first response
+  std::uint64_t idle_alive = 0;         // idle: ... and their second one after the hold
+  double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
+  std::optional<ServerSample> server;
+
+  double requests_per_s() const { return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0; }
+  nlohmann::json to_json() const;
+  std::string summary() const;  // wrk-like text for people
+};
+
+// Set-up failures (bad URL, unresolvable host, out of file descriptors) are thrown as
+// LoadError with a message meant for the user. Failures while running are counted, not thrown.
+class LoadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+LoadResult run_load(const LoadConfig& config);
+
+// Parsing helpers shared with the CLI. Both throw LoadError with a clear message.
+struct Target {
+  std::string host;
+  std::uint16_t port = 80;
+  std::string path = "/";
+  bool echo_scheme = false;  // tcp://
+};
+Target parse_target(std::string_view url);
+// "250ms", "5s", "2m", "1h", or a plain number of seconds.
+std::chrono::milliseconds parse_duration(std::string_view text);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns {soft, hard} after.
+std::pair<std::uint64_t, std::uint64_t> raise_fd_limit();
+
+const char* mode_name(Mode m);
+
+}  // namespace shootout::load

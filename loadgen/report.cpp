@@ -1,0 +1,154 @@
+// LoadResult for machines (to_json, schema in docs/LOADGEN.md) and for people (summary).
+#include <fmt/format.h>
+
+#include "load.hpp"
+
+namespace shootout::load {
+
+namespace {
+
+nlohmann::json latency_json(const LatencyHistogram& h) {
+  const Percentiles p = h.summary();
+  return {{"count", p.count}, {"min", p.min_us},   {"mean", p.mean_us},   {"stdev", p.stdev_us},
+          {"max", p.max_us},  {"p50", p.p50_us},   {"p90", p.p90_us},     {"p99", p.p99_us},
+          {"p99_9", p.p999_us}, {"p99_99", p.p9999_us}};
+}
+
+std::string time_text(double us) {
+  if (us < 1e3) return fmt::format("{:.2f}us", us);
+  if (us < 1e6) return fmt::format("{:.2f}ms", us / 1e3);
+  return fmt::format("{:.2f}s", us / 1e6);
+}
+
+std::string bytes_text(double b) {
+  if (b < 1024) return fmt::format("{:.0f}B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.2f}KB", b / 1024);
+  if (b < 1024.0 * 1024 * 1024) return fmt::format("{:.2f}MB", b / 1024 / 1024);
+  return fmt::format("{:.2f}GB", b / 1024 / 1024 / 1024);
+}
+
+void latency_lines(std::string& out, const char* title, const LatencyHistogram& h) {
+  const Percentiles p = h.summary();
+  out += fmt::format("  {:<22} avg {:>9}  stdev {:>9}  max {:>9}\n", title, time_text(p.mean_us),
+                     time_text(p.stdev_us), time_text(p.max_us));
+  out += fmt::format("  {:<22} 50% {:>9}  90% {:>9}  99% {:>9}  99.9% {:>9}  99.99% {:>9}\n", "",
+                     time_text(p.p50_us), time_text(p.p90_us), time_text(p.p99_us),
+                     time_text(p.p999_us), time_text(p.p9999_us));
+}
+
+void error_lines(std::string& out, const ErrorCounts& e) {
+  if (e.total() == 0) {
+    out += "  Errors: none\n";
+    return;
+  }
+  out += fmt::format("  Errors: {} in total\n", e.total());
+  auto line = [&](std::uint64_t n, const char* kind, const char* why) {
+    if (n) out += fmt::format("    {:>10} {:<8} {}\n", n, kind, why);
+  };
+  line(e.connect, "connect", "connect() failed or took longer than --timeout (connection retried)");
+  line(e.read, "read", "reset, or closed by the server before a whole response arrived");
+  line(e.write, "write", "sending the request failed (reset or closed by the server)");
+  line(e.timeout, "timeout", "no whole response within --timeout (connection closed and reopened)");
+  line(e.status, "status", "HTTP status other than 2xx/3xx (still counted as a response)");
+  line(e.body, "body", "unparsable response, bytes nobody asked for, or echo bytes that differ");
+}
+
+void server_lines(std::string& out, const ServerSample& s, std::uint64_t requests) {
+  const double per = requests ? static_cast<double>(s.cpu_us) / static_cast<double>(requests) : 0;
+  out += fmt::format("Server pid {} ({}), over {:.2f}s:\n", s.pid, s.source, s.window_s);
+  out += fmt::format("  CPU {:.3f}s (user {:.3f}s, sys {:.3f}s), {:.2f}us/request\n",
+                     static_cast<double>(s.cpu_us) / 1e6, static_cast<double>(s.utime_us) / 1e6,
+                     static_cast<double>(s.stime_us) / 1e6, per);
+  out += fmt::format("  PSS {} (peak {}), RSS {} (peak {}), {} processes, {} threads\n",
+                     bytes_text(static_cast<double>(s.pss_kb) * 1024),
+                     bytes_text(static_cast<double>(s.pss_kb_peak) * 1024),
+                     bytes_text(static_cast<double>(s.rss_kb) * 1024),
+                     bytes_text(static_cast<double>(s.rss_kb_peak) * 1024), s.processes, s.threads);
+  out += fmt::format("  context switches: {} voluntary, {} involuntary{}\n", s.nvcsw, s.nivcsw,
+                     s.switches_complete ? "" : " (live threads only)");
+  out += fmt::format("  kernel TCP memory (system-wide): {} at start, {} at end, peak {}\n",
+                     bytes_text(static_cast<double>(s.tcp_mem_bytes_start)),
+                     bytes_text(static_cast<double>(s.tcp_mem_bytes)),
+                     bytes_text(static_cast<double>(s.tcp_mem_bytes_peak)));
+  if (s.server_requests) out += fmt::format("  server's own request count: {}\n", *s.server_requests);
+}
+
+}  // namespace
+
+nlohmann::json LoadResult::to_json() const {
+  const LoadConfig& c = config;
+  const double cpu = client_utime_us + client_stime_us;
+  nlohmann::json j = {
+      {"schema", "shootout-load/1"},
+      {"target", c.url},
+      {"protocol", protocol},
+      {"mode", mode_name(c.mode)},
+      {"threads", c.threads},
+      {"connections", c.connections},
+      {"pipeline", c.pipeline},
+      {"duration_s", std::chrono::duration<double>(c.duration).count()},
+      {"warmup_s", std::chrono::duration<double>(c.warmup).count()},
+      {"timeout_s", std::chrono::duration<double>(c.timeout).count()},
+      {"rate", c.rate},
+      {"connect_rate", c.connect_rate},
+      {"echo_size", c.echo_size},
+      {"elapsed_s", elapsed_s},
+      {"requests", requests},
+      {"requests_per_s", requests_per_s()},
+      {"bytes_read", bytes_read},
+      {"bytes_per_s", elapsed_s > 0 ? static_cast<double>(bytes_read) / elapsed_s : 0},
+      {"responses_total", responses_total},
+      {"sent_total", sent_total},
+      {"errors", {{"connect", errors.connect}, {"read", errors.read}, {"write", errors.write},
+                  {"timeout", errors.timeout}, {"status", errors.status}, {"body", errors.body},
+                  {"total", errors.total()}}},
+      {"latency_us", latency_json(latency)},
+      {"latency_corrected", c.mode == Mode::rate},
+      {"latency_uncorrected_us", latency_json(latency_uncorrected)},
+      {"per_second", per_second},
+      {"client_cpu", {{"utime_us", client_utime_us}, {"stime_us", client_stime_us},
+                      {"cpu_us", cpu},
+                      {"cpu_us_per_request", requests ? cpu / static_cast<double>(requests) : 0}}},
+      {"server", server ? server->to_json() : nlohmann::json(nullptr)},
+  };
+  if (c.mode == Mode::idle)
+    j["idle"] = {{"connections", c.connections}, {"opened", idle_opened}, {"alive_after_hold", idle_alive},
+                 {"hold_s", elapsed_s}};
+  if (server && requests)
+    j["server"]["cpu_us_per_request"] = static_cast<double>(server->cpu_us) / static_cast<double>(requests);
+  return j;
+}
+
+std::string LoadResult::summary() const {
+  const LoadConfig& c = config;
+  std::string out;
+  const char* how = c.mode == Mode::closed ? "closed loop" : c.mode == Mode::rate ? "constant rate" : "idle hold";
+  out += fmt::format("Running {} test @ {} ({}, {})\n", time_text(std::chrono::duration<double, std::micro>(c.duration).count()),
+                     c.url, how, protocol);
+  out += fmt::format("  {} threads and {} connections", c.threads, c.connections);
+  if (c.pipeline > 1) out += fmt::format(", pipeline {}", c.pipeline);
+  if (c.mode == Mode::rate) out += fmt::format(", {:.0f} requests/s asked", c.rate);
+  out += "\n";
+  if (c.mode == Mode::rate) {
+    latency_lines(out, "Latency (corrected)", latency);
+    latency_lines(out, "Latency (uncorrected)", latency_uncorrected);
+  } else {
+    latency_lines(out, "Latency", latency);
+  }
+  out += fmt::format("  {} requests in {:.2f}s, {} read\n", requests, elapsed_s,
+                     bytes_text(static_cast<double>(bytes_read)));
+  if (c.mode == Mode::idle)
+    out += fmt::format("  Idle hold: {} of {} connections opened and answered, {} still alive after {:.2f}s\n",
+                       idle_opened, c.connections, idle_alive, elapsed_s);
+  error_lines(out, errors);
+  out += fmt::format("Requests/sec: {:>12.2f}\n", requests_per_s());
+  out += fmt::format("Transfer/sec: {:>12}\n",
+                     bytes_text(elapsed_s > 0 ? static_cast<double>(bytes_read) / elapsed_s : 0));
+  const double cpu = client_utime_us + client_stime_us;
+  out += fmt::format("Load generator CPU: {:.3f}s ({:.2f}us/request)\n", cpu / 1e6,
+                     requests ? cpu / static_cast<double>(requests) : 0.0);
+  if (server) server_lines(out, *server, requests);
+  return out;
+}
+
+}  // namespace shootout::load

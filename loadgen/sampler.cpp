@@ -1,0 +1,338 @@
+#include "sampler.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace shootout::load {
+
+namespace {
+
+std::int64_t monotonic_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+}
+
+double thread_cpu_us() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+}
+
+// Reads a small /proc file into `buf` with one open and one or two reads; no allocation.
+// Returns the text, empty if the file is gone.
+std::string_view read_small(const char* path, char* buf, std::size_t size) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::size_t used = 0;
+  while (used < size) {
+    ssize_t n = ::read(fd, buf + used, size - used);
+    if (n <= 0) break;
+    used += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  return {buf, used};
+}
+
+std::uint64_t to_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// The number after `key` (e.g. "Pss:") in a "Key:   123 kB" style file.
+std::uint64_t field_after(std::string_view text, std::string_view key) {
+  auto at = text.find(key);
+  if (at == std::string_view::npos) return 0;
+  auto rest = text.substr(at + key.size());
+  auto begin = rest.find_first_of("0123456789");
+  if (begin == std::string_view::npos) return 0;
+  auto end = rest.find_first_not_of("0123456789", begin);
+  return to_u64(rest.substr(begin, end - begin));
+}
+
+struct ProcStat {
+  pid_t pid = 0, ppid = 0;
+  std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;  // clock ticks
+  std::uint64_t threads = 0;
+};
+
+// /proc/P/stat: "pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17) ...
+// num_threads(20)". comm may hold spaces and parentheses: fields are counted after the last ')'.
+bool parse_stat(std::string_view text, ProcStat& out) {
+  auto close = text.rfind(')');
+  if (close == std::string_view::npos) return false;
+  std::string_view rest = text.substr(close + 2);
+  std::uint64_t fields[18] = {};  // fields 3..20 of the man page
+  for (int i = 0; i < 18 && !rest.empty(); ++i) {
+    auto space = rest.find(' ');
+    auto word = rest.substr(0, space);
+    if (i > 0) fields[i] = to_u64(word);  // field 3 (state) is a letter
+    rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+  }
+  out.ppid = static_cast<pid_t>(fields[1]);
+  out.utime = fields[11];
+  out.stime = fields[12];
+  out.cutime = fields[13];
+  out.cstime = fields[14];
+  out.threads = fields[17];
+  return true;
+}
+
+// Every process on the machine: one stat read each. The tree is found from the ppid links.
+std::vector<ProcStat> all_processes() {
+  std::vector<ProcStat> procs;
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return procs;
+  char path[300];
+  char buf[1024];
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    ProcStat s;
+    s.pid = static_cast<pid_t>(to_u64(e->d_name));
+    if (parse_stat(read_small(path, buf, sizeof buf), s)) procs.push_back(s);
+  }
+  ::closedir(dir);
+  return procs;
+}
+
+// The root and all its descendants (root first), from a machine-wide list.
+std::vector<ProcStat> tree_of(pid_t root, const std::vector<ProcStat>& all) {
+  std::unordered_multimap<pid_t, const ProcStat*> children;
+  const ProcStat* top = nullptr;
+  for (const auto& p : all) {
+    children.emplace(p.ppid, &p);
+    if (p.pid == root) top = &p;
+  }
+  std::vector<ProcStat> tree;
+  if (!top) return tree;
+  tree.push_back(*top);
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    auto [lo, hi] = children.equal_range(tree[i].pid);
+    for (auto it = lo; it != hi; ++it) tree.push_back(*it->second);
+  }
+  return tree;
+}
+
+void add_memory(pid_t pid, TreeSnapshot& s) {
+  char path[64];
+  char buf[2048];
+  std::snprintf(path, sizeof path, "/proc/%d/smaps_rollup", static_cast<int>(pid));
+  auto text = read_small(path, buf, sizeof buf);
+  s.rss_kb += field_after(text, "\nRss:");
+  s.pss_kb += field_after(text, "\nPss:");
+}
+
+// Context switches of every live thread of `pid`.
+void add_switches(pid_t pid, TreeSnapshot& s) {
+  char path[320];
+  char buf[4096];
+  std::snprintf(path, sizeof path, "/proc/%d/task", static_cast<int>(pid));
+  DIR* dir = ::opendir(path);
+  if (!dir) return;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::snprintf(path, sizeof path, "/proc/%d/task/%s/status", static_cast<int>(pid), e->d_name);
+    auto text = read_small(path, buf, sizeof buf);
+    s.nvcsw += field_after(text, "\nvoluntary_ctxt_switches:");
+    s.nivcsw += field_after(text, "\nnonvoluntary_ctxt_switches:");
+  }
+  ::closedir(dir);
+}
+
+std::uint64_t tcp_mem_bytes() {
+  char buf[1024];
+  auto text = read_small("/proc/net/sockstat", buf, sizeof buf);
+  auto tcp = text.find("TCP:");
+  if (tcp == std::string_view::npos) return 0;
+  auto line = text.substr(tcp, text.find('\n', tcp) - tcp);
+  return field_after(line, " mem ") * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Asks the server for a fresh stats file: SIGUSR1, then wait for a report written after it.
+std::optional<nlohmann::json> fresh_stats(const SamplerConfig& c) {
+  const std::int64_t asked = monotonic_ns();
+  if (::kill(c.pid, SIGUSR1) != 0) return std::nullopt;
+  const std::int64_t give_up = asked + std::chrono::nanoseconds(c.stats_wait).count();
+  while (monotonic_ns() < give_up) {
+    std::ifstream in(c.stats_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto j = nlohmann::json::parse(text.str(), nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.value("monotonic_ns", std::int64_t{0}) >= asked)
+      return j;
+    timespec pause{0, 1'000'000};
+    ::nanosleep(&pause, nullptr);
+  }
+  return std::nullopt;
+}
+
+void add_rusage_json(const nlohmann::json& u, TreeSnapshot& s) {
+  s.utime_us += u.value("utime_us", std::uint64_t{0});
+  s.stime_us += u.value("stime_us", std::uint64_t{0});
+  s.nvcsw += u.value("nvcsw", std::uint64_t{0});
+  s.nivcsw += u.value("nivcsw", std::uint64_t{0});
+}
+
+std::uint64_t ticks_to_us(std::uint64_t ticks) {
+  static const auto hz = static_cast<std::uint64_t>(::sysconf(_SC_CLK_TCK));
+  return ticks * 1'000'000 / hz;
+}
+
+}  // namespace
+
+TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu) {
+  TreeSnapshot s;
+  // The stats file first: the server's own figures are taken before /proc is walked.
+  std::optional<nlohmann::json> stats;
+  if (with_cpu && !config.stats_file.empty()) stats = fresh_stats(config);
+  s.monotonic_ns = monotonic_ns();
+  const auto tree = tree_of(config.pid, all_processes());
+  s.alive = !tree.empty();
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    const ProcStat& p = tree[i];
+    ++s.processes;
+    s.threads += p.threads;
+    if (with_memory) add_memory(p.pid, s);
+    if (!with_cpu) continue;
+    if (i == 0 && stats) continue;  // the root's CPU and switches come from its report
+    s.utime_us += ticks_to_us(p.utime + p.cutime);
+    s.stime_us += ticks_to_us(p.stime + p.cstime);
+    add_switches(p.pid, s);
+  }
+  if (stats) {
+    s.from_stats_file = true;
+    if (stats->contains("self")) add_rusage_json((*stats)["self"], s);
+    if (stats->contains("children")) add_rusage_json((*stats)["children"], s);
+    if (stats->contains("requests")) s.server_requests = (*stats)["requests"].get<std::uint64_t>();
+  }
+  s.cpu_us = s.utime_us + s.stime_us;
+  s.tcp_mem_bytes = tcp_mem_bytes();
+  return s;
+}
+
+ServerSampler::ServerSampler(SamplerConfig config) : config_(std::move(config)) {
+  sample_.pid = config_.pid;
+}
+
+ServerSampler::~ServerSampler() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+TreeSnapshot ServerSampler::timed_snapshot(bool with_memory, bool with_cpu) {
+  const double cpu0 = thread_cpu_us();
+  const auto wall0 = std::chrono::steady_clock::now();
+  TreeSnapshot s = snapshot_tree(config_, with_memory, with_cpu);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0).count();
+  const double cpu = thread_cpu_us() - cpu0;
+  std::lock_guard lock(mutex_);
+  sample_.sampler_cpu_us += cpu;
+  sample_.snapshot_ms_max = std::max(sample_.snapshot_ms_max, ms);
+  return s;
+}
+
+void ServerSampler::note_memory(const TreeSnapshot& s) {
+  std::lock_guard lock(mutex_);
+  if (!s.alive) return;
+  ++sample_.memory_samples;
+  sample_.pss_kb_peak = std::max(sample_.pss_kb_peak, s.pss_kb);
+  sample_.rss_kb_peak = std::max(sample_.rss_kb_peak, s.rss_kb);
+  sample_.processes_peak = std::max(sample_.processes_peak, s.processes);
+  sample_.threads_peak = std::max(sample_.threads_peak, s.threads);
+  sample_.tcp_mem_bytes_peak = std::max(sample_.tcp_mem_bytes_peak, s.tcp_mem_bytes);
+}
+
+void ServerSampler::start() {
+  first_ = timed_snapshot(true, true);
+  note_memory(first_);
+  sample_.tcp_mem_bytes_start = first_.tcp_mem_bytes;
+  if (config_.interval.count() > 0) thread_ = std::thread([this] { periodic(); });
+}
+
+void ServerSampler::periodic() {
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, config_.interval, [this] { return stopping_; })) {
+    lock.unlock();
+    note_memory(timed_snapshot(true, false));
+    lock.lock();
+  }
+}
+
+ServerSample ServerSampler::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  const TreeSnapshot last = timed_snapshot(true, true);
+  note_memory(last);
+  std::lock_guard lock(mutex_);
+  ServerSample& r = sample_;
+  r.server_exited = !last.alive;
+  r.source = last.from_stats_file && first_.from_stats_file ? "stats-file+proc" : "proc";
+  r.switches_complete = last.from_stats_file && first_.from_stats_file;
+  r.window_s = static_cast<double>(last.monotonic_ns - first_.monotonic_ns) / 1e9;
+  r.pss_kb = last.pss_kb;
+  r.rss_kb = last.rss_kb;
+  r.processes = last.processes;
+  r.threads = last.threads;
+  r.tcp_mem_bytes = last.tcp_mem_bytes;
+  auto delta = [](std::uint64_t b, std::uint64_t a) { return b > a ? b - a : 0; };
+  r.utime_us = delta(last.utime_us, first_.utime_us);
+  r.stime_us = delta(last.stime_us, first_.stime_us);
+  r.cpu_us = r.utime_us + r.stime_us;
+  r.nvcsw = delta(last.nvcsw, first_.nvcsw);
+  r.nivcsw = delta(last.nivcsw, first_.nivcsw);
+  if (first_.server_requests && last.server_requests)
+    r.server_requests = delta(*last.server_requests, *first_.server_requests);
+  return r;
+}
+
+nlohmann::json ServerSample::to_json() const {
+  nlohmann::json j = {
+      {"pid", pid},
+      {"source", source},
+      {"window_s", window_s},
+      {"memory_kb", {{"pss", pss_kb}, {"rss", rss_kb}, {"pss_peak", pss_kb_peak},
+                     {"rss_peak", rss_kb_peak}, {"samples", memory_samples}}},
+      {"processes", processes},
+      {"threads", threads},
+      {"processes_peak", processes_peak},
+      {"threads_peak", threads_peak},
+      {"cpu_us", cpu_us},
+      {"utime_us", utime_us},
+      {"stime_us", stime_us},
+      {"voluntary_switches", nvcsw},
+      {"involuntary_switches", nivcsw},
+      {"switches_complete", switches_complete},
+      {"tcp_mem_bytes", {{"start", tcp_mem_bytes_start}, {"end", tcp_mem_bytes},
+                         {"peak", tcp_mem_bytes_peak}}},
+      {"requests", server_requests ? nlohmann::json(*server_requests) : nlohmann::json(nullptr)},
+      {"sampler_cpu_us", sampler_cpu_us},
+      {"snapshot_ms_max", snapshot_ms_max},
+      {"server_exited", server_exited},
+  };
+  return j;
+}
+
+}  // namespace shootout::load

@@ -1,0 +1,119 @@
+#pragma once
+// ServerSampler: what a server process tree costs over a measurement window.
+//
+// Given the server's pid (and, for our own servers, the path of its --stats-file), start()
+// takes a first snapshot, a background thread takes memory snapshots every `interval`, and
+// stop() takes the last one and returns the window's figures:
+//
+//   memory      PSS and RSS summed over every process of the tree (/proc/P/smaps_rollup; PSS
+//               splits shared pages among the processes that map them, so the copy-on-write
+//               pages of forked children are not counted again for each child). Last and peak.
+//   tasks       processes in the tree and threads summed over them. Last and peak.
+//   cpu         user + system CPU time used during the window by the whole tree, including
+//               threads that exited and children that were reaped during the window.
+//   switches    voluntary and involuntary context switches during the window, likewise.
+//   tcp_mem     kernel TCP socket buffer memory (/proc/net/sockstat "mem", pages), system-wide:
+//               on loopback it includes the load generator's sockets too.
+//
+// How exited threads and reaped children are counted (see docs/LOADGEN.md):
+//   * With a stats file (our servers): the sampler sends SIGUSR1, waits until the file's
+//     monotonic_ns is newer than the signal, and takes the root's CPU and context switches from
+//     its getrusage(RUSAGE_SELF) (every thread, live or exited) plus getrusage(RUSAGE_CHILDREN)
+//     (every reaped descendant). Live descendants are added from /proc. A child that is reaped
+//     during the window leaves the /proc sum and enters RUSAGE_CHILDREN with its final total,
+//     so the window difference counts it exactly once.
+//   * Without one (nginx, Apache): everything comes from /proc. /proc/P/stat's utime+stime
+//     include P's exited threads and cutime+cstime its reaped children, so CPU is complete;
+//     context switches are summed over /proc/P/task/T/status of the live threads only, so
+//     switches of threads that exited or children reaped inside the window are missed
+//     (reported with "switches_complete": false).
+//
+// Cost: one snapshot reads /proc/N/stat for every process on the machine (to find the tree),
+// smaps_rollup for each process of the tree (memory snapshots only) and one status file per
+// live thread of the tree (CPU snapshots only: at start and stop). The periodic thread takes
+// memory snapshots only. sampler_cpu_us in the result is what the snapshots cost this process.
+//
+// Threads: start() and stop() from one thread (the one that owns the sampler); the periodic
+// snapshots run on the sampler's own thread. Not copyable.
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace shootout::load {
+
+struct SamplerConfig {
+  pid_t pid = 0;
+  std::string stats_file;                    // "" = /proc only
+  std::chrono::milliseconds interval{1000};  // memory snapshots in between; 0 = none
+  std::chrono::milliseconds stats_wait{2000};  // how long to wait for the stats file
+};
+
+// One look at the tree.
+struct TreeSnapshot {
+  std::int64_t monotonic_ns = 0;
+  std::uint64_t processes = 0, threads = 0;
+  std::uint64_t pss_kb = 0, rss_kb = 0;            // memory snapshots only
+  std::uint64_t cpu_us = 0, utime_us = 0, stime_us = 0;  // CPU snapshots only
+  std::uint64_t nvcsw = 0, nivcsw = 0;
+  std::uint64_t tcp_mem_bytes = 0;
+  bool from_stats_file = false;                   // root figures from the server's report
+  std::optional<std::uint64_t> server_requests;   // the stats file's `requests`
+  bool alive = true;                              // the root pid still existed
+};
+
+struct ServerSample {
+  pid_t pid = 0;
+  std::string source;       // "stats-file+proc" or "proc"
+  double window_s = 0;
+  std::uint64_t pss_kb = 0, rss_kb = 0, pss_kb_peak = 0, rss_kb_peak = 0;
+  std::uint64_t processes = 0, threads = 0, processes_peak = 0, threads_peak = 0;
+  std::uint64_t cpu_us = 0, utime_us = 0, stime_us = 0;
+  std::uint64_t nvcsw = 0, nivcsw = 0;
+  bool switches_complete = false;  // true when exited threads / reaped children are included
+  std::uint64_t tcp_mem_bytes = 0, tcp_mem_bytes_start = 0, tcp_mem_bytes_peak = 0;
+  std::optional<std::uint64_t> server_requests;  // delta of the stats file's `requests`
+  std::uint64_t memory_samples = 0;
+  double sampler_cpu_us = 0;       // CPU the snapshots cost the sampling process
+  double snapshot_ms_max = 0;      // longest single snapshot (wall time)
+  bool server_exited = false;
+  nlohmann::json to_json() const;
+};
+
+// Takes one snapshot now. with_memory reads smaps_rollup; with_cpu reads the CPU and per-thread
+// context switches (and asks the stats file, if given). Throws nothing: a process that vanishes
+// mid-walk is skipped.
+TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu);
+
+class ServerSampler {
+ public:
+  explicit ServerSampler(SamplerConfig config);
+  ~ServerSampler();
+  ServerSampler(const ServerSampler&) = delete;
+  ServerSampler& operator=(const ServerSampler&) = delete;
+
+  void start();         // first snapshot (synchronous), then the periodic thread
+  ServerSample stop();  // stops the thread, last snapshot, the window's figures
+
+ private:
+  void periodic();
+  void note_memory(const TreeSnapshot& s);
+  TreeSnapshot timed_snapshot(bool with_memory, bool with_cpu);
+
+  SamplerConfig config_;
+  TreeSnapshot first_;
+  std::mutex mutex_;              // guards everything below, shared with the periodic thread
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  ServerSample sample_;
+  std::thread thread_;
+};
+
+}  // namespace shootout::load

@@ -1,0 +1,413 @@
+// The load generator and server sampler against real servers: a real nginx started here, and
+// build/shootout serve. Every run is bounded (short -d, few connections, 127.0.0.1 only) and
+// asserts counts and orderings, never the speed of this machine.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "histogram.hpp"
+#include "load.hpp"
+#include "sampler.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using shootout::load::LoadConfig;
+using shootout::load::LoadResult;
+using shootout::load::Mode;
+using shootout::test::Process;
+using shootout::test::ServerProcess;
+
+constexpr const char* kNginx = "/usr/sbin/nginx";
+
+std::filesystem::path temp_dir(const std::string& tag) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("loadgen-test-" + tag + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// A free loopback port: bind port 0, read it, close. nginx cannot report a port it picked.
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool port_accepts(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// nginx, one worker, in the foreground, with a few routes: / answers 200, /missing 404, and
+// /close drops the connection without answering (444).
+class Nginx {
+ public:
+  explicit Nginx(const std::string& extra = "keepalive_requests 1000000;")
+      : dir_(temp_dir("nginx")), port_(free_port()) {
+    std::ofstream(dir_ / "nginx.conf") << "worker_processes 1;\ndaemon off;\n"
+        << "pid " << (dir_ / "nginx.pid").string() << ";\n"
+        << "error_log " << (dir_ / "error.log").string() << ";\n"
+        << "worker_rlimit_nofile 4096;\nevents { worker_connections 4096; }\n"
+        << "http { access_log off; " << extra << "\n"
+        << "  client_body_temp_path " << dir_.string() << ";\n"
+        << "  server { listen 127.0.0.1:" << port_ << ";\n"
+        << "    location / { return 200 \"Hello, World!\"; }\n"
+        << "    location = /missing { return 404; }\n"
+        << "    location = /close { return 444; }\n"
+        << "  }\n}\n";
+    proc_ = std::make_unique<Process>(std::vector<std::string>{
+        kNginx, "-p", dir_.string(), "-e", (dir_ / "error.log").string(), "-c",
+        (dir_ / "nginx.conf").string()});
+    for (int i = 0; i < 500 && !port_accepts(port_); ++i) std::this_thread::sleep_for(10ms);
+  }
+  ~Nginx() {
+    proc_->signal(SIGTERM);  // the master stops its worker, then exits
+    proc_->wait(10s);
+    std::filesystem::remove_all(dir_);
+  }
+  std::string url(const std::string& path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  pid_t pid() const { return proc_->pid(); }
+
+ private:
+  std::filesystem::path dir_;
+  std::uint16_t port_;
+  std::unique_ptr<Process> proc_;
+};
+
+#define SKIP_WITHOUT_NGINX()                                                                 \
+  if (!std::filesystem::exists(kNginx))                                                      \
+  GTEST_SKIP() << kNginx << " is not installed (apt-get install nginx-light); nginx tests skipped"
+
+LoadConfig quick(const std::string& url, int connections = 4, std::chrono::milliseconds d = 1s) {
+  LoadConfig c;
+  c.url = url;
+  c.connections = connections;
+  c.threads = 1;
+  c.duration = d;
+  return c;
+}
+
+// Asks our server for its stats file (SIGUSR1) and returns its `requests` counter.
+std::uint64_t server_requests(pid_t pid, const std::string& stats) {
+  shootout::load::SamplerConfig s{pid, stats, 0ms};
+  auto snap = shootout::load::snapshot_tree(s, false, true);
+  EXPECT_TRUE(snap.from_stats_file) << "server did not write " << stats;
+  return snap.server_requests.value_or(0);
+}
+
+std::string own_url(const ServerProcess& s, const std::string& path = "/") {
+  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
+}
+
+// --- histogram ---------------------------------------------------------------------------
+
+TEST(LoadgenHistogram, QuantilesHaveThreeSignificantDigits) {
+  shootout::load::LatencyHistogram h;
+  for (int v = 1; v <= 100'000; ++v) h.record(v);  // 1 µs .. 100 ms, uniform
+  EXPECT_NEAR(h.quantile(0.5), 50'000, 50);
+  EXPECT_NEAR(h.quantile(0.99), 99'000, 99);
+  EXPECT_EQ(h.quantile(1.0), 100'000);
+  EXPECT_EQ(h.summary().min_us, 1);
+  shootout::load::LatencyHistogram other;
+  other.record(59e6);
+  h.add(other);
+  EXPECT_EQ(h.count(), 100'001u);
+  EXPECT_EQ(h.summary().max_us, 59e6);
+}
+
+// --- against nginx -------------------------------------------------------------------------
+
+TEST(LoadgenNginx, ClosedLoopCountsResponsesWithoutErrors) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  LoadConfig c = quick(nginx.url(), 8);
+  c.threads = 2;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_GT(r.requests, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(r.sent_total, r.responses_total);  // drained: every request sent was answered
+  EXPECT_GE(r.bytes_read, r.requests * 13);
+  std::uint64_t series = 0;
+  for (auto n : r.per_second) series += n;
+  EXPECT_EQ(series, r.requests);
+}
+
+TEST(LoadgenNginx, PipelinedBatchesAreAllAnswered) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  LoadConfig c = quick(nginx.url(), 2);
+  c.pipeline = 16;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_GT(r.requests, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(r.sent_total, r.responses_total);
+}
+
+// nginx closes a keep-alive connection after keepalive_requests responses; requests pipelined
+// behind the last one are never answered: a read error, and the connection is reopened.
+TEST(LoadgenNginx, RequestsLostBehindConnectionCloseAreReadErrors) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx("keepalive_requests 10;");
+  LoadConfig c = quick(nginx.url(), 1, 500ms);
+  c.pipeline = 16;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_GT(r.responses_total, 10u);  // reconnected after each close
+  EXPECT_GT(r.errors.read, 0u);
+  EXPECT_GT(r.sent_total, r.responses_total);
+}
+
+TEST(LoadgenNginx, NotFoundIsCountedAsBadStatus) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  const LoadResult r = shootout::load::run_load(quick(nginx.url("/missing"), 2, 500ms));
+  EXPECT_GT(r.errors.status, 0u);
+  EXPECT_EQ(r.errors.status, r.responses_total);
+  EXPECT_EQ(r.errors.read + r.errors.body + r.errors.connect, 0u);
+}
+
+TEST(LoadgenNginx, ClosedWithoutAnswerIsCountedAsReadErrorAndReconnected) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  const LoadResult r = shootout::load::run_load(quick(nginx.url("/close"), 2, 500ms));
+  EXPECT_EQ(r.responses_total, 0u);
+  // More read errors than connections: each failed socket was reopened and tried again.
+  EXPECT_GT(r.errors.read, 2u);
+}
+
+TEST(LoadgenNginx, EchoAgainstHttpServerIsBadBody) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  LoadConfig c = quick(nginx.url(), 1, 500ms);
+  c.echo_size = 64;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.responses_total, 0u);
+  EXPECT_GT(r.errors.body, 0u);
+}
+
+TEST(LoadgenNginx, RateModeReachesTheAskedRate) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  LoadConfig c = quick(nginx.url(), 4, 3s);
+  c.mode = Mode::rate;
+  c.rate = 2000;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_NEAR(static_cast<double>(r.requests), 6000.0, 6000.0 * 0.02);
+  EXPECT_EQ(r.latency.count(), r.requests);
+  EXPECT_EQ(r.latency_uncorrected.count(), r.requests);
+  // Measured from the intended send time, a latency can only be longer than from the actual one.
+  EXPECT_GE(r.latency.summary().max_us, r.latency_uncorrected.summary().max_us);
+}
+
+TEST(LoadgenNginx, SamplerSeesMasterAndWorkerThroughProc) {
+  SKIP_WITHOUT_NGINX();
+  Nginx nginx;
+  LoadConfig c = quick(nginx.url(), 4, 1s);
+  c.server = shootout::load::SamplerConfig{nginx.pid(), "", 200ms};
+  const LoadResult r = shootout::load::run_load(c);
+  ASSERT_TRUE(r.server.has_value());
+  const auto& s = *r.server;
+  EXPECT_EQ(s.source, "proc");
+  EXPECT_FALSE(s.switches_complete);
+  EXPECT_EQ(s.processes, 2u);  // master and one worker
+  EXPECT_EQ(s.threads, 2u);
+  EXPECT_GT(s.pss_kb, 0u);
+  EXPECT_GE(s.rss_kb, s.pss_kb);
+  EXPECT_GT(s.cpu_us, 0u);     // the worker answered thousands of requests
+  EXPECT_GT(s.nvcsw, 0u);
+  EXPECT_GE(s.memory_samples, 3u);
+  EXPECT_FALSE(s.server_requests.has_value());
+}
+
+// --- against our own server ---------------------------------------------------------------
+
+TEST(LoadgenOwnServer, RequestCountAgreesWithServerCount) {
+  auto dir = temp_dir("count");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "threaded", "--stats-file", stats});
+  const std::uint64_t before = server_requests(server.pid(), stats);
+  LoadConfig c = quick(own_url(server), 8);
+  c.threads = 2;
+  c.pipeline = 4;
+  const LoadResult r = shootout::load::run_load(c);
+  const std::uint64_t after = server_requests(server.pid(), stats);
+  EXPECT_GT(r.requests, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(after - before, r.responses_total);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadgenOwnServer, SleepLatencyIsAtLeastTheDelay) {
+  ServerProcess server({"--model", "threaded"});
+  const LoadResult r = shootout::load::run_load(quick(own_url(server, "/sleep?ms=20"), 4, 1s));
+  ASSERT_GT(r.requests, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  const auto p = r.latency.summary();
+  for (double v : {p.min_us, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.p9999_us, p.max_us})
+    EXPECT_GE(v, 20'000.0);
+}
+
+TEST(LoadgenOwnServer, RateModeLatencyCountsFromIntendedTime) {
+  ServerProcess server({"--model", "threaded"});
+  // 2 connections, 200 req/s asked, each response takes 20 ms: each connection can answer at
+  // most 50/s, so requests queue up behind their intended time. The corrected latency grows
+  // past the uncorrected one, which stays near the 20 ms of service.
+  LoadConfig c = quick(own_url(server, "/sleep?ms=20"), 2, 1s);
+  c.mode = Mode::rate;
+  c.rate = 200;
+  const LoadResult r = shootout::load::run_load(c);
+  ASSERT_GT(r.requests, 0u);
+  EXPECT_LT(r.requests, 200u);  // behind schedule, as arranged
+  EXPECT_GT(r.latency.summary().p90_us, r.latency_uncorrected.summary().p90_us);
+  EXPECT_GE(r.latency_uncorrected.summary().min_us, 20'000.0);
+}
+
+TEST(LoadgenOwnServer, TimeoutIsCountedAndConnectionReopened) {
+  ServerProcess server({"--model", "threaded"});
+  LoadConfig c = quick(own_url(server, "/sleep?ms=3000"), 2, 1s);
+  c.timeout = 200ms;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.requests, 0u);
+  EXPECT_GE(r.errors.timeout, 4u);  // 2 connections, several rounds each within 1 s
+}
+
+TEST(LoadgenOwnServer, IdleHoldKeepsEveryConnection) {
+  auto dir = temp_dir("idle");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "threaded", "--stats-file", stats});
+  LoadConfig c = quick(own_url(server), 500, 1s);
+  c.mode = Mode::idle;
+  c.threads = 2;
+  c.connect_rate = 5000;
+  c.server = shootout::load::SamplerConfig{server.pid(), stats, 250ms};
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.idle_opened, 500u);
+  EXPECT_EQ(r.idle_alive, 500u);
+  EXPECT_EQ(r.responses_total, 1000u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  ASSERT_TRUE(r.server.has_value());
+  EXPECT_EQ(r.server->source, "stats-file+proc");
+  EXPECT_TRUE(r.server->switches_complete);
+  EXPECT_GE(r.server->threads, 500u);  // thread per connection, all held during the window
+  EXPECT_EQ(r.server->processes, 1u);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadgenOwnServer, EchoVerifiesEveryByte) {
+  ServerProcess server({"--model", "threaded", "--handler", "echo"});
+  LoadConfig c = quick("tcp://127.0.0.1:" + std::to_string(server.port()), 4, 1s);
+  c.echo_size = 1000;
+  c.pipeline = 3;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_GT(r.requests, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(r.bytes_read, r.requests * 1000);
+  EXPECT_EQ(r.protocol, "echo");
+}
+
+// The CPU and switches of threads that exited during the window are counted: a thread per
+// connection exits when its connection closes, and the stats file still carries its usage.
+TEST(LoadgenOwnServer, SamplerCountsExitedThreads) {
+  auto dir = temp_dir("exited");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "threaded", "--stats-file", stats});
+  shootout::load::SamplerConfig sc{server.pid(), stats, 0ms};
+  shootout::load::ServerSampler sampler(sc);
+  sampler.start();
+  // Idle hold on its own: 50 connections, each a thread that exits when the load closes it.
+  LoadConfig c = quick(own_url(server, "/cpu?us=2000"), 50, 100ms);
+  c.mode = Mode::idle;
+  const LoadResult r = shootout::load::run_load(c);
+  ASSERT_EQ(r.idle_alive, 50u);
+  for (int i = 0; i < 200 && shootout::test::thread_count(server.pid()) > 10; ++i)
+    std::this_thread::sleep_for(10ms);
+  const auto s = sampler.stop();
+  // 100 requests of 2 ms CPU each ran on threads that are gone now.
+  EXPECT_GE(s.cpu_us, 100u * 2000u * 9 / 10);
+  EXPECT_GE(s.nvcsw + s.nivcsw, 50u);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// --- the command line ---------------------------------------------------------------------
+
+int run_cli(std::vector<std::string> args, std::string* out = nullptr, std::string* err = nullptr,
+            long nofile = 0) {
+  args.insert(args.begin(), {shootout::test::shootout_binary(), "load"});
+  Process p(args, nofile);
+  const int status = p.wait(60s);
+  if (out) *out = p.stdout_text();
+  if (err) *err = p.stderr_text();
+  return status;
+}
+
+TEST(LoadgenCli, BadFlagsExitTwo) {
+  std::string err;
+  EXPECT_EQ(run_cli({"-c", "many", "http://127.0.0.1:1/"}, nullptr, &err), 2);
+  EXPECT_NE(err.find("Usage"), std::string::npos);
+  EXPECT_EQ(run_cli({"-d", "5parsecs", "http://127.0.0.1:1/"}), 2);
+  EXPECT_EQ(run_cli({"--no-such-flag", "http://127.0.0.1:1/"}), 2);
+  EXPECT_EQ(run_cli({"--server-stats", "/tmp/x"}), 2);  // needs --server-pid, and a URL
+  EXPECT_EQ(run_cli({}), 2);
+}
+
+TEST(LoadgenCli, JsonOutputFollowsTheSchema) {
+  auto dir = temp_dir("json");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "threaded", "--stats-file", stats});
+  std::string out;
+  ASSERT_EQ(run_cli({"-c", "4", "-d", "1s", "--json", "--server-pid", std::to_string(server.pid()),
+                     "--server-stats", stats, own_url(server)},
+                    &out),
+            0);
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["schema"], "shootout-load/1");
+  EXPECT_EQ(j["mode"], "closed");
+  EXPECT_GT(j["requests"].get<std::uint64_t>(), 0u);
+  for (const char* k : {"p50", "p90", "p99", "p99_9", "p99_99", "max"})
+    EXPECT_TRUE(j["latency_us"].contains(k)) << k;
+  for (const char* k : {"connect", "read", "write", "timeout", "status", "body"})
+    EXPECT_EQ(j["errors"][k], 0) << k;
+  EXPECT_EQ(j["server"]["source"], "stats-file+proc");
+  EXPECT_GT(j["server"]["cpu_us"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(j["client_cpu"]["cpu_us"].get<double>(), 0.0);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadgenCli, RunningOutOfDescriptorsIsAClearMessage) {
+  ServerProcess server({"--model", "threaded"});
+  std::string err;
+  EXPECT_EQ(run_cli({"-c", "100", "-d", "1s", own_url(server)}, nullptr, &err, 64), 1);
+  EXPECT_NE(err.find("RLIMIT_NOFILE is 64"), std::string::npos) << err;
+  EXPECT_NE(err.find("of the 100 connections could be opened"), std::string::npos) << err;
+}
+
+}  // namespace
