@@ -26,8 +26,13 @@ void block_server_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-void unblock_signals_in_child() {
-  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD}) std::signal(s, SIG_DFL);
+void unblock_signals_in_child(void (*on_stop)(int)) {
+  for (int s : {SIGUSR1, SIGUSR2, SIGCHLD}) std::signal(s, SIG_DFL);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   sigset_t set = server_signals();
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }

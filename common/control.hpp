@@ -8,8 +8,10 @@
 //                           on_stop (once); a second one exits at once with status 1. SIGUSR1
 //                           writes the stats file. SIGCHLD runs on_child (forked model).
 //                           Callbacks run on the control thread.
-//   unblock_signals_in_child()  a forked child restores default dispositions and an empty mask
-//                           (it inherits the parent's blocked set), before installing its own.
+//   unblock_signals_in_child(on_stop)  a forked child (which inherits the parent's blocked set)
+//                           installs `on_stop` for SIGTERM and SIGINT (no SA_RESTART), restores
+//                           the default for the others, and only then unblocks them, so a stop
+//                           signal already pending reaches the child's own handler.
 #include <functional>
 #include <string>
 #include <thread>
@@ -17,7 +19,7 @@
 namespace shootout {
 
 void block_server_signals();
-void unblock_signals_in_child();
+void unblock_signals_in_child(void (*on_stop)(int));
 
 class SignalControl {
  public:

@@ -30,6 +30,8 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 const std::vector<Variant> kVariants = {
     {"threaded", {"--model", "threaded"}},
     {"threaded_pool", {"--model", "threaded", "--pool", "256"}},
+    {"forked", {"--model", "forked"}},
+    {"forked_prefork", {"--model", "forked", "--prefork", "256"}},
 };
 
 // Orphans of a server (a forked child that outlived its parent) are re-parented to the test

@@ -109,6 +109,8 @@ Response read_response(Conn& c, bool head_request) {
     }
     std::string more = c.read_some();
     if (more.empty()) {
+      // EOF before any byte: no response at all (Beast would complete an empty parser as 200).
+      if (!p.got_some()) return {};
       // EOF: a response whose body runs to EOF is complete now
       boost::beast::error_code ec;
       p.put_eof(ec);

@@ -1,0 +1,293 @@
+// The forked model. One flow of control per connection, and that flow is a whole process: the
+// kernel's scheduler is the event loop, each blocked read(2) is a parked process, and every
+// connection costs a fork(2), its own address space (copy-on-write) and a reap.
+//
+// Processes and threads:
+//   parent main     accepts and forks a child per connection (per connection), or keeps the
+//                   pool at N workers, forking a replacement when one dies (prefork)
+//   parent control  sigwait; SIGTERM/SIGINT calls stop(), SIGCHLD calls reap()
+//   child           serves one connection (per connection) or accepts and serves one connection
+//                   at a time (prefork worker) with serve_connection() over a blocking socket,
+//                   then leaves with _exit(0). It is single-threaded: fork copies only the
+//                   calling thread, so the control thread does not exist there, and the child
+//                   never touches SignalControl or the parent's mutex (which fork may have
+//                   copied locked).
+// Shutdown: stop() marks the server stopping, shuts the listener (waking accept in the parent
+// and in every worker) and sends SIGTERM to every child. A child's own handler sets its flag and
+// shuts the read side of its connection, so a child parked in read() sees EOF while a child busy
+// with a response finishes it. main waits up to --grace for the last child, then SIGKILLs the
+// stragglers and still reaps them: no process outlives the server.
+// Accounting: children are reaped as soon as SIGCHLD arrives, so getrusage(RUSAGE_CHILDREN) in
+// the stats file holds every finished child; counters() live in a shared page mapped before fork.
+#include "server.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "blocking_io.hpp"
+#include "control.hpp"
+#include "log.hpp"
+#include "net.hpp"
+#include "serve_connection.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+
+// A child's stop state, set by its own SIGTERM/SIGINT handler. Each child has its own copy
+// (fork copies memory); the parent never sets these. Lock-free atomics are signal-safe.
+std::atomic<bool> child_stopping{false};
+std::atomic<int> child_conn{-1};  // the connection being served, or -1
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_child_stop(int) {
+  child_stopping.store(true, std::memory_order_relaxed);
+  // shutdown(2) is async-signal-safe. A child parked in read() sees EOF; one busy with a
+  // response finishes it, then serve_connection() sees child_stopping and returns.
+  int fd = child_conn.load(std::memory_order_relaxed);
+  if (fd >= 0) ::shutdown(fd, SHUT_RD);
+}
+
+class ForkedServer {
+ public:
+  ForkedServer(const ServeOptions& options, const Handler& handler)
+      : options_(options), handler_(handler), parent_pid_(::getpid()) {}
+
+  int run() {
+    listen_fd_ = open_listener({options_.host, options_.port, options_.backlog, false, false});
+    SignalControl control({[this] { stop(); }, [this] { reap(); }}, options_.stats_file,
+                          options_.model);
+    if (options_.prefork > 0 && !start_pool()) {
+      wait_for_children();
+      ::close(listen_fd_);
+      return 1;
+    }
+    announce_listening(options_.host, local_port(listen_fd_));
+    if (options_.prefork > 0)
+      keep_pool();
+    else
+      accept_loop();
+    bool drained = wait_for_children();
+    ::close(listen_fd_);
+    return drained ? 0 : 1;  // ~SignalControl then writes the stats file, children all reaped
+  }
+
+ private:
+  // Parent, control thread.
+  void stop() {
+    std::lock_guard lock(mu_);
+    stopping_.store(true);
+    ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() in main and in every worker
+    for (pid_t pid : children_) ::kill(pid, SIGTERM);
+    cv_.notify_all();
+  }
+
+  // Parent, control thread, on SIGCHLD. Signals coalesce (one SIGCHLD may stand for many
+  // exits), so reap until nothing is left. Holding mu_ means a child is never reaped before
+  // fork_child() has recorded it.
+  void reap() {
+    std::lock_guard lock(mu_);
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      children_.erase(pid);
+      if (WIFSIGNALED(status) && !stopping_) {
+        static RateLimit rl;
+        std::uint64_t dropped = 0;
+        if (rl.allow(&dropped))
+          log_line("child {} killed by signal {} ({} more not logged)", pid, WTERMSIG(status),
+                   dropped);
+      }
+    }
+    cv_.notify_all();
+  }
+
+  // Parent main thread: process per connection. Waits for a free slot (--max-procs) *before*
+  // accepting, so excess connections queue in the kernel's backlog instead of failing.
+  void accept_loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return live() < options_.max_procs || stopping_; });
+        if (stopping_) return;
+      }
+      int fd = accept_one();
+      if (fd < 0) {
+        if (stopping_) return;
+        continue;
+      }
+      if (fork_child([this, fd] { serve_one(fd); }) < 0) {
+        static RateLimit rl;
+        std::uint64_t dropped = 0;
+        if (rl.allow(&dropped))
+          log_line("cannot fork ({}); closing the connection ({} more dropped)",
+                   std::strerror(errno), dropped);
+        counters().errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      ::close(fd);  // the child has its own copy
+    }
+  }
+
+  // Parent main thread: prefork. Forks the first N workers; false if the kernel refuses one.
+  bool start_pool() {
+    for (int i = 0; i < options_.prefork; ++i) {
+      if (fork_child([this] { pool_worker(); }) < 0) {
+        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork,
+                 std::strerror(errno));
+        stop();
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Parent main thread: prefork. Replaces every worker that dies, until stop().
+  void keep_pool() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      cv_.wait(lock, [&] { return live() < options_.prefork || stopping_; });
+      if (stopping_) return;
+      lock.unlock();
+      if (fork_child([this] { pool_worker(); }) < 0) {
+        static RateLimit rl;
+        if (rl.allow()) log_line("cannot fork a replacement worker: {}", std::strerror(errno));
+        counters().errors.fetch_add(1, std::memory_order_relaxed);
+        lock.lock();
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_.load(); });
+        continue;
+      }
+      lock.lock();
+    }
+  }
+
+  // Parent main thread only (fork copies the calling thread, and only main may be copied: the
+  // child must not inherit a half-finished control-thread callback). Runs `body` in the child,
+  // which never returns. Returns the pid, or -1 with errno set (EAGAIN, ENOMEM).
+  template <class Body>
+  pid_t fork_child(Body body) {
+    std::lock_guard lock(mu_);  // reap() cannot see the child before it is recorded
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      body();
+      _exit(0);  // never reached: bodies end in _exit
+    }
+    if (pid < 0) return -1;
+    children_.insert(pid);
+    if (stopping_) ::kill(pid, SIGTERM);  // forked just as stop() swept the set
+    return pid;
+  }
+
+  // Child: first thing after fork. The child inherited the parent's mask (every server signal
+  // blocked, as the control thread expects); it installs its own stop handler and only then
+  // unblocks, so a SIGTERM already pending reaches that handler. No SA_RESTART, so a worker
+  // blocked in accept() returns EINTR and checks its flag.
+  void enter_child() {
+    unblock_signals_in_child(on_child_stop);
+    // If the parent dies without stopping us (SIGKILL), we are told to stop too: no orphan
+    // keeps serving. Checked once more in case it died before the prctl.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent_pid_) child_stopping.store(true);
+  }
+
+  // Child, process per connection.
+  [[noreturn]] void serve_one(int fd) {
+    enter_child();
+    ::close(listen_fd_);
+    serve(fd);
+    _exit(0);  // no atexit handlers, static destructors or stdio flushes of the parent
+  }
+
+  // Child, prefork worker: accept and serve one connection at a time, until stopped or the
+  // listener is shut (EINVAL).
+  [[noreturn]] void pool_worker() {
+    enter_child();
+    while (!child_stopping.load()) {
+      int fd = accept_one();
+      if (fd < 0) {
+        if (errno == EINVAL) break;
+        continue;
+      }
+      serve(fd);
+    }
+    _exit(0);
+  }
+
+  // Parent main thread or worker. Returns -1 on a failure that the caller retries or ends on;
+  // errno stays that of accept4 (EINVAL once stop() shut the listener).
+  int accept_one() {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Out of descriptors: leave the connection in the backlog and try again shortly.
+      static RateLimit rl;
+      if (rl.allow()) log_line("accept: {}; retrying in 10 ms", std::strerror(err));
+      counters().errors.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    errno = err;
+    return -1;  // EINTR, ECONNABORTED, or EINVAL once stop() shut the listener
+  }
+
+  // Child: owns fd from here on and closes it.
+  void serve(int fd) noexcept {
+    counters().connections.fetch_add(1, std::memory_order_relaxed);
+    set_nodelay(fd);
+    child_conn.store(fd);  // from here a stop signal shuts its read side
+    try {
+      auto session = handler_.new_session();
+      BlockingSocketIo io(fd, child_stopping, options_.idle_timeout);
+      serve_connection(*session, io, options_);
+    } catch (const std::exception& e) {
+      log_line("connection dropped: {}", e.what());
+    }
+    child_conn.store(-1);
+    ::close(fd);
+  }
+
+  // Parent main thread, after stop(): waits up to --grace for the children to finish, then
+  // SIGKILLs the rest and waits for reap() to collect them, so none is left behind.
+  bool wait_for_children() {
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, options_.grace, [&] { return children_.empty(); })) return true;
+    log_line("{} children still busy after the {} ms grace period; killing them",
+             children_.size(), options_.grace.count());
+    for (pid_t pid : children_) ::kill(pid, SIGKILL);
+    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return children_.empty(); }))
+      log_line("{} children not reaped 10 s after SIGKILL", children_.size());
+    return false;
+  }
+
+  // Caller holds mu_.
+  int live() const { return static_cast<int>(children_.size()); }
+
+  const ServeOptions& options_;
+  const Handler& handler_;
+  const pid_t parent_pid_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;                       // guards everything below, and stopping_'s transitions
+  std::condition_variable cv_;          // a child was reaped, or stopping_ rose
+  std::unordered_set<pid_t> children_;  // live (not yet reaped) children
+};
+
+}  // namespace
+
+int run_forked(const ServeOptions& options, const Handler& handler) {
+  ForkedServer server(options, handler);
+  return server.run();
+}
+
+}  // namespace shootout

@@ -1,0 +1,259 @@
+// The forked model's own promises, checked against real processes (the integration suite covers
+// the protocol for both forms): children are reaped, a killed child or worker does not take the
+// server down, --max-procs holds, a failed fork is survived, reaped children's CPU reaches the
+// stats file, and no process outlives the server, even when the grace period runs out or the
+// parent is killed.
+#include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "client.hpp"
+#include "server_process.hpp"
+
+namespace shootout::test {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Polls `done` every 10 ms, at most `tries` times. Bounds every wait in this file.
+bool eventually(const std::function<bool()>& done, int tries = 1000) {
+  for (int i = 0; i < tries; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return done();
+}
+
+std::string request_closing(std::string_view target) {
+  return get_request(target, "Connection: close\r\n");
+}
+
+class ForkedTest : public ::testing::Test {
+ protected:
+  // Orphans of a server are re-parented to this process, so "nothing left behind" is visible.
+  void SetUp() override { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+  std::string stats_path() const {
+    return testing::TempDir() + "forked-stats-" + std::to_string(getpid()) + ".json";
+  }
+  // The server's stats file, freshly written on SIGUSR1 (the old one is removed first, and the
+  // new one appears by rename, so it is read whole).
+  nlohmann::json stats(ServerProcess& s) {
+    const std::string path = stats_path();
+    std::filesystem::remove(path);
+    s.process().signal(SIGUSR1);
+    if (!eventually([&] { return std::filesystem::exists(path); })) return {};
+    std::ifstream f(path);
+    return nlohmann::json::parse(f, nullptr, false);
+  }
+  // Waits until the server has started `n` responses (its request counter, shared by children).
+  void wait_for_requests(ServerProcess& s, std::uint64_t n) {
+    ASSERT_TRUE(eventually([&] { return stats(s).value("requests", 0ull) >= n; }, 500));
+  }
+  static std::int64_t children_cpu_us(const nlohmann::json& j) {
+    return j["children"]["utime_us"].get<std::int64_t>() +
+           j["children"]["stime_us"].get<std::int64_t>();
+  }
+  static void expect_clean_stop(ServerProcess& s) {
+    EXPECT_EQ(s.stop(), 0) << s.process().stderr_text();
+    EXPECT_TRUE(children_of(getpid()).empty()) << "a process of the server outlived it";
+  }
+};
+
+TEST_F(ForkedTest, NoZombiesAfterTwoThousandShortConnections) {
+  ServerProcess s({"--model", "forked"});
+  for (int i = 0; i < 2000; ++i) {
+    Conn c(s.port());
+    ASSERT_TRUE(c.send(request_closing("/")));
+    ASSERT_EQ(read_response(c).status, 200) << "connection " << i;
+  }
+  // The last child exits after its response; SIGCHLD then reaps it. Nothing may stay behind.
+  EXPECT_TRUE(eventually([&] { return children_of(s.pid()).empty(); }))
+      << children_of(s.pid()).size() << " children left";
+  EXPECT_FALSE(has_zombie_child(s.pid()));
+  expect_clean_stop(s);
+}
+
+TEST_F(ForkedTest, ServerGoesOnAfterAChildIsKilledMidResponse) {
+  ServerProcess s({"--model", "forked", "--stats-file", stats_path()});
+  Conn busy(s.port());
+  busy.send(get_request("/sleep?ms=2000"));
+  wait_for_requests(s, 1);
+  auto kids = children_of(s.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  ::kill(kids[0], SIGKILL);
+  EXPECT_EQ(busy.read_all(), "");  // the connection died with its process, unanswered
+  EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  EXPECT_TRUE(eventually([&] { return children_of(s.pid()).empty(); }));
+  EXPECT_FALSE(has_zombie_child(s.pid()));
+  expect_clean_stop(s);
+}
+
+TEST_F(ForkedTest, PreforkReplacesAKilledWorker) {
+  constexpr std::size_t kWorkers = 3;
+  ServerProcess s({"--model", "forked", "--prefork", std::to_string(kWorkers), "--stats-file",
+                   stats_path()});
+  ASSERT_TRUE(eventually([&] { return children_of(s.pid()).size() == kWorkers; }));
+  Conn busy(s.port());
+  busy.send(get_request("/sleep?ms=2000"));
+  wait_for_requests(s, 1);
+  // The worker serving `busy` holds one descriptor more than the idle ones: the connection.
+  auto kids = children_of(s.pid());
+  auto serving = *std::max_element(kids.begin(), kids.end(),
+                                   [](pid_t a, pid_t b) { return fd_count(a) < fd_count(b); });
+  ::kill(serving, SIGKILL);
+  EXPECT_EQ(busy.read_all(), "");
+  EXPECT_TRUE(eventually([&] {
+    auto now = children_of(s.pid());
+    return now.size() == kWorkers && std::find(now.begin(), now.end(), serving) == now.end();
+  })) << "the pool did not return to " << kWorkers << " workers";
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  expect_clean_stop(s);
+}
+
+TEST_F(ForkedTest, MaxProcsCapsLiveChildren) {
+  ServerProcess s({"--model", "forked", "--max-procs", "3"});
+  std::atomic<bool> done{false};
+  std::size_t most = 0;
+  std::thread watcher([&] {
+    while (!done) {
+      most = std::max(most, children_of(s.pid()).size());
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  });
+  std::vector<Conn> conns;
+  for (int i = 0; i < 6; ++i) {
+    conns.emplace_back(s.port());
+    ASSERT_TRUE(conns.back().send(request_closing("/sleep?ms=300")));
+  }
+  int answered = 0;
+  for (auto& c : conns) answered += read_response(c).status == 200;
+  done = true;
+  watcher.join();
+  EXPECT_EQ(answered, 6);  // the excess waited in the backlog, then was served
+  EXPECT_EQ(most, 3u);  // the cap was reached and never passed
+  expect_clean_stop(s);
+}
+
+// A pids cgroup with a limit: the honest way to make fork(2) fail with EAGAIN for root, who
+// is exempt from RLIMIT_NPROC. Removed at the end (it is empty once the server has exited).
+class PidsCgroup {
+ public:
+  PidsCgroup() {
+    for (const char* root : {"/sys/fs/cgroup/pids", "/sys/fs/cgroup"}) {
+      std::filesystem::path dir =
+          std::filesystem::path(root) / ("shootout-forked-test-" + std::to_string(getpid()));
+      if (!std::filesystem::exists(std::filesystem::path(root) / "cgroup.procs")) continue;
+      if (::mkdir(dir.c_str(), 0755) != 0) continue;
+      if (std::filesystem::exists(dir / "pids.max")) {
+        dir_ = dir;
+        return;
+      }
+      ::rmdir(dir.c_str());
+    }
+  }
+  ~PidsCgroup() {
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  bool ok() const { return !dir_.empty(); }
+  bool write(const std::string& file, const std::string& value) {
+    std::ofstream f(dir_ / file);
+    f << value << std::flush;
+    return static_cast<bool>(f);
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+TEST_F(ForkedTest, FailedForkIsLoggedAndSurvived) {
+  PidsCgroup cg;
+  if (!cg.ok())
+    GTEST_SKIP() << "needs a writable pids cgroup (root with /sys/fs/cgroup/pids or cgroup v2 "
+                    "with the pids controller) to make fork fail; root ignores RLIMIT_NPROC";
+  ServerProcess s({"--model", "forked", "--stats-file", stats_path()});
+  // The server's two threads (main, control) are its whole allowance: every fork fails.
+  ASSERT_TRUE(cg.write("cgroup.procs", std::to_string(s.pid())));
+  ASSERT_TRUE(cg.write("pids.max", "2"));
+  for (int i = 0; i < 20; ++i) {
+    Conn c(s.port());
+    c.send(request_closing("/"));
+    EXPECT_EQ(c.read_all(), "") << "fork should have failed: closed unanswered";
+  }
+  EXPECT_GE(stats(s).value("errors", 0ull), 20u);
+  EXPECT_NE(s.process().stderr_text().find("cannot fork"), std::string::npos);
+  ASSERT_TRUE(cg.write("pids.max", "max"));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  expect_clean_stop(s);
+}
+
+TEST_F(ForkedTest, ReapedChildrenCpuReachesTheStatsFile) {
+  ServerProcess s({"--model", "forked", "--stats-file", stats_path()});
+  const auto before = stats(s);
+  ASSERT_FALSE(before.is_discarded());
+  constexpr int kConns = 20, kBurnUs = 5000;
+  for (int i = 0; i < kConns; ++i) {
+    Conn c(s.port());
+    c.send(request_closing("/cpu?us=" + std::to_string(kBurnUs)));
+    ASSERT_EQ(read_response(c).status, 200);
+  }
+  ASSERT_TRUE(eventually([&] { return children_of(s.pid()).empty(); }));
+  const auto after = stats(s);
+  ASSERT_FALSE(after.is_discarded());
+  // Each child burned kBurnUs of its own CPU clock and was then reaped into RUSAGE_CHILDREN.
+  EXPECT_GE(children_cpu_us(after) - children_cpu_us(before), kConns * kBurnUs * 9 / 10);
+  EXPECT_EQ(after.value("requests", 0ull) - before.value("requests", 0ull), kConns + 0ull);
+  EXPECT_EQ(after.value("connections", 0ull) - before.value("connections", 0ull), kConns + 0ull);
+  expect_clean_stop(s);
+}
+
+// Past --grace the stragglers are SIGKILLed and reaped: exit 1 (not a clean drain), and no
+// process remains. Both forms.
+class ForkedGraceTest : public ForkedTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ForkedGraceTest, StragglersAreKilledAfterTheGracePeriod) {
+  ServerProcess s({"--model", "forked", "--prefork", std::to_string(GetParam()), "--grace", "300",
+                   "--stats-file", stats_path()});
+  Conn busy(s.port());
+  busy.send(get_request("/sleep?ms=5000"));
+  wait_for_requests(s, 1);
+  s.process().signal(SIGTERM);
+  EXPECT_EQ(busy.read_all(), "");  // killed before it could answer
+  EXPECT_EQ(s.process().wait(std::chrono::seconds(30)), 1);
+  EXPECT_NE(s.process().stderr_text().find("grace period"), std::string::npos);
+  EXPECT_TRUE(children_of(getpid()).empty()) << "a process of the server outlived it";
+}
+
+INSTANTIATE_TEST_SUITE_P(Forms, ForkedGraceTest, ::testing::Values(0, 2),
+                         [](const auto& p) { return p.param ? "prefork" : "per_connection"; });
+
+TEST_F(ForkedTest, WorkersStopWhenTheParentIsKilled) {
+  ServerProcess s({"--model", "forked", "--prefork", "2"});
+  ASSERT_TRUE(eventually([&] { return children_of(s.pid()).size() == 2; }));
+  auto workers = children_of(s.pid());
+  s.process().signal(SIGKILL);
+  ASSERT_EQ(s.process().wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  // PR_SET_PDEATHSIG sends each worker SIGTERM; they are now our children (subreaper).
+  for (pid_t w : workers) {
+    bool gone = eventually([&] { return ::waitpid(w, nullptr, WNOHANG) == w; });
+    EXPECT_TRUE(gone) << "worker " << w << " outlived its parent";
+    if (!gone) {
+      ::kill(w, SIGKILL);
+      ::waitpid(w, nullptr, 0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace shootout::test
