@@ -32,6 +32,11 @@ const std::vector<Variant> kVariants = {
     {"threaded_pool", {"--model", "threaded", "--pool", "256"}},
     {"forked", {"--model", "forked"}},
     {"forked_prefork", {"--model", "forked", "--prefork", "256"}},
+    {"evented", {"--model", "evented"}},
+    {"evented_poll", {"--model", "evented", "--poller", "poll"}},
+    {"evented_select", {"--model", "evented", "--poller", "select"}},
+    {"evented_loops2", {"--model", "evented", "--loops", "2"}},
+    {"evented_offload", {"--model", "evented", "--offload-cpu"}},
 };
 
 // Orphans of a server (a forked child that outlived its parent) are re-parented to the test

@@ -1,0 +1,74 @@
+#pragma once
+// The poller seam: the one place an event loop talks to the kernel's readiness API.
+//
+// A Poller only *reports* readiness; the caller dispatches. Backends are picked at run time by
+// name, so one binary can compare them under the same load:
+//
+//   epoll   the interest list lives in the kernel (a red-black tree); wait() returns only the
+//           ready descriptors: O(ready) per call.
+//   poll    the interest list is an array we pass in on every call; the kernel and then we walk
+//           all of it: O(watched) per call.
+//   select  like poll, with fixed-size bitmaps: descriptors at or above FD_SETSIZE (1024) cannot
+//           be watched at all, and add() refuses them with EINVAL instead of writing past the
+//           end of an fd_set.
+//
+// All three are level-triggered: a descriptor stays ready until the caller drains it, so the
+// caller may read once per wake-up and come back later.
+//
+// Rules for callers:
+//   - remove(fd) before close(fd): poll and select would report a closed descriptor (POLLNVAL
+//     or EBADF), and epoll would keep a descriptor that was dup()ed elsewhere.
+//   - kHangup is always reported when the kernel says so; it need not be asked for. select
+//     cannot tell a hang-up from readability, so there it shows up as kReadable only.
+//
+// Thread: a Poller belongs to the loop that created it; every call comes from that loop's
+// thread. Owns its kernel object (the epoll descriptor), not the watched descriptors.
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace shootout {
+
+enum PollEvents : std::uint32_t {
+  kReadable = 1,
+  kWritable = 2,
+  kHangup = 4,  // error or hang-up
+};
+
+struct PollEvent {
+  int fd;
+  std::uint32_t events;  // PollEvents bits
+};
+
+class Poller {
+ public:
+  virtual ~Poller() = default;
+
+  // "epoll" | "poll" | "select". Throws std::invalid_argument for another name,
+  // std::system_error if the kernel refuses (epoll_create1).
+  static std::unique_ptr<Poller> create(std::string_view backend);
+  // The backend names create() accepts, for usage messages.
+  static constexpr std::string_view kBackends[] = {"epoll", "poll", "select"};
+
+  virtual std::string_view name() const = 0;
+
+  // Start, change, stop watching fd for `events` (kReadable|kWritable; 0 watches for hang-up
+  // only). add/modify return 0 or an errno value: EEXIST (add of a watched fd), ENOENT (modify
+  // of an unwatched fd), EINVAL (select: fd >= FD_SETSIZE, with no memory touched), or what the
+  // kernel said. remove() of an unwatched fd does nothing.
+  virtual int add(int fd, std::uint32_t events) = 0;
+  virtual int modify(int fd, std::uint32_t events) = 0;
+  virtual void remove(int fd) = 0;
+
+  // Waits up to timeout_ms (-1: no limit) and fills `ready` (cleared first), one entry per
+  // ready descriptor. Returns the count; 0 on timeout or EINTR.
+  virtual int wait(std::vector<PollEvent>& ready, int timeout_ms) = 0;
+};
+
+// The backends, for create() and for tests that name one directly.
+std::unique_ptr<Poller> make_epoll_poller();
+std::unique_ptr<Poller> make_poll_poller();
+std::unique_ptr<Poller> make_select_poller();
+
+}  // namespace shootout

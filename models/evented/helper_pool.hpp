@@ -1,0 +1,86 @@
+#pragma once
+// The helper pool: threads that run blocking work (/file, and /cpu with --offload-cpu) so the
+// event loop never waits on it, and the inbox through which results return to a loop.
+//
+//   loop thread                        pool thread
+//   submit({work, inbox, fd, gen}) --> jobs_ (under mu_) --> run_work_inline(work)
+//                                                            inbox.post(result): push under the
+//                                                            inbox lock; write the eventfd if
+//                                                            the inbox was empty
+//   poll phase: eventfd readable
+//   inbox.take(): swap the vector out under the lock, run on_work_done() outside it
+//
+// Pool threads never touch sockets or sessions: they see a copy of the Work and hand back a
+// WorkResult tagged with (fd, generation), which the loop checks against the live connection.
+// Lock order: a pool thread releases the pool lock before it takes an inbox lock; the loop
+// holds the inbox lock only for the swap. No thread ever holds both.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "handler.hpp"
+
+namespace shootout {
+
+struct Completion {
+  int fd;              // the connection that asked for the work ...
+  std::uint32_t gen;   // ... and its generation, so a reused descriptor is not confused
+  WorkResult result;
+};
+
+// One per loop. Owns the loop's wake-up eventfd, which also carries stop requests.
+class Inbox {
+ public:
+  Inbox();   // throws std::system_error if eventfd fails
+  ~Inbox();
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
+
+  int fd() const { return efd_; }  // watch for kReadable
+  // Any thread: queue a result and wake the loop.
+  void post(Completion c);
+  // Any thread: wake the loop with nothing queued (stop requests).
+  void wake();
+  // Loop thread: reset the eventfd and move every queued result into `into` (cleared first).
+  void take(std::vector<Completion>& into);
+
+ private:
+  int efd_;
+  std::mutex mu_;
+  std::vector<Completion> done_;  // guarded by mu_
+};
+
+class HelperPool {
+ public:
+  struct Job {
+    Work work;       // a copy: the session may be gone by the time it runs
+    Inbox* inbox = nullptr;  // where the result goes
+    int fd = -1;
+    std::uint32_t gen = 0;
+  };
+
+  // Starts `threads` threads. Throws std::system_error if the kernel refuses one.
+  explicit HelperPool(int threads);
+  // Stops the threads once the jobs queued so far have run, and joins them.
+  ~HelperPool();
+  HelperPool(const HelperPool&) = delete;
+  HelperPool& operator=(const HelperPool&) = delete;
+
+  // Any thread.
+  void submit(Job job);
+
+ private:
+  void run();
+  void shutdown();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;  // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace shootout

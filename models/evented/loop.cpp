@@ -1,0 +1,484 @@
+#include "evented/loop.hpp"
+
+#include <fcntl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "log.hpp"
+#include "net.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+
+constexpr std::size_t kReadBuffer = 64 * 1024;  // shared by every connection of the loop
+constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
+constexpr std::int64_t kAcceptPauseMs = 100;
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Milliseconds from `now` to `due`, rounded up so a timer never fires early, clamped to int.
+int ms_until(std::int64_t due, std::int64_t now) {
+  std::int64_t d = due - now;
+  if (d <= 0) return 0;
+  return d > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(d);
+}
+
+bool transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+
+}  // namespace
+
+// Output the socket has not taken yet. Exists only while some is pending.
+struct EventLoop::Output {
+  std::string data;
+  std::size_t sent = 0;
+};
+
+// One connection: 64 bytes, plus the Session (a few bytes while idle). No buffers while idle:
+// reads go to the loop-wide in_, writes leave from the loop-wide out_, and only output the
+// socket refuses is copied into an Output.
+struct EventLoop::Conn : DeadlineLink {
+  std::unique_ptr<Session> session;
+  std::unique_ptr<Output> output;  // nullptr when nothing is queued
+  int fd = -1;
+  std::uint32_t gen = 0;           // distinguishes this connection from a later one on fd
+  Next after = Next::read;         // what the session wants once the queued output is sent
+  std::uint8_t interest = 0;       // what the poller watches now (PollEvents bits)
+  bool closing = false;            // marked for the close phase; ignore further events
+  bool eof = false;                // peer shut down its side: send what is queued, then close
+};
+
+EventLoop::EventLoop(const ServeOptions& options, const Handler& handler, HelperPool& pool,
+                     int listen_fd)
+    : options_(options),
+      handler_(handler),
+      pool_(pool),
+      listen_fd_(listen_fd),
+      poller_(Poller::create(options.poller)),
+      epoch_ns_(steady_ns()),
+      idle_timeouts_(options.idle_timeout),
+      request_timeouts_(options.request_timeout),
+      in_(kReadBuffer) {
+  if (int err = poller_->add(inbox_.fd(), kReadable))
+    throw std::system_error(err, std::generic_category(), "watching the wake-up eventfd");
+  if (listen_fd_ >= 0) {
+    if (int err = poller_->add(listen_fd_, kReadable))
+      throw std::system_error(err, std::generic_category(), "watching the listener");
+    accepting_ = true;
+  }
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+EventLoop::~EventLoop() {
+  for (auto& c : conns_)
+    if (c) ::close(c->fd);
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+}
+
+// ---- the iteration ----------------------------------------------------------------------
+
+bool EventLoop::run() {
+  while (run_once()) {
+  }
+  return !timed_out_;
+}
+
+bool EventLoop::run_once() {
+  update_time();
+  run_timers();
+  run_pending();
+  poll(prepare());
+  check();
+  close_pending_closes();
+  if (stopping_ && live_ == 0) return false;
+  return !timed_out_;
+}
+
+void EventLoop::update_time() { now_ = (steady_ns() - epoch_ns_) / 1'000'000; }
+
+// /sleep timers and the accept pause first, then the connection deadlines. An expired
+// connection is only marked: it closes in this iteration's close phase.
+void EventLoop::run_timers() {
+  timers_.run_due(now_);
+  for (DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
+    while (DeadlineLink* link = list->pop_due(now_)) close_later(static_cast<Conn&>(*link));
+  if (stopping_ && now_ >= grace_deadline_ && live_ > 0) {
+    log_line("{} connections still busy after the {} ms grace period; giving up on them", live_,
+             options_.grace.count());
+    timed_out_ = true;
+  }
+}
+
+// Sessions queued by the previous iterations. The queue is swapped out first, so a session
+// that asks to be resumed again waits for the next iteration.
+void EventLoop::run_pending() {
+  pending_run_.swap(pending_);
+  pending_.clear();
+  for (Ref r : pending_run_) {
+    Conn* c = live(r.fd);
+    if (!c || c->gen != r.gen || c->after != Next::resume || c->output) continue;
+    try {
+      advance(*c, c->session->on_resume(out_));
+    } catch (const std::exception& e) {
+      log_line("connection dropped: {}", e.what());
+      out_.clear();
+      close_later(*c);
+    }
+  }
+  pending_run_.clear();
+}
+
+// Returns the poll timeout. Work already known (pending sessions, closes, the end of the
+// loop) must not wait behind the kernel, so those make it 0.
+int EventLoop::prepare() {
+  if (!pending_.empty() || !closing_.empty() || (stopping_ && live_ == 0)) return 0;
+  std::optional<std::int64_t> due = timers_.next_due();
+  for (const DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
+    if (auto d = list->next_due(); d && (!due || *d < *due)) due = d;
+  if (stopping_ && (!due || grace_deadline_ < *due)) due = grace_deadline_;
+  return due ? ms_until(*due, now_) : -1;
+}
+
+void EventLoop::poll(int timeout_ms) {
+  poller_->wait(ready_, timeout_ms);
+  if (timeout_ms != 0) update_time();  // we may have slept: deadlines armed below start now
+  for (PollEvent ev : ready_) dispatch(ev);
+}
+
+// When stopping, a connection with nothing in flight closes now; the others are looked at
+// again after each of their responses, on every iteration until the last one is gone.
+void EventLoop::check() {
+  if (!stopping_) return;
+  for (auto& c : conns_)
+    if (c && !c->closing && idle(*c)) close_later(*c);
+}
+
+void EventLoop::close_pending_closes() {
+  for (int fd : closing_) {
+    std::unique_ptr<Conn> c = std::move(conns_[fd]);
+    DeadlineList::disarm(*c);
+    poller_->remove(fd);  // before close(): poll and select must not see a closed fd
+    ::close(fd);
+    --live_;
+  }
+  closing_.clear();
+}
+
+// ---- dispatch ---------------------------------------------------------------------------
+
+void EventLoop::dispatch(PollEvent ev) {
+  if (ev.fd == inbox_.fd()) return on_wake();
+  if (ev.fd == listen_fd_) return on_acceptable();
+  Conn* c = live(ev.fd);
+  if (!c) return;  // closed by an earlier callback of this batch
+  try {
+    // Write first: it may empty the queue, so the reply to what we read next can go straight
+    // out of out_ instead of being copied behind it.
+    if (ev.events & kWritable) on_writable(*c);
+    if (c->closing || !(ev.events & (kReadable | kHangup))) return;
+    if (c->interest & kReadable)
+      on_readable(*c);
+    else if (ev.events & kHangup)
+      close_later(*c);  // reset while waiting on work: drop it (the result will be ignored)
+  } catch (const std::exception& e) {  // bad_alloc in a session: that connection only
+    log_line("connection dropped: {}", e.what());
+    out_.clear();
+    close_later(*c);
+  }
+}
+
+// The eventfd: pool results, and the stop request.
+void EventLoop::on_wake() {
+  inbox_.take(completions_);
+  for (Completion& done : completions_) work_done(done.fd, done.gen, std::move(done.result));
+  completions_.clear();
+  if (!stopping_ && stop_requested_.load()) begin_stop();
+}
+
+void EventLoop::request_stop() {
+  stop_requested_.store(true);
+  inbox_.wake();
+}
+
+void EventLoop::begin_stop() {
+  stopping_ = true;
+  grace_deadline_ = now_ + options_.grace.count();
+  if (accepting_) poller_->remove(listen_fd_);
+  accepting_ = false;
+  // The listener stays open until run() returns: its backlog is dropped with it, by the caller.
+}
+
+// Accepts until the backlog is empty (accept4 returns EAGAIN). Out of descriptors, a busy
+// loop would follow (the listener stays readable), so either shed the connection with the
+// spare descriptor, or stop watching the listener for a moment.
+void EventLoop::on_acceptable() {
+  while (accepting_) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      counters().connections.fetch_add(1, std::memory_order_relaxed);
+      set_nodelay(fd);
+      add_connection(fd);  // accept4 made it non-blocking already
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (transient(err)) return;
+    counters().errors.fetch_add(1, std::memory_order_relaxed);
+    static RateLimit rl;
+    std::uint64_t dropped = 0;
+    bool out_of_fds = err == EMFILE || err == ENFILE;
+    if (rl.allow(&dropped))
+      log_line("accept: {}; {} ({} more)", std::strerror(err),
+               out_of_fds && spare_fd_ >= 0 ? "refusing connections with the spare descriptor"
+                                            : "pausing accept for 100 ms",
+               dropped);
+    if (out_of_fds && shed_one_connection()) continue;
+    return pause_accept();
+  }
+}
+
+// The spare-descriptor trick: give back the descriptor held for this moment, accept the
+// waiting client on it and close it at once (the client sees the connection closed rather than
+// hanging in the backlog), then take the spare again.
+bool EventLoop::shed_one_connection() {
+  if (spare_fd_ < 0) return false;
+  ::close(spare_fd_);
+  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) ::close(fd);
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd >= 0 && spare_fd_ >= 0;
+}
+
+void EventLoop::pause_accept() {
+  if (!accepting_) return;
+  poller_->remove(listen_fd_);
+  accepting_ = false;
+  timers_.add(now_ + kAcceptPauseMs, [this] {
+    if (stopping_) return;
+    if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    accepting_ = poller_->add(listen_fd_, kReadable) == 0;
+  });
+}
+
+int EventLoop::adopt(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  return add_connection(fd);
+}
+
+int EventLoop::add_connection(int fd) {
+  auto c = std::make_unique<Conn>();
+  try {
+    c->session = handler_.new_session();
+  } catch (const std::exception& e) {
+    log_line("cannot start a session: {}; connection closed", e.what());
+    ::close(fd);
+    return ENOMEM;
+  }
+  if (int err = poller_->add(fd, kReadable)) {
+    counters().errors.fetch_add(1, std::memory_order_relaxed);
+    static RateLimit rl;
+    std::uint64_t dropped = 0;
+    if (rl.allow(&dropped)) {
+      if (err == EINVAL && poller_->name() == "select")
+        log_line("select cannot watch descriptor {} (FD_SETSIZE is {}): connection closed; use "
+                 "--poller poll or epoll for more connections ({} more)",
+                 fd, FD_SETSIZE, dropped);
+      else
+        log_line("cannot watch descriptor {}: {}; connection closed ({} more)", fd,
+                 std::strerror(err), dropped);
+    }
+    ::close(fd);
+    return err;
+  }
+  c->fd = fd;
+  c->gen = ++next_gen_;
+  c->interest = kReadable;
+  idle_timeouts_.arm(*c, now_);
+  if (static_cast<std::size_t>(fd) >= conns_.size()) conns_.resize(fd + 1);
+  conns_[fd] = std::move(c);
+  ++live_;
+  return 0;
+}
+
+// One read per readiness (level-triggered: if more is waiting we come back next iteration,
+// after the other ready connections had their turn).
+void EventLoop::on_readable(Conn& c) {
+  ssize_t n = ::recv(c.fd, in_.data(), in_.size(), 0);
+  if (n < 0) {
+    if (!transient(errno)) close_later(c);  // ECONNRESET and friends
+    return;
+  }
+  if (n == 0) {  // the peer is done sending: finish what is queued, then close
+    c.eof = true;
+    if (!c.output) return close_later(c);
+    c.after = Next::close;
+    return rearm(c);
+  }
+  // A client that keeps sending while not reading our replies: the queue only grows.
+  if (c.output && c.output->data.size() - c.output->sent > options_.max_output) {
+    static RateLimit rl;
+    if (rl.allow()) log_line("a connection queued more than {} bytes of output; closing it",
+                             options_.max_output);
+    return close_later(c);
+  }
+  advance(c, c.session->on_input({in_.data(), static_cast<std::size_t>(n)}, out_));
+}
+
+void EventLoop::on_writable(Conn& c) {
+  if (!c.output) return;
+  Output& o = *c.output;
+  ssize_t n = ::send(c.fd, o.data.data() + o.sent, o.data.size() - o.sent, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (!transient(errno)) close_later(c);
+    return;
+  }
+  o.sent += static_cast<std::size_t>(n);
+  if (o.sent < o.data.size()) return idle_timeouts_.arm(c, now_);  // progress: re-arm stall timer
+  c.output.reset();
+  switch (c.after) {
+    case Next::close:
+      return close_later(c);
+    case Next::resume:
+      pending_.push_back({c.fd, c.gen});
+      break;
+    case Next::read:
+    case Next::work:
+      break;
+  }
+  rearm(c);
+}
+
+// ---- driving a session ------------------------------------------------------------------
+
+// Sends out_, then does what `next` says. Mirrors serve_connection(); the differences are
+// that waiting is done by returning to the loop instead of blocking.
+void EventLoop::advance(Conn& c, Next next) {
+  for (;;) {
+    if (!flush(c)) return;
+    c.after = next;
+    if (next == Next::close && !c.output) return close_later(c);
+    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen});
+    if (next == Next::work) {
+      const Work& w = c.session->pending_work();
+      if (w.kind == Work::Kind::cpu && !options_.offload_cpu) {
+        // On purpose: /cpu burns the loop's own thread, and every other client waits.
+        next = c.session->on_work_done(run_work_inline(w), out_);
+        continue;
+      }
+      start_work(c);
+    }
+    return rearm(c);
+  }
+}
+
+// Writes out_ straight from the loop-wide buffer; only what the socket refuses is copied into
+// the connection's Output. Returns false if the connection broke (it is then closing).
+bool EventLoop::flush(Conn& c) {
+  if (out_.empty()) return true;
+  if (c.output) {  // already waiting for the socket: keep the order
+    c.output->data += out_;
+  } else {
+    ssize_t n = ::send(c.fd, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n < 0 && !transient(errno)) {
+      out_.clear();
+      close_later(c);
+      return false;
+    }
+    std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+    if (sent < out_.size()) {
+      c.output = std::make_unique<Output>();
+      c.output->data.assign(out_, sent);
+    }
+  }
+  out_.clear();
+  if (out_.capacity() > kKeepOutCapacity) out_.shrink_to_fit();
+  return true;
+}
+
+void EventLoop::start_work(Conn& c) {
+  const Work& w = c.session->pending_work();
+  if (w.kind == Work::Kind::sleep) {
+    // A timer, not a thread: a sleeping request costs a heap entry.
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(w.amount).count();
+    timers_.add(now_ + ms, [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
+    return;
+  }
+  pool_.submit({w, &inbox_, c.fd, c.gen});
+}
+
+void EventLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
+  Conn* c = live(fd);
+  if (!c || c->gen != gen || c->after != Next::work) return;  // it went away meanwhile
+  try {
+    advance(*c, c->session->on_work_done(std::move(result), out_));
+  } catch (const std::exception& e) {
+    log_line("connection dropped: {}", e.what());
+    out_.clear();
+    close_later(*c);
+  }
+}
+
+// Brings the poller interest and the timeout in line with the connection's state:
+//   output queued             watch writable (and readable if the session reads); stall timer
+//   reading, request started  watch readable; request deadline, armed at its first byte
+//   reading, idle             watch readable; idle timer from now
+//   resume or work            watch nothing (hang-ups still arrive); no timer
+void EventLoop::rearm(Conn& c) {
+  std::uint8_t want = 0;
+  bool reading = c.after == Next::read && !c.eof;
+  if (reading) want |= kReadable;
+  if (c.output) want |= kWritable;
+  if (want != c.interest) {
+    if (int err = poller_->modify(c.fd, want)) {
+      log_line("poller modify fd {}: {}", c.fd, std::strerror(err));
+      return close_later(c);
+    }
+    c.interest = want;
+  }
+  // Stopping: a connection whose response just finished closes in this iteration (waiting for
+  // the check phase would let the poll phase sleep first).
+  if (stopping_ && idle(c)) return close_later(c);
+  if (c.output)
+    idle_timeouts_.arm(c, now_);
+  else if (!reading)
+    DeadlineList::disarm(c);
+  else if (!c.session->mid_request())
+    idle_timeouts_.arm(c, now_);
+  else if (c.owner != &request_timeouts_)
+    request_timeouts_.arm(c, now_);
+}
+
+void EventLoop::close_later(int fd) {
+  if (Conn* c = live(fd)) close_later(*c);
+}
+
+void EventLoop::close_later(Conn& c) {
+  if (c.closing) return;
+  c.closing = true;
+  closing_.push_back(c.fd);
+}
+
+EventLoop::Conn* EventLoop::live(int fd) const {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= conns_.size()) return nullptr;
+  Conn* c = conns_[fd].get();
+  return c && !c->closing ? c : nullptr;
+}
+
+// Nothing in flight: no request started, no output queued, no work or resume pending.
+bool EventLoop::idle(const Conn& c) const {
+  return c.after == Next::read && !c.output && !c.session->mid_request();
+}
+
+}  // namespace shootout

@@ -1,0 +1,143 @@
+#pragma once
+// EventLoop: one thread, many non-blocking connections, readiness from a Poller.
+//
+// One iteration (run_once) is a list of named phases, in libuv's order (docs/EVENTED.md says
+// why this order):
+//
+//   update_time   read the clock once; every deadline this iteration is computed from it
+//   timers        /sleep timers, the accept pause, and the idle/request timeouts that are due
+//   pending       sessions deferred from the last iteration (the next /bytes chunk), so one
+//                 fast reader cannot monopolise the loop
+//   prepare       choose the poll timeout: 0 if anything is pending or closing, else until
+//                 the nearest timer (or the grace deadline when stopping), else forever
+//   poll          wait for readiness, then dispatch each event: accept, wake-up (pool
+//                 results, stop request), write, read
+//   check         when stopping: close the connections that are idle now
+//   close         close what the phases above marked for closing (deferred close)
+//
+// Connections are driven exactly like serve_connection() drives a Session: output is sent,
+// then the Session's Next is honoured (read: watch for input; resume: call on_resume() once
+// the output has drained; work: a timer, the helper pool, or inline; close: close once the
+// output has drained). A session waiting on resume or work is not fed input: its connection
+// is not watched for readability meanwhile.
+//
+// Closing is deferred to the close phase, so an event later in the same ready batch never
+// meets a freed connection or a descriptor number reused by accept: it sees the connection
+// marked `closing` and is skipped.
+//
+// Threads: every member function runs on the loop's thread, except request_stop(), which any
+// thread may call. The loop owns its connections' sockets, its poller and its inbox; it does
+// not own the listener (the caller closes it after run() returns) or the pool.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "evented/helper_pool.hpp"
+#include "evented/timers.hpp"
+#include "handler.hpp"
+#include "poller.hpp"
+#include "serve_options.hpp"
+
+namespace shootout {
+
+class EventLoop {
+ public:
+  // listen_fd: a non-blocking listening socket, or -1 for none (tests adopt sockets instead).
+  // Throws std::system_error or std::invalid_argument at set-up (poller, eventfd).
+  EventLoop(const ServeOptions& options, const Handler& handler, HelperPool& pool, int listen_fd);
+  ~EventLoop();  // closes every connection still open
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Runs iterations until stopped and drained. Returns true if every connection finished within
+  // --grace of the stop request, false if the grace period ran out.
+  bool run();
+  // One iteration. Returns false once the loop is finished (stopping and nothing left, or the
+  // grace period is over).
+  bool run_once();
+
+  // Any thread: stop accepting, close idle connections, finish the others, then finish.
+  void request_stop();
+
+  // Takes a connected socket as a connection (accept does this; tests call it with one end of
+  // a socketpair). Makes it non-blocking. Returns 0, or the errno that refused it (the socket
+  // is then closed): e.g. EINVAL from the select poller for fd >= FD_SETSIZE.
+  int adopt(int fd);
+  // Marks the connection on fd for closing in this iteration's close phase. No-op if there is
+  // none. Safe from any callback, including one for another connection in the same batch.
+  void close_later(int fd);
+
+  std::size_t connections() const { return live_; }
+  std::string_view poller_name() const { return poller_->name(); }
+
+ private:
+  struct Output;
+  struct Conn;
+
+  // phases
+  void update_time();
+  void run_timers();
+  void run_pending();
+  int prepare();
+  void poll(int timeout_ms);
+  void check();
+  void close_pending_closes();
+
+  // dispatch
+  void dispatch(PollEvent ev);
+  void on_wake();
+  void on_acceptable();
+  int add_connection(int fd);  // fd is non-blocking already
+  bool shed_one_connection();
+  void pause_accept();
+  void on_readable(Conn& c);
+  void on_writable(Conn& c);
+
+  // driving a session
+  void advance(Conn& c, Next next);
+  bool flush(Conn& c);
+  void start_work(Conn& c);
+  void work_done(int fd, std::uint32_t gen, WorkResult result);
+  void rearm(Conn& c);
+  void close_later(Conn& c);
+  Conn* live(int fd) const;
+  bool idle(const Conn& c) const;
+  void begin_stop();
+
+  const ServeOptions& options_;
+  const Handler& handler_;
+  HelperPool& pool_;
+  int listen_fd_;
+  bool accepting_ = false;                 // listen_fd_ is in the poller
+  int spare_fd_ = -1;                      // held for the EMFILE trick (see on_acceptable)
+  std::unique_ptr<Poller> poller_;
+  Inbox inbox_;                            // pool results and stop requests; its fd wakes us
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;                  // the loop has seen stop_requested_
+  bool timed_out_ = false;                 // the grace period ran out
+  std::int64_t grace_deadline_ = 0;
+
+  std::int64_t now_ = 0;                   // ms since the loop started, cached per iteration
+  std::int64_t epoch_ns_ = 0;
+  TimerHeap timers_;
+  DeadlineList idle_timeouts_;             // idle keep-alive, and stalled writes
+  DeadlineList request_timeouts_;          // a started request must arrive by then (slowloris)
+
+  std::vector<std::unique_ptr<Conn>> conns_;  // by fd
+  std::size_t live_ = 0;
+  std::uint32_t next_gen_ = 0;
+  struct Ref {
+    int fd;
+    std::uint32_t gen;
+  };
+  std::vector<Ref> pending_, pending_run_;  // sessions to resume in the next pending phase
+  std::vector<int> closing_;                // closed in the close phase
+  std::vector<PollEvent> ready_;            // the poll phase's batch
+  std::vector<Completion> completions_;     // swapped out of the inbox
+  std::string out_;                         // output of the session being driven, loop-wide
+  std::vector<char> in_;                    // the loop-wide read buffer
+};
+
+}  // namespace shootout

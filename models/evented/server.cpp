@@ -1,0 +1,82 @@
+// The evented model's set-up and shutdown. The interesting part is the loop (loop.hpp).
+//
+// Threads:
+//   main      opens the listeners, then runs loop 0
+//   loop/N    run loops 1..N-1 (--loops N), each with its own listener on the same port
+//   pool/N    the helper pool (--pool-threads): blocking work, never sockets
+//   control   sigwait; on SIGTERM/SIGINT asks every loop to stop (EventLoop::request_stop
+//             writes the loop's eventfd)
+// Shutdown: each loop stops accepting, closes its idle connections, finishes in-flight
+// responses (a /sleep timer, pool work, a long /bytes) and returns; main joins the loops, then
+// the pool. If a loop ran out of --grace, the process leaves at once with status 1 (a pool
+// thread may still be busy with work nobody will read).
+#include "server.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "control.hpp"
+#include "evented/helper_pool.hpp"
+#include "evented/loop.hpp"
+#include "log.hpp"
+#include "net.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+
+// One listener per loop. With --port 0 the first one picks the port and the others bind to it.
+std::vector<int> open_listeners(const ServeOptions& options) {
+  ListenSpec spec{options.host, options.port, options.backlog, options.loops > 1, true};
+  std::vector<int> fds;
+  try {
+    for (int i = 0; i < options.loops; ++i) {
+      fds.push_back(open_listener(spec));
+      spec.port = local_port(fds.front());
+    }
+  } catch (...) {
+    for (int fd : fds) ::close(fd);
+    throw;
+  }
+  return fds;
+}
+
+[[noreturn]] void leave_after_grace(const ServeOptions& options) {
+  if (!options.stats_file.empty()) write_stats_file(options.stats_file, options.model);
+  std::fflush(stdout);
+  _exit(1);
+}
+
+}  // namespace
+
+int run_evented(const ServeOptions& options, const Handler& handler) {
+  std::vector<int> listeners = open_listeners(options);
+  HelperPool pool(options.pool_threads);
+  std::vector<std::unique_ptr<EventLoop>> loops;
+  for (int fd : listeners) loops.push_back(std::make_unique<EventLoop>(options, handler, pool, fd));
+  SignalControl control({[&loops] {
+                           for (auto& loop : loops) loop->request_stop();
+                         },
+                         {}},
+                        options.stats_file, options.model);
+  std::vector<char> drained(loops.size(), 0);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < loops.size(); ++i)
+    threads.emplace_back([&, i] { drained[i] = loops[i]->run(); });
+  announce_listening(options.host, local_port(listeners.front()));
+  drained[0] = loops[0]->run();
+  for (auto& t : threads) t.join();
+  for (char ok : drained)
+    if (!ok) leave_after_grace(options);
+  // The loops are done with their listeners; the loops themselves outlive `control`, whose
+  // on_stop refers to them (locals die in reverse order).
+  for (int fd : listeners) ::close(fd);
+  return 0;
+}
+
+}  // namespace shootout

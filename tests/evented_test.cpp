@@ -1,0 +1,404 @@
+// The evented model beyond the shared integration suite: the poller backends against each
+// other, the loop driven in-process over socketpairs (a callback closing another connection of
+// the same ready batch), and real server processes for the slow reader, the /cpu stall,
+// EMFILE, select's FD_SETSIZE limit and the output cap.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/select.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "client.hpp"
+#include "evented/loop.hpp"
+#include "evented/timers.hpp"
+#include "poller.hpp"
+#include "server_process.hpp"
+
+namespace shootout {
+namespace {
+
+using test::Conn;
+using test::ServerProcess;
+
+// ---- small helpers ------------------------------------------------------------------------
+
+struct SocketPair {
+  int fd[2] = {-1, -1};
+  SocketPair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd), 0); }
+  ~SocketPair() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+  SocketPair(const SocketPair&) = delete;
+  SocketPair& operator=(const SocketPair&) = delete;
+};
+
+// Readable/writable bits only: select cannot report a hang-up on its own.
+std::vector<std::pair<int, std::uint32_t>> readiness(Poller& p) {
+  std::vector<PollEvent> ready;
+  p.wait(ready, 0);
+  std::vector<std::pair<int, std::uint32_t>> got;
+  for (auto e : ready) got.emplace_back(e.fd, e.events & (kReadable | kWritable));
+  std::sort(got.begin(), got.end());
+  return got;
+}
+
+std::string stderr_of(ServerProcess& s) { return s.process().stderr_text(); }
+
+// The server's request count, from its stats file (written on SIGUSR1).
+std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
+  s.process().signal(SIGUSR1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ifstream f(stats_file);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  auto at = text.find("\"requests\":");
+  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 11));
+}
+
+bool readable_now(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+
+// ---- the poller seam ----------------------------------------------------------------------
+
+class PollerTest : public ::testing::TestWithParam<std::string> {};
+
+// One readiness scenario, run against every backend; each must report exactly this.
+TEST_P(PollerTest, ReportsTheSameReadinessAsTheReference) {
+  auto p = Poller::create(GetParam());
+  EXPECT_EQ(p->name(), GetParam());
+  SocketPair a, b, c;
+  ASSERT_EQ(p->add(a.fd[0], kReadable), 0);
+  ASSERT_EQ(p->add(b.fd[0], kReadable | kWritable), 0);
+  ASSERT_EQ(p->add(c.fd[0], kReadable), 0);
+  using V = std::vector<std::pair<int, std::uint32_t>>;
+  EXPECT_EQ(readiness(*p), (V{{b.fd[0], kWritable}}));  // nothing to read yet; b can write
+
+  ASSERT_EQ(::write(a.fd[1], "x", 1), 1);
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}, {b.fd[0], kWritable}}));
+  // Level-triggered: still readable until drained.
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}, {b.fd[0], kWritable}}));
+
+  EXPECT_EQ(p->modify(b.fd[0], kReadable), 0);  // stop watching writability
+  ::close(c.fd[1]);                              // peer gone: c reads EOF
+  c.fd[1] = -1;
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}, {c.fd[0], kReadable}}));
+
+  p->remove(a.fd[0]);
+  p->remove(c.fd[0]);
+  EXPECT_TRUE(readiness(*p).empty());
+
+  // Waiting with a timeout and nothing ready returns 0.
+  std::vector<PollEvent> ready;
+  EXPECT_EQ(p->wait(ready, 10), 0);
+}
+
+TEST_P(PollerTest, ReportsErrorsAsErrnoValues) {
+  auto p = Poller::create(GetParam());
+  SocketPair a;
+  EXPECT_EQ(p->add(a.fd[0], kReadable), 0);
+  EXPECT_EQ(p->add(a.fd[0], kReadable), EEXIST);
+  EXPECT_EQ(p->modify(a.fd[1], kReadable), ENOENT);
+  p->remove(a.fd[1]);  // not watched: nothing happens
+  p->remove(a.fd[0]);
+  EXPECT_EQ(p->modify(a.fd[0], kReadable), ENOENT);
+}
+
+// select has no hang-up condition of its own, so only epoll and poll promise this.
+TEST(PollerSeam, HangupIsReportedWithoutAsking) {
+  for (const char* backend : {"epoll", "poll"}) {
+    auto p = Poller::create(backend);
+    SocketPair a;
+    ASSERT_EQ(p->add(a.fd[0], 0), 0);
+    ::shutdown(a.fd[0], SHUT_RDWR);
+    std::vector<PollEvent> ready;
+    ASSERT_EQ(p->wait(ready, 1000), 1) << backend;
+    EXPECT_TRUE(ready[0].events & kHangup) << backend;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PollerTest, ::testing::Values("epoll", "poll", "select"),
+                         [](const auto& param_info) { return param_info.param; });
+
+TEST(PollerSeam, UnknownBackendIsRefused) {
+  EXPECT_THROW(Poller::create("kqueue"), std::invalid_argument);
+}
+
+TEST(PollerSeam, SelectRefusesDescriptorsAtOrAboveFdSetsize) {
+  auto p = Poller::create("select");
+  SocketPair a;
+  int high = ::fcntl(a.fd[0], F_DUPFD_CLOEXEC, FD_SETSIZE + 10);
+  ASSERT_GE(high, FD_SETSIZE) << "RLIMIT_NOFILE too low for this test";
+  EXPECT_EQ(p->add(high, kReadable), EINVAL);
+  EXPECT_EQ(p->add(FD_SETSIZE, kReadable), EINVAL);
+  EXPECT_EQ(p->modify(high, kReadable), ENOENT);
+  ::close(high);
+  EXPECT_EQ(p->add(a.fd[0], kReadable), 0);  // and it still works
+}
+
+// ---- timers -------------------------------------------------------------------------------
+
+TEST(Timers, HeapRunsDueTimersInOrderAndSkipsCancelledOnes) {
+  TimerHeap heap;
+  std::vector<int> ran;
+  heap.add(30, [&] { ran.push_back(3); });
+  auto cancelled = heap.add(10, [&] { ran.push_back(1); });
+  heap.add(20, [&] { ran.push_back(2); });
+  heap.cancel(cancelled);
+  EXPECT_EQ(heap.next_due(), 20);
+  heap.run_due(25);
+  EXPECT_EQ(ran, (std::vector<int>{2}));
+  heap.run_due(100);
+  EXPECT_EQ(ran, (std::vector<int>{2, 3}));
+  EXPECT_FALSE(heap.next_due());
+}
+
+TEST(Timers, DeadlineListKeepsArmOrderAndRearmMovesToTheBack) {
+  DeadlineList list(std::chrono::milliseconds(100));
+  DeadlineLink a, b, c;
+  list.arm(a, 0);
+  list.arm(b, 5);
+  list.arm(c, 10);
+  list.arm(a, 20);  // re-armed: now last
+  DeadlineList::disarm(c);
+  EXPECT_EQ(list.next_due(), 105);
+  EXPECT_EQ(list.pop_due(104), nullptr);
+  EXPECT_EQ(list.pop_due(200), &b);
+  EXPECT_EQ(list.pop_due(200), &a);
+  EXPECT_EQ(list.pop_due(1000), nullptr);
+}
+
+// ---- the loop, in-process -----------------------------------------------------------------
+
+// Sessions that, on their first input, close the *other* connection of the pair through the
+// loop. Session i belongs to the i-th adopted socket.
+struct CloserState {
+  EventLoop* loop = nullptr;
+  int fds[2] = {-1, -1};
+  std::vector<int> calls;
+  int created = 0;
+};
+
+class CloserSession final : public Session {
+ public:
+  CloserSession(CloserState& s, int index) : s_(s), index_(index) {}
+  Next on_input(std::string_view, std::string& out) override {
+    s_.calls.push_back(index_);
+    s_.loop->close_later(s_.fds[1 - index_]);
+    out += "closed the other\n";
+    return Next::read;
+  }
+
+ private:
+  CloserState& s_;
+  int index_;
+};
+
+class CloserHandler final : public Handler {
+ public:
+  explicit CloserHandler(CloserState& s) : s_(s) {}
+  std::unique_ptr<Session> new_session() const override {
+    return std::make_unique<CloserSession>(s_, s_.created++);
+  }
+
+ private:
+  CloserState& s_;
+};
+
+class LoopTest : public ::testing::TestWithParam<std::string> {};
+
+// Both connections are readable in the same batch. Whichever is dispatched first closes the
+// other; the other's event, later in the same batch, must be skipped (no use of a closed
+// connection, no read from a descriptor that may be reused), and its peer must see EOF.
+TEST_P(LoopTest, CallbackClosingAnotherConnectionInTheSameBatchIsSafe) {
+  ServeOptions options;
+  options.poller = GetParam();
+  CloserState state;
+  CloserHandler handler(state);
+  HelperPool pool(1);
+  EventLoop loop(options, handler, pool, -1);
+  state.loop = &loop;
+  SocketPair a, b;
+  ASSERT_EQ(loop.adopt(a.fd[0]), 0);
+  state.fds[0] = a.fd[0];
+  a.fd[0] = -1;  // the loop owns it now
+  ASSERT_EQ(loop.adopt(b.fd[0]), 0);
+  state.fds[1] = b.fd[0];
+  b.fd[0] = -1;
+  ASSERT_EQ(loop.connections(), 2u);
+
+  ASSERT_EQ(::write(a.fd[1], "x", 1), 1);
+  ASSERT_EQ(::write(b.fd[1], "y", 1), 1);
+  ASSERT_TRUE(readable_now(state.fds[0], 1000) && readable_now(state.fds[1], 1000));
+  loop.run_once();
+
+  ASSERT_EQ(state.calls.size(), 1u) << "the closed connection's session was still fed input";
+  int winner = state.calls[0];
+  int survivor_peer = winner == 0 ? a.fd[1] : b.fd[1];
+  int closed_peer = winner == 0 ? b.fd[1] : a.fd[1];
+  EXPECT_EQ(loop.connections(), 1u);
+  char buf[64];
+  // Closed in the close phase: EOF, or ECONNRESET because its "y" was never read.
+  ssize_t eof = ::read(closed_peer, buf, sizeof buf);
+  EXPECT_TRUE(eof == 0 || (eof < 0 && errno == ECONNRESET)) << eof;
+  ssize_t n = ::read(survivor_peer, buf, sizeof buf);
+  EXPECT_EQ(std::string(buf, n > 0 ? n : 0), "closed the other\n");
+}
+
+// select cannot watch descriptors at or above FD_SETSIZE: the connection is refused with an
+// errno, and the loop goes on serving the others.
+TEST(LoopSelect, AdoptReportsAPollerRefusal) {
+  ServeOptions options;
+  options.poller = "select";
+  CloserState state;
+  CloserHandler handler(state);
+  HelperPool pool(1);
+  EventLoop loop(options, handler, pool, -1);
+  SocketPair a;
+  int high = ::fcntl(a.fd[0], F_DUPFD_CLOEXEC, FD_SETSIZE + 5);
+  ASSERT_GE(high, FD_SETSIZE);
+  EXPECT_EQ(loop.adopt(high), EINVAL);
+  EXPECT_EQ(::fcntl(high, F_GETFD), -1) << "the refused socket is closed";
+  EXPECT_EQ(loop.connections(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, LoopTest, ::testing::Values("epoll", "poll", "select"),
+                         [](const auto& param_info) { return param_info.param; });
+
+// ---- real server processes ----------------------------------------------------------------
+
+// A client that asked for 50 MB and reads none of it fills its socket buffers; the loop must
+// park that connection (EPOLLOUT armed) and keep answering everybody else.
+TEST(EventedServer, SlowReaderDoesNotDelayOtherClients) {
+  ServerProcess s({"--model", "evented"});
+  Conn slow(s.port());
+  ASSERT_TRUE(slow.send(test::get_request("/bytes?n=50000000")));
+  ASSERT_TRUE(readable_now(slow.fd(), 15'000));  // the response has started (left unread)
+  for (int i = 0; i < 50; ++i) {
+    auto r = test::http_get(s.port(), "/");
+    ASSERT_EQ(r.body, "Hello, World!") << "fast client " << i << " was not answered";
+  }
+  // The slow reader has read nothing so far; now it reads everything.
+  auto r = test::read_response(slow);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.size(), 50'000'000u);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// Which of two connections' responses shows up first, watched by one poll() loop.
+// Returns true if `second` became readable while `first` had not (yet) been answered.
+bool answered_before(int second, int first) {
+  for (int i = 0; i < 300; ++i) {  // bounded: 300 × 100 ms
+    pollfd p[2] = {{first, POLLIN, 0}, {second, POLLIN, 0}};
+    if (::poll(p, 2, 100) <= 0) continue;
+    if (p[0].revents) return false;  // first answered (alone or together): no overtaking
+    if (p[1].revents) return true;
+  }
+  ADD_FAILURE() << "neither response arrived";
+  return false;
+}
+
+class CpuStallTest : public ::testing::TestWithParam<bool> {};
+
+// Without --offload-cpu, /cpu?us=1500000 burns the loop's own thread: a GET / sent while it
+// runs cannot be answered before it. With --offload-cpu the pool burns instead, and the GET /
+// overtakes it.
+TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
+  const bool offload = GetParam();
+  const std::string stats = testing::TempDir() + "evented-cpu-" + std::to_string(getpid()) +
+                            (offload ? "-off" : "-on") + ".json";
+  std::vector<std::string> args = {"--model", "evented", "--stats-file", stats};
+  if (offload) args.push_back("--offload-cpu");
+  ServerProcess s(args);
+  Conn cpu(s.port()), hello(s.port());
+  ASSERT_TRUE(cpu.send(test::get_request("/cpu?us=1500000")));
+  // Send the GET / only once the server has taken the /cpu request (its count reaches 1).
+  for (int i = 0; i < 500 && requests_seen(s, stats) < 1; ++i) {
+  }
+  ASSERT_TRUE(hello.send(test::get_request("/")));
+  bool overtook = answered_before(hello.fd(), cpu.fd());
+  EXPECT_EQ(overtook, offload);
+  EXPECT_EQ(test::read_response(cpu).body, "burned 1500000 us\n");
+  EXPECT_EQ(test::read_response(hello).body, "Hello, World!");
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Offload, CpuStallTest, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "offload" : "on_loop"; });
+
+// RLIMIT_NOFILE 32: the server runs out of descriptors with a few dozen clients. It must shed
+// the excess (or pause accepting), keep serving the connections it has, and serve new ones once
+// the clients are gone.
+TEST(EventedServer, SurvivesRunningOutOfDescriptors) {
+  ServerProcess s({"--model", "evented"}, 32);
+  std::vector<Conn> conns;
+  for (int i = 0; i < 80; ++i) conns.emplace_back(s.port());
+  // The first connection was accepted before the limit: it is served.
+  ASSERT_TRUE(conns.front().send(test::get_request("/")));
+  EXPECT_EQ(test::read_response(conns.front()).body, "Hello, World!");
+  // The last one cannot have been kept: it was shed (closed at once) or waits in the backlog.
+  // (Compare bodies: an empty response at EOF does not carry a meaningful status.)
+  conns.back().set_timeout_ms(200);
+  conns.back().send(test::get_request("/"));
+  EXPECT_NE(test::read_response(conns.back()).body, "Hello, World!")
+      << test::fd_count(s.pid()) << " fds; " << stderr_of(s);
+  conns.clear();
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {  // the server closes its ends as it sees EOF
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = test::http_get(s.port(), "/").body == "Hello, World!" ? 200 : 0;
+  }
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(stderr_of(s).find("accept: Too many open files"), std::string::npos)
+      << stderr_of(s);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// --poller select with more than FD_SETSIZE connections: the ones above the limit are closed
+// with a clear message, the others keep working, and the server stays up.
+TEST(EventedServer, SelectRefusesDescriptorsAboveFdSetsizeAndStaysUp) {
+  ServerProcess s({"--model", "evented", "--poller", "select"}, 4096);
+  std::vector<Conn> conns;
+  for (int i = 0; i < FD_SETSIZE + 50; ++i) conns.emplace_back(s.port());
+  EXPECT_TRUE(conns.back().closed_by_peer());  // its server-side descriptor is >= 1024
+  ASSERT_TRUE(conns.front().send(test::get_request("/")));
+  EXPECT_EQ(test::read_response(conns.front()).body, "Hello, World!");
+  EXPECT_NE(stderr_of(s).find("select cannot watch descriptor"), std::string::npos)
+      << stderr_of(s);
+  conns.clear();
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = test::http_get(s.port(), "/").body == "Hello, World!" ? 200 : 0;
+  }
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// A client that pipelines requests without ever reading the answers: once more than
+// --max-output bytes are queued for it, the server closes that connection (and only that one).
+TEST(EventedServer, OutputCapClosesAClientThatDoesNotRead) {
+  ServerProcess s({"--model", "evented", "--max-output", "100000"});
+  Conn greedy(s.port());
+  greedy.set_timeout_ms(2000);
+  std::string burst;
+  for (int i = 0; i < 2000; ++i) burst += test::get_request("/bytes?n=1000");
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) refused = !greedy.send(burst);  // ~1 MB answers each
+  EXPECT_TRUE(refused) << "the server kept queueing output for a client that never reads";
+  EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
+  EXPECT_NE(stderr_of(s).find("queued more than 100000 bytes"), std::string::npos);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+}  // namespace
+}  // namespace shootout
