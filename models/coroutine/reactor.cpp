@@ -1,0 +1,175 @@
+#include "reactor.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <system_error>
+#include <utility>
+
+#include "log.hpp"
+
+namespace shootout {
+
+namespace {
+
+constexpr std::size_t kReadBuffer = 16 * 1024;  // as BlockingSocketIo's, for a fair comparison
+
+// poll() timeout for a fiber deadline: -1 for none, never negative, rounded up so that a
+// deadline 0.3 ms away does not turn into a busy 0 ms wait.
+int timeout_ms(FiberClock::time_point deadline) {
+  if (deadline == FiberClock::time_point::max()) return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - FiberClock::now());
+  if (left.count() <= 0) return 0;
+  return left.count() > INT_MAX ? INT_MAX : static_cast<int>(left.count());
+}
+
+}  // namespace
+
+// --- Parker ---------------------------------------------------------------------------------
+
+bool Parker::park(FiberClock::time_point deadline) {
+  NoLock lock;
+  if (deadline == FiberClock::time_point::max()) {
+    cv_.wait(lock, [this] { return fired_; });
+    return true;
+  }
+  return cv_.wait_until(lock, deadline, [this] { return fired_; });
+}
+
+void Parker::fire() {
+  fired_ = true;
+  cv_.notify_one();
+}
+
+// --- Reactor --------------------------------------------------------------------------------
+
+Reactor::Reactor(std::string_view backend)
+    : poller_(Poller::create(backend)), read_buffer_(kReadBuffer) {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  if (int rc = poller_->add(wake_fd_, kReadable); rc != 0) {
+    ::close(wake_fd_);
+    throw std::system_error(rc, std::generic_category(), "watching the eventfd");
+  }
+}
+
+Reactor::~Reactor() {
+  poller_->remove(wake_fd_);
+  ::close(wake_fd_);
+}
+
+Reactor::Watch& Reactor::watch(int fd) {
+  if (static_cast<std::size_t>(fd) >= watches_.size())
+    watches_.resize(static_cast<std::size_t>(fd) + 1 + watches_.size() / 2);
+  return watches_[static_cast<std::size_t>(fd)];
+}
+
+bool Reactor::arm(int fd, Watch& w, std::uint32_t event) {
+  if (w.armed & event) return true;  // still armed from an earlier wait: no system call
+  const std::uint32_t want = w.armed | event;
+  int rc = w.registered ? poller_->modify(fd, want) : poller_->add(fd, want);
+  if (rc != 0) {
+    static RateLimit rl;
+    if (rl.allow()) log_line("cannot watch descriptor {}: {}", fd, std::strerror(rc));
+    return false;
+  }
+  w.registered = true;
+  w.armed = want;
+  return true;
+}
+
+bool Reactor::wait(int fd, std::uint32_t event, FiberClock::time_point deadline) {
+  Watch& w = watch(fd);
+  if (!arm(fd, w, event)) return false;
+  Parker parker;
+  (event == kReadable ? w.reader : w.writer) = &parker;
+  const bool fired = parker.park(deadline);
+  // Timed out: the slot still names our parker (watches_ may have grown meanwhile: index again).
+  Parker*& slot = event == kReadable ? watches_[static_cast<std::size_t>(fd)].reader
+                                     : watches_[static_cast<std::size_t>(fd)].writer;
+  if (slot == &parker) slot = nullptr;
+  return fired;
+}
+
+void Reactor::forget(int fd) {
+  if (static_cast<std::size_t>(fd) >= watches_.size()) return;
+  Watch& w = watches_[static_cast<std::size_t>(fd)];
+  if (w.registered) poller_->remove(fd);
+  w = Watch{};
+}
+
+void Reactor::poll(FiberClock::time_point deadline) {
+  poller_->wait(ready_, timeout_ms(deadline));
+  for (const PollEvent& ev : ready_) {
+    if (ev.fd == wake_fd_)
+      take_wakeups();
+    else
+      dispatch(ev);
+  }
+}
+
+// One ready descriptor: wake its waiters, then drop the interest nobody waits for.
+void Reactor::dispatch(const PollEvent& ev) {
+  Watch& w = watches_[static_cast<std::size_t>(ev.fd)];
+  const bool hangup = (ev.events & kHangup) != 0;
+  const bool readable = hangup || (ev.events & kReadable);
+  const bool writable = hangup || (ev.events & kWritable);
+  Parker* reader = readable ? std::exchange(w.reader, nullptr) : nullptr;
+  Parker* writer = writable ? std::exchange(w.writer, nullptr) : nullptr;
+  std::uint32_t keep = w.armed;
+  if (writable) keep &= ~std::uint32_t{kWritable};
+  if (readable && !reader) keep &= ~std::uint32_t{kReadable};
+  if (hangup && !reader && !writer) {
+    poller_->remove(ev.fd);  // else a level-triggered hang-up is reported forever
+    w.registered = false;
+    w.armed = 0;
+  } else if (keep != w.armed) {
+    poller_->modify(ev.fd, keep);
+    w.armed = keep;
+  }
+  if (reader) reader->fire();
+  if (writer) writer->fire();
+}
+
+// The eventfd fired: parkers posted by other threads, and perhaps the stop.
+void Reactor::take_wakeups() {
+  std::uint64_t count = 0;
+  [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
+  std::vector<Parker*> posted;
+  {
+    std::lock_guard lock(posted_mu_);
+    posted.swap(posted_);
+  }
+  for (Parker* p : posted) p->fire();
+  if (stop_requested_.load(std::memory_order_relaxed) && !swept_) sweep_readers();
+}
+
+// Once, at stop: every parked reader wakes, sees stopping() and leaves.
+void Reactor::sweep_readers() {
+  swept_ = true;
+  for (Watch& w : watches_)
+    if (w.reader) std::exchange(w.reader, nullptr)->fire();
+}
+
+void Reactor::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Reactor::request_stop() {
+  stop_requested_.store(true, std::memory_order_relaxed);
+  wake();  // the write orders the store before the poll that reads the eventfd
+}
+
+void Reactor::post(Parker* parker) {
+  {
+    std::lock_guard lock(posted_mu_);
+    posted_.push_back(parker);
+  }
+  wake();
+}
+
+}  // namespace shootout

@@ -1,0 +1,111 @@
+#pragma once
+// Reactor: the half of a fiber scheduler that talks to the kernel and sleeps.
+//
+// A fiber that cannot go on (its socket would block, it waits for the helper pool) parks on a
+// Parker. The reactor remembers which Parker waits on which descriptor, and when every fiber of
+// its thread is parked the scheduler (ReactorScheduler::suspend_until) calls poll(): one wait on
+// the poller with the nearest fiber deadline as timeout, then a sweep that fires the Parkers of
+// whatever became ready. The executor half, the ready queue, is ReactorScheduler.
+//
+// Interest is changed lazily. A descriptor stays armed for reading while its fiber is busy, so a
+// keep-alive request costs no epoll_ctl; when readiness arrives and no fiber waits for it (the
+// fiber is asleep in /sleep, say), that interest is disarmed then, once, because a
+// level-triggered poller would otherwise report it on every wait and the thread would spin.
+// Writability is disarmed as soon as it has woken its writer (sockets are nearly always
+// writable). A hang-up nobody waits for removes the descriptor from the poller altogether.
+//
+// Threads: a Reactor belongs to one scheduler thread. wait(), forget(), read_buffer() are
+// called by fibers of that thread and poll() by its dispatcher; wake(), request_stop(), post()
+// and stopping() may be called from any thread. Owns the poller and the eventfd, not the
+// watched descriptors.
+#include <atomic>
+#include <boost/fiber/condition_variable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "poller.hpp"
+
+namespace shootout {
+
+using FiberClock = std::chrono::steady_clock;
+
+// One parked fiber. Lives on that fiber's stack while it waits; fired by its own thread.
+class Parker {
+ public:
+  // Fiber: parks the calling fiber (its thread runs others) until fire() or `deadline`
+  // (time_point::max(): no deadline). Returns true if fired, false if the deadline passed.
+  bool park(FiberClock::time_point deadline);
+  // The parker's thread (a fiber or the dispatcher): makes the parked fiber ready.
+  void fire();
+
+ private:
+  // A fiber condition variable needs a lock; one scheduler thread needs no real one.
+  struct NoLock {
+    void lock() {}
+    void unlock() {}
+  };
+  boost::fibers::condition_variable_any cv_;
+  bool fired_ = false;
+};
+
+class Reactor {
+ public:
+  // Set-up: throws std::system_error if the poller or the eventfd cannot be created.
+  explicit Reactor(std::string_view backend = "epoll");
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // Fiber: parks until fd is ready for `event` (kReadable or kWritable) or hangs up, or until
+  // `deadline`, or (readers) until the stop sweep. Returns false on timeout or if the poller
+  // refused the descriptor; true means "try the system call again".
+  bool wait(int fd, std::uint32_t event, FiberClock::time_point deadline);
+  // Fiber: forgets fd (and takes it off the poller). Call before close(fd).
+  void forget(int fd);
+  // Fiber: this thread's read buffer. Bytes read into it must be consumed before the fiber
+  // parks again (serve_connection feeds them to on_input at once, so they are).
+  std::span<char> read_buffer() { return read_buffer_; }
+
+  // Dispatcher: waits for readiness, a wake() or `deadline`, then fires what is due.
+  void poll(FiberClock::time_point deadline);
+
+  // Any thread: interrupts the current or next poll().
+  void wake();
+  // Any thread: asks this reactor's thread to stop. Its next poll() fires every parked reader
+  // (idle connections close, the acceptor leaves); writers, sleepers and pool waiters go on.
+  void request_stop();
+  bool stopping() const { return stop_requested_.load(std::memory_order_relaxed); }
+  // Any thread: fires `parker` on this reactor's thread (how the helper pool hands back a
+  // result). The parker must stay alive until it has been fired.
+  void post(Parker* parker);
+
+ private:
+  struct Watch {
+    Parker* reader = nullptr;
+    Parker* writer = nullptr;
+    std::uint32_t armed = 0;  // interest the poller has for this fd
+    bool registered = false;  // the poller knows the fd at all
+  };
+  Watch& watch(int fd);
+  bool arm(int fd, Watch& w, std::uint32_t event);
+  void dispatch(const PollEvent& ev);
+  void take_wakeups();
+  void sweep_readers();
+
+  std::unique_ptr<Poller> poller_;
+  int wake_fd_ = -1;                // eventfd: wake(), post(), request_stop()
+  std::vector<Watch> watches_;      // by descriptor number
+  std::vector<PollEvent> ready_;    // poll()'s output, reused
+  std::vector<char> read_buffer_;
+  bool swept_ = false;              // the stop sweep has run (this thread only)
+  std::atomic<bool> stop_requested_{false};
+  std::mutex posted_mu_;            // guards posted_ (pool threads push, poll() swaps out)
+  std::vector<Parker*> posted_;
+};
+
+}  // namespace shootout

@@ -1,0 +1,41 @@
+#pragma once
+// ReactorScheduler: a Boost.Fiber scheduling algorithm whose idle path is the Reactor.
+//
+// The executor half of the scheduler: a round-robin ready queue. Boost.Fiber's dispatcher runs
+// the ready fibers in turn; when none is left it calls suspend_until() with the nearest
+// deadline of its sleep queue (a fiber in sleep_for, a read with a timeout), and we spend that
+// time in the reactor's epoll_wait. A fiber made ready from another thread (the dispatcher
+// calls notify()) interrupts the wait through the reactor's eventfd. So an idle server sleeps in
+// the kernel and uses no CPU, and a busy one makes no system call between fibers.
+//
+// Threads: install once per thread, before any other fiber operation there:
+//   boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor);
+// Boost 1.74 has one scheduler per thread here; fibers never migrate. notify() may be called
+// from any thread, everything else by the owning thread's dispatcher. The Reactor must outlive
+// the thread (the scheduler is destroyed at thread exit).
+#include <boost/fiber/algo/algorithm.hpp>
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/scheduler.hpp>
+
+#include "reactor.hpp"
+
+namespace shootout {
+
+class ReactorScheduler final : public boost::fibers::algo::algorithm {
+ public:
+  explicit ReactorScheduler(Reactor& reactor) : reactor_(reactor) {}
+  ReactorScheduler(const ReactorScheduler&) = delete;
+  ReactorScheduler& operator=(const ReactorScheduler&) = delete;
+
+  void awakened(boost::fibers::context* ctx) noexcept override;
+  boost::fibers::context* pick_next() noexcept override;
+  bool has_ready_fibers() const noexcept override { return !ready_.empty(); }
+  void suspend_until(const FiberClock::time_point& deadline) noexcept override;
+  void notify() noexcept override { reactor_.wake(); }
+
+ private:
+  boost::fibers::scheduler::ready_queue_type ready_;
+  Reactor& reactor_;
+};
+
+}  // namespace shootout
