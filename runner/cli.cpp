@@ -1,0 +1,269 @@
+// `shootout run` (the sweep) and `shootout plot DIR` (redraw graphs and report from results).
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "command.hpp"
+#include "load.hpp"
+#include "machine.hpp"
+#include "peers/peers.hpp"
+#include "plot.hpp"
+#include "process.hpp"
+#include "progress.hpp"
+#include "results.hpp"
+#include "sweep.hpp"
+
+namespace shootout {
+
+namespace {
+
+using runner::SweepConfig;
+
+struct RunFlags {
+  SweepConfig sweep;
+  std::vector<std::string> models, peers;
+  std::vector<int> connections;
+  std::string duration = "3s", warmup = "1s", timeout = "10s";
+  double idle_hold_s = 2;
+  bool quick = false;
+  std::string out;
+  CLI::App* app = nullptr;
+};
+
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string out;
+  for (char ch : all) out += ch == '\0' ? ' ' : ch;
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+std::string timestamp(const char* format) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+// Ctrl-C (SIGINT) or SIGTERM: kill every server started, let the sweep return what it has. A
+// second one exits at once. SIGUSR2 from the main thread ends the watcher at the end of the run.
+class StopWatcher {
+ public:
+  StopWatcher() {
+    sigset_t set = signals();
+    ::pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: they all inherit it
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~StopWatcher() {
+    ::pthread_kill(thread_.native_handle(), SIGUSR2);
+    thread_.join();
+  }
+  const std::atomic<bool>& stop() const { return stop_; }
+
+ private:
+  static sigset_t signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR2);
+    return set;
+  }
+  void watch() {
+    sigset_t set = signals();
+    for (;;) {
+      int sig = 0;
+      if (::sigwait(&set, &sig) != 0 || sig == SIGUSR2) return;
+      runner::kill_all_children();
+      if (stop_.exchange(true)) ::_exit(130);
+      fmt::print(stderr, "\nshootout run: interrupted; servers killed, writing the results so far "
+                         "(again to quit at once)\n");
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Flags to the sweep's configuration; returns an error message for bad combinations.
+std::string resolve(RunFlags& f) {
+  SweepConfig& c = f.sweep;
+  c.binary = runner::self_binary();
+  auto available = runner::available_models(c.binary);
+  if (available.empty()) return "cannot list the models (`shootout serve --help` gave no --model set)";
+  c.models = f.app->count("--models") ? f.models : available;
+  for (const auto& m : c.models)
+    if (std::find(available.begin(), available.end(), m) == available.end())
+      return fmt::format("unknown model '{}' (this build has: {})", m, fmt::join(available, ", "));
+  c.peers = f.peers;
+  for (const auto& p : c.peers)
+    if (!runner::is_peer(p))
+      return fmt::format("unknown peer '{}' (known: {})", p, fmt::join(runner::peer_names(), ", "));
+  if (f.quick) {
+    c.connections = {1, 100, 1000};
+    f.duration = f.app->count("--duration") ? f.duration : "1s";
+    f.warmup = f.app->count("--warmup") ? f.warmup : "300ms";
+    f.idle_hold_s = f.app->count("--idle-hold-seconds") ? f.idle_hold_s : 0.5;
+  }
+  if (f.app->count("--connections")) c.connections = f.connections;
+  try {
+    c.duration = load::parse_duration(f.duration);
+    c.warmup = load::parse_duration(f.warmup);
+    c.timeout = load::parse_duration(f.timeout);
+  } catch (const load::LoadError& e) {
+    return e.what();
+  }
+  if (c.duration.count() <= 0) return "--duration must be positive";
+  if (c.timeout.count() <= 0) return "--timeout must be positive";
+  c.idle_hold = std::chrono::milliseconds(static_cast<long>(f.idle_hold_s * 1000));
+  if (c.models.empty() && c.peers.empty()) return "nothing to run: no model and no peer";
+  c.out_dir = f.out.empty() ? "results/" + timestamp("%Y%m%d-%H%M%S") : f.out;
+  return "";
+}
+
+void pin_self(SweepConfig& c) {
+  if (!c.pin) return;
+  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+    fmt::print(stderr, "shootout run: --pin needs 2 CPUs; running unpinned\n");
+    c.pin = false;
+    return;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(1, &set);
+  ::sched_setaffinity(0, sizeof set, &set);  // main thread, before the load threads exist
+}
+
+nlohmann::json config_json(const SweepConfig& c) {
+  return {{"models", c.models},       {"peers", c.peers},
+          {"connections", c.connections}, {"duration_ms", c.duration.count()},
+          {"warmup_ms", c.warmup.count()}, {"idle_hold_ms", c.idle_hold.count()},
+          {"handler", c.handler},     {"path", c.path},
+          {"repeat", c.repeat},       {"pin", c.pin},
+          {"loadgen_threads", c.threads}, {"nginx_workers", c.nginx_workers},
+          {"connect_rate", c.connect_rate}, {"timeout_ms", c.timeout.count()}};
+}
+
+// Graphs and report; prints where they are. Returns false if gnuplot failed.
+bool finish(const std::string& dir, const runner::Results& r) {
+  runner::write_results(dir, r);
+  std::string err = runner::draw_graphs(dir, r);
+  runner::write_report(dir, r, err);
+  if (!err.empty()) fmt::print(stderr, "shootout: graphs not drawn: {}\n", err);
+  fmt::print("results: {}/results.csv, {}/results.json\nreport: {}/report.md\n", dir, dir, dir);
+  return err.empty();
+}
+
+int run(RunFlags& f) {
+  if (auto err = resolve(f); !err.empty()) {
+    fmt::print(stderr, "shootout run: {}\n", err);
+    return 2;
+  }
+  SweepConfig& c = f.sweep;
+  auto [soft, hard] = load::raise_fd_limit();
+  pin_self(c);
+  std::error_code ec;
+  std::filesystem::create_directories(c.out_dir, ec);
+  if (ec) {
+    fmt::print(stderr, "shootout run: cannot create {}: {}\n", c.out_dir, ec.message());
+    return 1;
+  }
+  runner::Results results;
+  results.meta = {{"command_line", command_line()}, {"started", timestamp("%Y-%m-%d %H:%M:%S %z")},
+                  {"machine", runner::machine_info()}, {"versions", runner::versions()},
+                  {"config", config_json(c)}};
+  StopWatcher watcher;
+  double planned = 0;
+  for (int n : c.connections) planned += runner::planned_seconds(c, n);
+  planned *= static_cast<double>(c.models.size() + c.peers.size());
+  int total = static_cast<int>(c.connections.size() * (c.models.size() + c.peers.size()));
+  fmt::print(stderr, "shootout run: {} points ({} x {} connection counts), about {:.0f} s; "
+                     "RLIMIT_NOFILE {} (hard {}); results in {}\n",
+             total, fmt::join(c.models.size() ? c.models : c.peers, ","), c.connections.size(),
+             planned, soft, hard, c.out_dir);
+  {
+    runner::Progress progress(total, planned, ::isatty(STDERR_FILENO) != 0);
+    runner::run_sweep(c, results, watcher.stop(), progress,
+                      [&] { runner::write_results(c.out_dir, results); });
+  }
+  results.interrupted = watcher.stop().load();
+  results.meta["finished"] = timestamp("%Y-%m-%d %H:%M:%S %z");
+  finish(c.out_dir, results);
+  return results.interrupted ? 130 : 0;
+}
+
+int plot(const std::string& dir) {
+  try {
+    runner::Results r = runner::read_results(dir);
+    return finish(dir, r) ? 0 : 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "shootout plot: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+Command add_run_command(CLI::App& app) {
+  auto f = std::make_shared<RunFlags>();
+  SweepConfig& c = f->sweep;
+  auto* sub = app.add_subcommand(
+      "run", "Sweep models (and real peers) over connection counts; write results, graphs, report");
+  f->app = sub;
+  sub->add_option("--models", f->models, "Models to run, comma-separated (default: every model)")
+      ->delimiter(',');
+  sub->add_option("--peers", f->peers,
+                  "Real servers beside the models: nginx,apache-prefork,apache-worker,apache-event")
+      ->delimiter(',');
+  sub->add_option("--connections", f->connections, "Connection counts, comma-separated")
+      ->delimiter(',')->check(CLI::Range(1, 1'000'000))->default_str("1,10,100,1000,5000,10000");
+  sub->add_option("--duration", f->duration, "Measurement window per point (e.g. 3s, 500ms)")
+      ->capture_default_str();
+  sub->add_option("--warmup", f->warmup, "Load before the window, not counted (plus the ramp)")
+      ->capture_default_str();
+  sub->add_option("--timeout", f->timeout,
+                  "A connect or response slower than this is a load error")
+      ->capture_default_str();
+  sub->add_option("--idle-hold-seconds", f->idle_hold_s,
+                  "Seconds the N idle connections are held for the memory figure")
+      ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+  sub->add_option("--handler", c.handler, "Protocol handler")
+      ->check(CLI::IsMember({"http", "echo"}))->capture_default_str();
+  sub->add_option("--path", c.path, "Request path (http)")->capture_default_str();
+  sub->add_option("--repeat", c.repeat, "Runs per point (fresh server each); medians and spread")
+      ->check(CLI::Range(1, 100))->capture_default_str();
+  sub->add_flag("--pin", c.pin, "Server on CPU 0, load generator on CPU 1");
+  sub->add_flag("--quick", f->quick,
+                "Connections 1,100,1000; 1s window, 300ms warm-up, 0.5s idle hold");
+  sub->add_option("--out", f->out, "Results folder (default: results/<timestamp>)");
+  sub->add_option("-t,--threads", c.threads, "Load generator threads")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  sub->add_option("--nginx-workers", c.nginx_workers, "nginx worker_processes")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  sub->add_option("--connect-rate", c.connect_rate,
+                  "New connections per second while ramping above 100 connections (0: all at once)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  return {sub, [f] { return run(*f); }};
+}
+
+Command add_plot_command(CLI::App& app) {
+  auto dir = std::make_shared<std::string>();
+  auto* sub = app.add_subcommand("plot", "Redraw the graphs and report.md from a results folder");
+  sub->add_option("dir", *dir, "Results folder (holds results.json)")
+      ->required()->check(CLI::ExistingDirectory);
+  return {sub, [dir] { return plot(*dir); }};
+}
+
+}  // namespace shootout

@@ -1,0 +1,113 @@
+#include "machine.hpp"
+
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <boost/version.hpp>
+#include <fmt/format.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "peers/peers.hpp"
+
+#ifndef SHOOTOUT_VERSION
+#define SHOOTOUT_VERSION "unknown"
+#endif
+
+namespace shootout::runner {
+
+namespace {
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    ::pclose(p);
+  }
+  return out;
+}
+
+std::string first_line(std::string s) {
+  auto nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  return "unknown";
+}
+
+long mem_total_mib() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  long kb = 0;
+  in >> key >> kb;
+  return kb / 1024;
+}
+
+}  // namespace
+
+nlohmann::json machine_info() {
+  utsname u{};
+  ::uname(&u);
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  HostLimits h = host_limits();
+  return {{"nproc", ::sysconf(_SC_NPROCESSORS_ONLN)},
+          {"cpu_model", cpu_model()},
+          {"memory_mib", mem_total_mib()},
+          {"kernel", std::string(u.release)},
+          {"hostname", std::string(u.nodename)},
+          {"pid_max", h.pid_max},
+          {"nofile_soft", static_cast<long>(rl.rlim_cur)},
+          {"nofile_hard", static_cast<long>(rl.rlim_max)}};
+}
+
+nlohmann::json versions() {
+  return {{"shootout", SHOOTOUT_VERSION},
+          {"boost", fmt::format("{}.{}.{}", BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000,
+                                BOOST_VERSION % 100)},
+          {"fmt", fmt::format("{}", FMT_VERSION)},
+          {"compiler", "g++ " __VERSION__},
+          {"nginx", peer_version("nginx")},
+          {"apache2", peer_version("apache-event")},
+          {"gnuplot", first_line(run_capture("gnuplot --version 2>&1"))}};
+}
+
+std::vector<std::string> available_models(const std::string& binary) {
+  std::string help = run_capture("'" + binary + "' serve --help 2>&1");
+  // CLI11 prints the accepted set as `--model TEXT:{forked,threaded,...}`.
+  std::smatch m;
+  std::vector<std::string> names;
+  if (!std::regex_search(help, m, std::regex(R"(--model\s+TEXT:\{([^}]*)\})"))) return names;
+  std::string list = m[1];
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) names.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return names;
+}
+
+std::string self_binary() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string{} : p.string();
+}
+
+}  // namespace shootout::runner

@@ -1,0 +1,119 @@
+// What the peers share: names, binaries, versions, the machine's limits, the document root.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "peers.hpp"
+#include "peers_internal.hpp"
+
+namespace shootout::runner {
+
+namespace {
+long read_long(const char* path, long fallback) {
+  std::ifstream in(path);
+  long v = fallback;
+  in >> v;
+  return in ? v : fallback;
+}
+
+long meminfo_kb(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string k;
+  long v = 0;
+  std::string unit;
+  while (in >> k >> v) {
+    std::getline(in, unit);
+    if (k == key + ":") return v;
+  }
+  return 0;
+}
+
+// Tasks (processes and threads) alive now: the sum of every process's thread count is what
+// pid_max bounds; /proc/loadavg's 4th field "running/total" carries it.
+long tasks_now() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c, rt;
+  in >> a >> b >> c >> rt;
+  auto slash = rt.find('/');
+  return slash == std::string::npos ? 0 : std::stol(rt.substr(slash + 1));
+}
+}  // namespace
+
+HostLimits host_limits() {
+  HostLimits h;
+  h.pid_max = read_long("/proc/sys/kernel/pid_max", 32768);
+  h.tasks_now = tasks_now();
+  h.mem_available_kb = meminfo_kb("MemAvailable");
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) h.nofile = static_cast<long>(rl.rlim_cur);
+  return h;
+}
+
+const std::vector<std::string>& peer_names() {
+  static const std::vector<std::string> names = {"nginx", "apache-prefork", "apache-worker",
+                                                 "apache-event"};
+  return names;
+}
+
+bool is_peer(const std::string& name) {
+  for (const auto& n : peer_names())
+    if (n == name) return true;
+  return false;
+}
+
+std::string peer_binary(const std::string& name) {
+  std::string path = name == "nginx" ? "/usr/sbin/nginx" : "/usr/sbin/apache2";
+  return ::access(path.c_str(), X_OK) == 0 ? path : std::string{};
+}
+
+std::string peer_version(const std::string& name) {
+  std::string bin = peer_binary(name);
+  if (bin.empty()) return "not installed";
+  // nginx prints its version on stderr, apache2 on stdout: take both, first line.
+  std::string cmd = bin + " -v 2>&1";
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    std::array<char, 256> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    ::pclose(p);
+  }
+  auto nl = out.find('\n');
+  if (nl != std::string::npos) out.resize(nl);
+  return out.empty() ? "unknown" : out;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string write_docroot(const std::string& dir) {
+  std::string root = dir + "/htdocs";
+  std::filesystem::create_directories(root);
+  write_file(root + "/index.txt", "Hello, World!");
+  // The workers of nginx (nobody) and Apache (www-data) must be able to read it.
+  std::filesystem::permissions(root, std::filesystem::perms::owner_all |
+                                         std::filesystem::perms::group_read |
+                                         std::filesystem::perms::group_exec |
+                                         std::filesystem::perms::others_read |
+                                         std::filesystem::perms::others_exec);
+  return root;
+}
+
+PeerSetup write_peer_config(const std::string& name, const std::string& dir, std::uint16_t port,
+                            int connections, const HostLimits& limits, int nginx_workers) {
+  std::filesystem::create_directories(dir);
+  if (name == "nginx") return write_nginx_config(dir, port, connections, limits, nginx_workers);
+  if (name.rfind("apache-", 0) == 0 && is_peer(name))
+    return write_apache_config(name.substr(7), dir, port, connections, limits);
+  throw std::runtime_error("unknown peer '" + name + "' (known: nginx, apache-prefork, "
+                           "apache-worker, apache-event)");
+}
+
+}  // namespace shootout::runner

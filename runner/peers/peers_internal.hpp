@@ -1,0 +1,17 @@
+#pragma once
+// Shared between the peer generators (peers.cpp, nginx.cpp, apache.cpp); not for other users.
+#include "peers.hpp"
+
+namespace shootout::runner {
+
+void write_file(const std::string& path, const std::string& text);
+// DIR/htdocs/index.txt = "Hello, World!", readable by the peers' unprivileged workers.
+std::string write_docroot(const std::string& dir);
+
+PeerSetup write_nginx_config(const std::string& dir, std::uint16_t port, int connections,
+                             const HostLimits& limits, int workers);
+// mpm: "prefork", "worker" or "event".
+PeerSetup write_apache_config(const std::string& mpm, const std::string& dir, std::uint16_t port,
+                              int connections, const HostLimits& limits);
+
+}  // namespace shootout::runner

@@ -1,0 +1,189 @@
+#include "plot.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+#include "process.hpp"
+
+extern char** environ;
+
+namespace shootout::runner {
+
+const std::vector<Graph>& graphs() {
+  static const std::vector<Graph> g = {
+      {"rps", "Requests per second",
+       "Closed-loop throughput: requests completed per second of the measurement window, with "
+       "every connection sending its next request as soon as the previous answer arrived."},
+      {"memory", "Server memory (PSS)",
+       "Left: the server's whole process tree (PSS, shared pages split between the processes "
+       "that map them) while holding N idle keep-alive connections; right: what one connection "
+       "adds, (PSS with N idle connections - PSS before any connection) / N."},
+      {"latency", "p99 latency",
+       "The 99th-percentile response time under closed-loop load: one request in a hundred "
+       "waited at least this long."},
+      {"switches", "Context switches per request",
+       "Voluntary plus involuntary context switches of the server's threads and processes, "
+       "divided by the requests completed in the window."},
+      {"cpu", "CPU time per request",
+       "User plus system CPU time the server used over the window, divided by the requests it "
+       "answered: the cost of one request to the machine."},
+  };
+  return g;
+}
+
+namespace {
+
+// Per-server series: the ok points, sorted by connections.
+std::map<std::string, std::vector<const Point*>> series(const Results& r,
+                                                        std::vector<std::string>& order) {
+  std::map<std::string, std::vector<const Point*>> s;
+  for (const auto& p : r.points) {
+    if (std::find(order.begin(), order.end(), p.server) == order.end()) order.push_back(p.server);
+    if (p.ok()) s[p.server].push_back(&p);
+  }
+  for (auto& [name, pts] : s)
+    std::sort(pts.begin(), pts.end(),
+              [](const Point* a, const Point* b) { return a->connections < b->connections; });
+  return s;
+}
+
+std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "?"; }
+
+// Columns: 1 connections, 2 rps, 3 p99 ms, 4 PSS idle MB, 5 KB/conn, 6 switches/req,
+// 7 CPU us/req, 8 loadgen bound (0/1), 9 rps min, 10 rps max.
+void write_data(const std::string& path, const std::vector<const Point*>& pts) {
+  std::ofstream out(path, std::ios::trunc);
+  out << "# connections rps p99_ms pss_idle_mb kb_per_conn switches_per_req cpu_us_per_req "
+         "loadgen_bound rps_min rps_max\n";
+  for (const Point* p : pts) {
+    bool have_mem = p->pss_idle_mb > 0;
+    out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
+        << (have_mem ? num(p->pss_idle_mb) : "?") << ' '
+        << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request)
+        << ' ' << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' '
+        << num(p->rps_min) << ' ' << num(p->rps_max) << '\n';
+  }
+}
+
+struct Style {
+  std::string file, title;
+  int index = 0;
+  bool peer = false;
+};
+
+// One `plot` command: a line per server on column `col`, and the loadgen-bound circles.
+std::string plot_command(const std::vector<Style>& styles, int col, bool positive_only) {
+  std::string y = positive_only ? fmt::format("(${0} > 0 ? ${0} : 1/0)", col) : fmt::format("{}", col);
+  std::string cmd = "plot ";
+  for (const auto& s : styles) {
+    cmd += fmt::format("'{}' using 1:{} with linespoints lt {} dt {} pt {} ps 1.2 lw 2 title '{}', \\\n  ",
+                       s.file, y, s.index + 1, s.peer ? 2 : 1, s.index + 4, s.title);
+  }
+  bool first = true;
+  for (const auto& s : styles) {
+    cmd += fmt::format("'{}' using 1:($8 > 0 ? ${} : 1/0) with points pt 6 ps 3 lw 2 lc rgb "
+                       "'#d62728' {}, \\\n  ",
+                       s.file, col, first ? "title 'load-generator bound'" : "notitle");
+    first = false;
+  }
+  cmd.resize(cmd.size() - 6);  // the last ", \\\n  "
+  return cmd + "\n";
+}
+
+std::string common_setup() {
+  return "set grid\nset logscale x 10\nset key outside right top noenhanced\n"
+         "set xlabel 'concurrent connections'\nset format x '%.0f'\n"
+         "set datafile missing '?'\nset pointintervalbox 0\n";
+}
+
+std::string graph_body(const std::string& name, const std::vector<Style>& st) {
+  std::string g;
+  if (name == "rps") {
+    g = "set title 'Requests per second (closed loop)'\nset ylabel 'requests/s'\nset yrange [0:*]\n" +
+        plot_command(st, 2, false);
+  } else if (name == "memory") {
+    g = "set multiplot layout 1,2\nset title 'Server PSS with N idle connections'\n"
+        "set ylabel 'PSS (MB)'\nset logscale y 10\n" + plot_command(st, 4, true) +
+        "set title 'Memory per connection'\nset ylabel 'KB per connection'\n" +
+        plot_command(st, 5, true) + "unset multiplot\nunset logscale y\n";
+  } else if (name == "latency") {
+    g = "set title 'p99 latency (closed loop)'\nset ylabel 'p99 latency (ms)'\nset logscale y 10\n" +
+        plot_command(st, 3, true) + "unset logscale y\n";
+  } else if (name == "switches") {
+    g = "set title 'Context switches per request'\nset ylabel 'switches/request'\nset logscale y 10\n" +
+        plot_command(st, 6, true) + "unset logscale y\n";
+  } else {
+    g = "set title 'Server CPU time per request'\nset ylabel 'CPU us/request'\nset logscale y 10\n" +
+        plot_command(st, 7, true) + "unset logscale y\n";
+  }
+  return g + "set yrange [*:*]\n";
+}
+
+bool have_terminal(const std::string& term) {
+  std::string cmd = "gnuplot -e 'set terminal' 2>&1 | grep -qw " + term;
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Runs `gnuplot graphs/plot.gp` in `dir`, its output into graphs/gnuplot.log.
+std::string run_gnuplot(const std::string& dir) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "graphs/gnuplot.log",
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+  std::string a0 = "gnuplot", a1 = "graphs/plot.gp";
+  char* argv[] = {a0.data(), a1.data(), nullptr};
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, "gnuplot", &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return "gnuplot could not be started (install gnuplot-nox)";
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return "";
+  return "gnuplot failed: " + file_tail(dir + "/graphs/gnuplot.log", 400);
+}
+
+}  // namespace
+
+std::string draw_graphs(const std::string& dir, const Results& r) {
+  std::filesystem::create_directories(dir + "/graphs/data");
+  std::vector<std::string> order;
+  auto s = series(r, order);
+  std::vector<Style> styles;
+  for (const auto& name : order) {
+    if (!s.count(name)) continue;  // no ok point: nothing to draw
+    write_data(dir + "/graphs/data/" + name + ".dat", s[name]);
+    bool peer = !s[name].empty() && s[name].front()->kind == "peer";
+    styles.push_back({"graphs/data/" + name + ".dat", name, static_cast<int>(styles.size()), peer});
+  }
+  if (styles.empty()) return "no point succeeded: nothing to draw";
+  std::string png = have_terminal("pngcairo") ? "pngcairo" : "png";
+  std::string script = "# Generated by shootout; run from the results folder: gnuplot graphs/plot.gp\n" +
+                       common_setup();
+  for (const auto& g : graphs()) {
+    std::string size = g.name == "memory" ? "1400,560" : "960,560";
+    script += fmt::format("\nset terminal svg size {} dynamic background '#ffffff' font 'sans,12'\n"
+                          "set output 'graphs/{}.svg'\n{}",
+                          size, g.name, graph_body(g.name, styles));
+    script += fmt::format("set terminal {} size {} font 'sans,10' background '#ffffff'\n"
+                          "set output 'graphs/{}.png'\n{}",
+                          png, size, g.name, graph_body(g.name, styles));
+  }
+  script += "set output\n";
+  std::ofstream(dir + "/graphs/plot.gp", std::ios::trunc) << script;
+  return run_gnuplot(dir);
+}
+
+}  // namespace shootout::runner

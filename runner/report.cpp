@@ -1,0 +1,169 @@
+// report.md: what was run, the graphs with a sentence each, the loadgen-bound points in words,
+// the table of every point, failures and caps.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "plot.hpp"
+
+namespace shootout::runner {
+
+namespace {
+
+std::string fmt_num(double v, int digits = 3) {
+  if (v == 0) return "0";
+  if (v >= 1000) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.{}g}", v, digits);
+}
+
+std::string meta_str(const nlohmann::json& m, const char* a, const char* b = nullptr) {
+  const nlohmann::json* j = &m;
+  if (!j->contains(a)) return "?";
+  j = &(*j)[a];
+  if (b) {
+    if (!j->contains(b)) return "?";
+    j = &(*j)[b];
+  }
+  return j->is_string() ? j->get<std::string>() : j->dump();
+}
+
+std::string header(const Results& r) {
+  const auto& m = r.meta;
+  std::string s = "# Shootout results\n\n";
+  if (r.interrupted) s += "**The run was interrupted (Ctrl-C): these are the points finished before it.**\n\n";
+  s += fmt::format("Command: `{}`  \nStarted: {}  \n", meta_str(m, "command_line"), meta_str(m, "started"));
+  s += fmt::format("Machine: {} CPUs ({}), {} MiB memory, Linux {}  \n",
+                   meta_str(m, "machine", "nproc"), meta_str(m, "machine", "cpu_model"),
+                   meta_str(m, "machine", "memory_mib"), meta_str(m, "machine", "kernel"));
+  if (m.contains("versions"))
+    for (const auto& [k, v] : m["versions"].items())
+      s += fmt::format("{}: {}  \n", k, v.is_string() ? v.get<std::string>() : v.dump());
+  if (m.contains("config")) s += fmt::format("\nSettings: `{}`\n", m["config"].dump());
+  s += "\nRedraw the graphs and this report from the data: `build/shootout plot <this folder>`.\n\n";
+  return s;
+}
+
+std::string bound_words(const Results& r) {
+  std::vector<std::string> bound;
+  for (const auto& p : r.points)
+    if (p.ok() && p.loadgen_bound) bound.push_back(fmt::format("{} at {}", p.server, p.connections));
+  std::string s = fmt::format(
+      "**Load-generator-bound points.** The load generator runs on this same machine; when it "
+      "used at least {:.0f}% of one core per load-generator thread over the window, the number "
+      "measured is (at least partly) the load generator's own ceiling, not the server's. Such "
+      "points are circled in red on every graph and marked `bound` in the table: read them as "
+      "\"the server did at least this much\", not as the server's limit. ",
+      kLoadgenBoundShare * 100);
+  if (bound.empty()) return s + "No point of this run was load-generator bound.\n\n";
+  s += fmt::format("{} point(s) were: ", bound.size());
+  for (std::size_t i = 0; i < bound.size(); ++i) s += (i ? ", " : "") + bound[i];
+  return s + ".\n\n";
+}
+
+// A one-sentence reading of a graph at the largest connection count that has results.
+std::string finding(const Results& r, const std::string& graph) {
+  int top = 0;
+  for (const auto& p : r.points)
+    if (p.ok()) top = std::max(top, p.connections);
+  const Point* best = nullptr;
+  const Point* worst = nullptr;
+  auto value = [&](const Point& p) {
+    if (graph == "rps") return p.rps;
+    if (graph == "memory") return p.pss_idle_mb;
+    if (graph == "latency") return p.p99_us / 1000;
+    if (graph == "switches") return p.switches_per_request;
+    return p.cpu_us_per_request;
+  };
+  for (const auto& p : r.points) {
+    if (!p.ok() || p.connections != top) continue;
+    if (!best || value(p) > value(*best)) best = &p;
+    if (!worst || value(p) < value(*worst)) worst = &p;
+  }
+  if (!best || best == worst) return "";
+  const char* unit = graph == "rps" ? " req/s" : graph == "memory" ? " MB" : graph == "latency" ? " ms"
+                   : graph == "switches" ? " switches/request" : " µs/request";
+  return fmt::format(" At {} connections the highest is {} ({}{}{}) and the lowest {} ({}{}{}).",
+                     top, best->server, fmt_num(value(*best)), unit,
+                     best->loadgen_bound ? ", load-generator bound" : "", worst->server,
+                     fmt_num(value(*worst)), unit, worst->loadgen_bound ? ", load-generator bound" : "");
+}
+
+std::string graph_sections(const Results& r, const std::string& graph_error) {
+  std::string s = "## Graphs\n\n";
+  if (!graph_error.empty()) s += fmt::format("**The graphs could not be drawn:** {}\n\n", graph_error);
+  s += bound_words(r);
+  for (const auto& g : graphs()) {
+    s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}", g.title, g.title, g.name, g.what,
+                     finding(r, g.name));
+    s += fmt::format(" Red circles: load-generator bound. (PNG: `graphs/{}.png`.)\n\n", g.name);
+  }
+  return s;
+}
+
+std::string table(const Results& r) {
+  std::string s =
+      "## Numbers\n\nMedians over the repeats; req/s spread is min-max. CPU and switches are per "
+      "request over the window; PSS idle is with N idle keep-alive connections; lg CPU is the "
+      "load generator's CPU in cores.\n\n"
+      "| server | conns | req/s | spread | p50 ms | p99 ms | errors | CPU µs/req | switches/req "
+      "| PSS base MB | PSS idle MB | KB/conn | procs | threads | lg CPU | bound |\n"
+      "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  for (const auto& p : r.points) {
+    if (!p.ok()) {
+      s += fmt::format("| {} | {} | {} | | | | | | | | | | | | | |\n", p.server, p.connections, p.status);
+      continue;
+    }
+    s += fmt::format(
+        "| {} | {} | {} | {}-{} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2f} | {} |\n",
+        p.server, p.connections, fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max),
+        fmt_num(p.p50_us / 1000), fmt_num(p.p99_us / 1000), p.errors, fmt_num(p.cpu_us_per_request),
+        fmt_num(p.switches_per_request), p.switches_complete ? "" : "*", fmt_num(p.pss_baseline_mb),
+        fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb), p.processes_peak, p.threads_peak,
+        p.loadgen_cpu_cores, p.loadgen_bound ? "**bound**" : "");
+  }
+  return s + "\n\\* switches of threads or processes that exited during the window are not "
+             "counted (peers, sampled from /proc only).\n\n";
+}
+
+std::string problems(const Results& r) {
+  std::string s;
+  for (const auto& p : r.points)
+    if (!p.ok()) s += fmt::format("- **{}** at {} connections, {}: {}\n", p.server, p.connections, p.status, p.reason);
+  std::string notes;
+  std::set<std::string> seen;
+  for (const auto& p : r.points)
+    for (const auto& n : p.notes)
+      if (seen.insert(p.server + n).second)
+        notes += fmt::format("- {} at {}: {}\n", p.server, p.connections, n);
+  std::string out;
+  if (!s.empty()) out += "## Failed and skipped points\n\n" + s + "\n";
+  if (!notes.empty()) out += "## Notes (caps, errors, unclean stops)\n\n" + notes + "\n";
+  return out;
+}
+
+std::string method() {
+  return "## How each point was measured\n\n"
+         "A fresh server process per point (and per repeat). After it listens, the runner "
+         "takes its memory (PSS) with no connection, opens the connections (ramped), warms up, "
+         "and measures a closed-loop window: every connection sends `GET` and sends the next "
+         "request as soon as the answer arrives. Over that window it samples the server's "
+         "process tree (CPU time, context switches, PSS, processes, threads). Then it opens N "
+         "fresh connections, makes one request on each and holds them idle for the idle-hold "
+         "time: the PSS at the end is the memory graph's figure. Then it stops the server "
+         "(SIGTERM) and checks it exited cleanly. Peers (nginx, Apache) get generated "
+         "configurations (`peers/<name>-<N>/`), serve the same 13-byte `Hello, World!` from a "
+         "file, and are sampled from /proc. Apache pre-spawns its workers for N connections, so "
+         "its \"before any connection\" memory already holds them: for Apache read the absolute "
+         "PSS line, not the per-connection one.\n\n";
+}
+
+}  // namespace
+
+void write_report(const std::string& dir, const Results& r, const std::string& graph_error) {
+  std::ofstream out(dir + "/report.md", std::ios::trunc);
+  out << header(r) << graph_sections(r, graph_error) << table(r) << problems(r) << method();
+}
+
+}  // namespace shootout::runner

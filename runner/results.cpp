@@ -1,0 +1,130 @@
+#include "results.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace shootout::runner {
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    Point, server, kind, connections, status, reason, notes, repeats, window_s, rps, rps_min,
+    rps_max, requests, errors, p50_us, p90_us, p99_us, p999_us, max_us, mean_us, p99_min_us,
+    p99_max_us, server_cpu_us, cpu_us_per_request, server_cpu_cores, switches_per_request,
+    voluntary_per_request, involuntary_per_request, switches_complete, processes_peak,
+    threads_peak, pss_load_mb, pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened,
+    idle_alive, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
+
+namespace {
+
+// CSV column order: what people compare first comes first. Every Point field but `runs`.
+const std::vector<std::string>& csv_columns() {
+  static const std::vector<std::string> cols = {
+      "server", "kind", "connections", "status", "reason", "repeats", "rps", "rps_min",
+      "rps_max", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "p99_min_us",
+      "p99_max_us", "requests", "errors", "window_s", "server_cpu_us", "cpu_us_per_request",
+      "server_cpu_cores", "switches_per_request", "voluntary_per_request",
+      "involuntary_per_request", "switches_complete", "processes_peak", "threads_peak",
+      "pss_baseline_mb", "pss_load_mb", "pss_idle_mb", "mem_per_conn_kb", "idle_opened",
+      "idle_alive", "loadgen_cpu_us", "loadgen_cpu_cores", "loadgen_threads", "loadgen_bound",
+      "notes"};
+  return cols;
+}
+
+std::string csv_cell(const nlohmann::json& v) {
+  std::string s;
+  if (v.is_string()) s = v.get<std::string>();
+  else if (v.is_array()) {
+    for (const auto& e : v) {
+      if (!s.empty()) s += "; ";
+      s += e.get<std::string>();
+    }
+  } else if (v.is_number_float()) s = fmt::format("{:.6g}", v.get<double>());
+  else s = v.dump();
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+void write_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Point& p) {
+  nlohmann::json j = p;
+  return j;
+}
+
+Point point_from_json(const nlohmann::json& j) { return j.get<Point>(); }
+
+nlohmann::json to_json(const Results& r) {
+  nlohmann::json j;
+  j["meta"] = r.meta;
+  j["interrupted"] = r.interrupted;
+  j["loadgen_bound_rule"] = fmt::format(
+      "a point is load-generator bound when the load generator's CPU time over the window is at "
+      "least {:.0f}% of one core per load-generator thread",
+      kLoadgenBoundShare * 100);
+  j["points"] = nlohmann::json::array();
+  for (const auto& p : r.points) j["points"].push_back(to_json(p));
+  return j;
+}
+
+Results results_from_json(const nlohmann::json& j) {
+  Results r;
+  r.meta = j.value("meta", nlohmann::json::object());
+  r.interrupted = j.value("interrupted", false);
+  for (const auto& p : j.at("points")) r.points.push_back(point_from_json(p));
+  return r;
+}
+
+std::string to_csv(const Results& r) {
+  std::string out;
+  for (const auto& c : csv_columns()) {
+    if (!out.empty()) out += ',';
+    out += c;
+  }
+  out += '\n';
+  for (const auto& p : r.points) {
+    nlohmann::json j = to_json(p);
+    std::string row;
+    bool first = true;
+    for (const auto& c : csv_columns()) {
+      if (!first) row += ',';
+      row += csv_cell(j.at(c));
+      first = false;
+    }
+    out += row + '\n';
+  }
+  return out;
+}
+
+void write_results(const std::string& dir, const Results& r) {
+  write_atomic(dir + "/results.json", to_json(r).dump(2) + "\n");
+  write_atomic(dir + "/results.csv", to_csv(r));
+}
+
+Results read_results(const std::string& dir) {
+  std::string path = dir + "/results.json";
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path + " (is it a results folder?)");
+  try {
+    return results_from_json(nlohmann::json::parse(in));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + " is not a shootout results file: " + e.what());
+  }
+}
+
+}  // namespace shootout::runner

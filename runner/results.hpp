@@ -1,0 +1,83 @@
+#pragma once
+// What one sweep measured, point by point, and how it is written to and read back from
+// results.json and results.csv.
+//
+// A point is one server (a model or a peer) at one connection count. With --repeat N it is
+// measured N times, each time on a fresh server; the figures are the medians of the runs, and
+// `rps_min`/`rps_max` and `p99_min_us`/`p99_max_us` give the spread. `runs` keeps every run's
+// raw figures (the load generator's and the sampler's JSON).
+//
+// Plain data: owned by the sweep's thread, then read by the writers.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace shootout::runner {
+
+struct Point {
+  std::string server;          // "threaded", "nginx", "apache-event", ...
+  std::string kind;            // "model" or "peer"
+  int connections = 0;
+  std::string status = "ok";   // ok | failed | skipped
+  std::string reason;          // why failed or skipped
+  std::vector<std::string> notes;  // caps, unclean stops, errors: said in the report
+  int repeats = 0;             // runs that produced figures
+
+  // closed-loop window (medians over the runs)
+  double window_s = 0;
+  double rps = 0, rps_min = 0, rps_max = 0;
+  std::uint64_t requests = 0, errors = 0;
+  double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0, mean_us = 0;
+  double p99_min_us = 0, p99_max_us = 0;
+
+  // the server over the window
+  double server_cpu_us = 0, cpu_us_per_request = 0, server_cpu_cores = 0;
+  double switches_per_request = 0, voluntary_per_request = 0, involuntary_per_request = 0;
+  bool switches_complete = false;
+  std::uint64_t processes_peak = 0, threads_peak = 0;
+  double pss_load_mb = 0;      // peak PSS during the window
+
+  // idle hold: N idle keep-alive connections held open
+  double pss_baseline_mb = 0;  // before any connection
+  double pss_idle_mb = 0;      // with the N connections idle
+  double mem_per_conn_kb = 0;  // (pss_idle - pss_baseline) / N
+  std::uint64_t idle_opened = 0, idle_alive = 0;
+
+  // the load generator over the window
+  double loadgen_cpu_us = 0;
+  double loadgen_cpu_cores = 0;  // CPU seconds per second of window
+  int loadgen_threads = 1;
+  bool loadgen_bound = false;
+
+  nlohmann::json runs = nlohmann::json::array();
+
+  bool ok() const { return status == "ok"; }
+};
+
+// The loadgen-bound rule: the load generator used at least this share of one core per thread
+// during the window, so the number measured is (at least partly) its own ceiling.
+constexpr double kLoadgenBoundShare = 0.90;
+
+struct Results {
+  nlohmann::json meta;         // command line, machine, versions, configuration, timestamps
+  std::vector<Point> points;
+  bool interrupted = false;    // Ctrl-C: the points so far
+};
+
+nlohmann::json to_json(const Point& p);
+Point point_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const Results& r);
+Results results_from_json(const nlohmann::json& j);
+
+// The CSV columns, one row per point (no `runs`, notes joined with "; ").
+std::string to_csv(const Results& r);
+
+// Writes results.json and results.csv into dir (atomically: temporary file + rename).
+// Throws std::runtime_error if the folder is not writable.
+void write_results(const std::string& dir, const Results& r);
+// Reads dir/results.json. Throws std::runtime_error with a clear message.
+Results read_results(const std::string& dir);
+
+}  // namespace shootout::runner

@@ -1,0 +1,462 @@
+#include "sweep.hpp"
+
+#include <signal.h>
+#include <sched.h>
+#include <sys/resource.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "load.hpp"
+#include "peers/peers.hpp"
+#include "process.hpp"
+#include "progress.hpp"
+#include "sampler.hpp"
+
+namespace shootout::runner {
+
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kStartTimeout{15'000};
+constexpr milliseconds kModelStopTimeout{15'000};  // above serve's default 10 s grace
+constexpr milliseconds kPeerStopTimeout{15'000};
+constexpr int kRampAbove = 100;  // connections opened all at once up to this many
+
+// A started server: the process, where it listens, how to sample it.
+struct Launched {
+  std::unique_ptr<Child> child;
+  std::uint16_t port = 0;
+  std::string stats_file;             // ours only
+  std::vector<std::string> notes;
+  std::string error;                  // set if it did not start
+};
+
+// The outcome of one run of one point.
+struct Run {
+  std::string failure;                // empty: ok
+  std::vector<std::string> notes;
+  std::optional<load::LoadResult> closed, idle;
+  std::uint64_t baseline_pss_kb = 0;
+};
+
+std::string run_tag(const std::string& server, int connections, int repeat) {
+  return fmt::format("{}-{}-r{}", server, connections, repeat);
+}
+
+double ramp_seconds(const SweepConfig& c, int n) {
+  return n > kRampAbove && c.connect_rate > 0 ? n / c.connect_rate : 0.0;
+}
+
+Launched launch_model(const SweepConfig& c, const std::string& model, const std::string& tag) {
+  Launched l;
+  l.stats_file = fmt::format("{}/servers/{}.stats.json", c.out_dir, tag);
+  std::string log = fmt::format("{}/servers/{}.log", c.out_dir, tag);
+  l.child = std::make_unique<Child>(
+      std::vector<std::string>{c.binary, "serve", "--model", model, "--handler", c.handler,
+                               "--host", "127.0.0.1", "--port", "0", "--stats-file", l.stats_file},
+      log, c.pin ? 0 : -1);
+  auto line = l.child->wait_for_line("listening on ", kStartTimeout);
+  if (!line) {
+    auto st = l.child->poll();
+    l.error = st ? fmt::format("exited with status {} before listening: {}", *st, l.child->log_tail())
+                 : fmt::format("no `listening on` line within {} s: {}", kStartTimeout.count() / 1000,
+                               l.child->log_tail());
+    return l;
+  }
+  l.port = static_cast<std::uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+  return l;
+}
+
+// Waits until the peer's process tree has spawned its workers (Apache pre-spawns thousands),
+// or stopped growing for a second, or the time is up.
+void wait_for_workers(pid_t pid, int expected, milliseconds timeout) {
+  load::SamplerConfig sc;
+  sc.pid = pid;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::uint64_t last = 0;
+  auto last_change = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = load::snapshot_tree(sc, false, false);
+    if (s.processes >= static_cast<std::uint64_t>(expected)) return;
+    auto now = std::chrono::steady_clock::now();
+    if (s.processes != last) {
+      last = s.processes;
+      last_change = now;
+    } else if (now - last_change > std::chrono::seconds(2)) {
+      return;
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+}
+
+Launched launch_peer(const SweepConfig& c, const std::string& peer, int n, const std::string& tag) {
+  Launched l;
+  if (peer_binary(peer).empty()) {
+    l.error = fmt::format("{} is not installed ({} missing; scripts/setup.sh installs it)", peer,
+                          peer == "nginx" ? "/usr/sbin/nginx" : "/usr/sbin/apache2");
+    return l;
+  }
+  std::string dir = fmt::format("{}/peers/{}", c.out_dir, tag);
+  l.port = free_port();
+  PeerSetup s = write_peer_config(peer, dir, l.port, n, host_limits(), c.nginx_workers);
+  l.notes = s.notes;
+  l.child = std::make_unique<Child>(s.argv, dir + "/stdout.log", c.pin ? 0 : -1);
+  milliseconds timeout = kStartTimeout + milliseconds(n * 2);  // thousands of processes to fork
+  if (l.port == 0 || !wait_for_port(l.port, timeout, l.child.get())) {
+    auto st = l.child->poll();
+    l.error = fmt::format("{} did not start{}: {} {}", peer,
+                          st ? fmt::format(" (exit status {})", *st) : std::string{},
+                          file_tail(s.error_log, 400), l.child->log_tail(300));
+    return l;
+  }
+  wait_for_workers(l.child->pid(), s.expected_processes, timeout);
+  return l;
+}
+
+load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pid_t pid,
+                             const std::string& stats_file) {
+  load::LoadConfig lc;
+  if (c.handler == "echo") {
+    lc.url = fmt::format("tcp://127.0.0.1:{}", port);
+    lc.echo_size = 64;
+  } else {
+    lc.url = fmt::format("http://127.0.0.1:{}{}", port, c.path);
+  }
+  lc.threads = std::min(c.threads, n);
+  lc.connections = n;
+  lc.duration = c.duration;
+  lc.timeout = c.timeout;
+  lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
+  lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
+  load::SamplerConfig sc;
+  sc.pid = pid;
+  sc.stats_file = stats_file;
+  sc.interval = milliseconds(500);
+  lc.server = sc;
+  return lc;
+}
+
+// run_load on a thread of its own, waited for at most `limit`. A load run that does not come
+// back (a load-generator bug must not wedge the whole sweep) is abandoned: its thread stays
+// blocked on state it owns (the shared State and run_load's own frame), nothing it uses is
+// destroyed, and the process exits normally at the end. Returns nullopt when abandoned;
+// rethrows what run_load threw.
+std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, milliseconds limit) {
+  struct State {
+    load::LoadConfig config;
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    std::optional<load::LoadResult> result;
+    std::exception_ptr error;
+  };
+  auto st = std::make_shared<State>();
+  st->config = lc;
+  std::thread([st] {
+    std::optional<load::LoadResult> r;
+    std::exception_ptr error;
+    try {
+      r = load::run_load(st->config);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard lock(st->mutex);
+    st->result = std::move(r);
+    st->error = error;
+    st->done = true;
+    st->done_cv.notify_all();
+  }).detach();
+  std::unique_lock lock(st->mutex);
+  if (!st->done_cv.wait_for(lock, limit, [&] { return st->done; })) return std::nullopt;
+  if (st->error) std::rethrow_exception(st->error);
+  return std::move(st->result);
+}
+
+// The longest a load run may take: its own plan plus a generous margin.
+milliseconds load_limit(const load::LoadConfig& lc) {
+  return lc.warmup + lc.duration + 2 * lc.timeout + milliseconds(30'000) +
+         milliseconds(lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0);
+}
+
+// Phases 2 to 4 on a started server. Sets run.failure when the server died or answered nothing.
+void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progress,
+             const std::atomic<bool>& stop) {
+  load::SamplerConfig base;
+  base.pid = l.child->pid();
+  base.stats_file = l.stats_file;
+  run.baseline_pss_kb = load::snapshot_tree(base, true, false).pss_kb;
+
+  progress.phase("closed loop");
+  auto lc = load_config(c, l.port, n, l.child->pid(), l.stats_file);
+  run.closed = run_load_bounded(lc, load_limit(lc));
+  if (!run.closed) {
+    run.failure = fmt::format("the closed-loop load run did not finish within {} s and was "
+                              "abandoned (server log: {})", load_limit(lc).count() / 1000,
+                              l.child->log_tail(200));
+    return;
+  }
+  if (auto st = l.child->poll()) {
+    run.failure = fmt::format("server exited with status {} during the load: {}", *st, l.child->log_tail());
+    return;
+  }
+  if (run.closed->requests == 0) {
+    run.failure = fmt::format("no response completed in the {} s window ({} errors: {})",
+                              c.duration.count() / 1000.0, run.closed->errors.total(),
+                              run.closed->to_json().value("errors", nlohmann::json{}).dump());
+    return;
+  }
+  if (stop) return;
+
+  progress.phase("idle hold");
+  lc.mode = load::Mode::idle;
+  lc.duration = c.idle_hold;
+  lc.warmup = milliseconds(0);
+  run.idle = run_load_bounded(lc, load_limit(lc));
+  if (!run.idle) {
+    run.failure = fmt::format("the idle-hold load run did not finish within {} s and was abandoned",
+                              load_limit(lc).count() / 1000);
+    return;
+  }
+  if (auto st = l.child->poll())
+    run.failure = fmt::format("server exited with status {} while holding idle connections: {}", *st,
+                              l.child->log_tail());
+}
+
+Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, int repeat,
+             Progress& progress, const std::atomic<bool>& stop) {
+  Run run;
+  std::string tag = run_tag(server, n, repeat);
+  progress.phase("starting server");
+  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag);
+  run.notes = l.notes;
+  if (!l.error.empty()) {
+    run.failure = l.error;
+    return run;
+  }
+  try {
+    measure(c, l, n, run, progress, stop);
+  } catch (const load::LoadError& e) {
+    run.failure = fmt::format("load generator: {}", e.what());
+  }
+  progress.phase("stopping");
+  auto status = l.child->stop(SIGTERM, peer ? kPeerStopTimeout : kModelStopTimeout);
+  if (!status)
+    run.notes.push_back(fmt::format("did not exit within {} s of SIGTERM: killed",
+                                    (peer ? kPeerStopTimeout : kModelStopTimeout).count() / 1000));
+  else if (*status != 0 && !stop)
+    run.notes.push_back(fmt::format("exited with status {} after SIGTERM", *status));
+  return run;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// Median of `f` over the ok runs.
+template <typename F>
+double med(const std::vector<Run>& runs, F f) {
+  std::vector<double> v;
+  for (const auto& r : runs) v.push_back(f(r));
+  return median(v);
+}
+
+int loadgen_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+void fill_latency(Point& p, const std::vector<Run>& ok) {
+  auto pct = [&](auto field) {
+    return med(ok, [&](const Run& r) { return r.closed->latency.summary().*field; });
+  };
+  p.p50_us = pct(&load::Percentiles::p50_us);
+  p.p90_us = pct(&load::Percentiles::p90_us);
+  p.p99_us = pct(&load::Percentiles::p99_us);
+  p.p999_us = pct(&load::Percentiles::p999_us);
+  p.max_us = pct(&load::Percentiles::max_us);
+  p.mean_us = pct(&load::Percentiles::mean_us);
+  p.p99_min_us = p.p99_max_us = ok.front().closed->latency.summary().p99_us;
+  for (const auto& r : ok) {
+    double v = r.closed->latency.summary().p99_us;
+    p.p99_min_us = std::min(p.p99_min_us, v);
+    p.p99_max_us = std::max(p.p99_max_us, v);
+  }
+}
+
+void fill_server(Point& p, const std::vector<Run>& ok) {
+  auto per_req = [](const Run& r, double v) {
+    return r.closed->requests ? v / static_cast<double>(r.closed->requests) : 0.0;
+  };
+  auto srv = [](const Run& r) -> const load::ServerSample& { return *r.closed->server; };
+  p.server_cpu_us = med(ok, [&](const Run& r) { return double(srv(r).cpu_us); });
+  p.cpu_us_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)); });
+  p.server_cpu_cores = med(ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
+  p.voluntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw)); });
+  p.involuntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nivcsw)); });
+  p.switches_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw + srv(r).nivcsw)); });
+  p.switches_complete = std::all_of(ok.begin(), ok.end(), [&](const Run& r) { return srv(r).switches_complete; });
+  p.processes_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).processes_peak); }));
+  p.threads_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).threads_peak); }));
+  p.pss_load_mb = med(ok, [&](const Run& r) { return srv(r).pss_kb_peak / 1024.0; });
+}
+
+void fill_memory(Point& p, const std::vector<Run>& ok) {
+  p.pss_baseline_mb = med(ok, [](const Run& r) { return r.baseline_pss_kb / 1024.0; });
+  std::vector<Run> idle;
+  for (const auto& r : ok)
+    if (r.idle && r.idle->server) idle.push_back(r);
+  if (idle.empty()) return;
+  p.pss_idle_mb = med(idle, [](const Run& r) { return r.idle->server->pss_kb / 1024.0; });
+  p.mem_per_conn_kb = med(idle, [&](const Run& r) {
+    return (double(r.idle->server->pss_kb) - double(r.baseline_pss_kb)) / p.connections;
+  });
+  p.idle_opened = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_opened); }));
+  p.idle_alive = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_alive); }));
+  if (p.idle_opened < static_cast<std::uint64_t>(p.connections))
+    p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer",
+                                  p.idle_opened, p.connections));
+}
+
+void fill_loadgen(Point& p, const std::vector<Run>& ok, const SweepConfig& c) {
+  auto cpu = [](const Run& r) {
+    double sampler = r.closed->server ? r.closed->server->sampler_cpu_us : 0;
+    return std::max(0.0, r.closed->client_utime_us + r.closed->client_stime_us - sampler);
+  };
+  p.loadgen_cpu_us = med(ok, cpu);
+  p.loadgen_cpu_cores = med(ok, [&](const Run& r) { return cpu(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s); });
+  p.loadgen_threads = std::min(c.threads, p.connections);
+  // The rule (results.hpp): CPU over the window >= 90% of one core per load thread, counting
+  // only the cores this process may run on (with --pin: one).
+  double cores = std::min(p.loadgen_threads, loadgen_cores());
+  p.loadgen_bound = p.loadgen_cpu_cores >= kLoadgenBoundShare * cores;
+}
+
+Point summarize(const SweepConfig& c, const std::string& server, bool peer, int n,
+                const std::vector<Run>& runs) {
+  Point p;
+  p.server = server;
+  p.kind = peer ? "peer" : "model";
+  p.connections = n;
+  std::vector<Run> ok;
+  for (const auto& r : runs) {
+    for (const auto& note : r.notes)
+      if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end()) p.notes.push_back(note);
+    if (r.failure.empty()) ok.push_back(r);
+    nlohmann::json j{{"failure", r.failure}, {"baseline_pss_kb", r.baseline_pss_kb}};
+    if (r.closed) j["closed"] = r.closed->to_json();
+    if (r.idle) j["idle"] = r.idle->to_json();
+    p.runs.push_back(j);
+  }
+  if (ok.empty()) {
+    p.status = "failed";
+    p.reason = runs.empty() ? "interrupted" : runs.front().failure;
+    return p;
+  }
+  if (ok.size() < runs.size())
+    p.notes.push_back(fmt::format("{} of {} runs failed: {}", runs.size() - ok.size(), runs.size(),
+                                  std::find_if(runs.begin(), runs.end(), [](const Run& r) {
+                                    return !r.failure.empty();
+                                  })->failure));
+  p.repeats = static_cast<int>(ok.size());
+  p.window_s = med(ok, [](const Run& r) { return r.closed->elapsed_s; });
+  p.rps = med(ok, [](const Run& r) { return r.closed->requests_per_s(); });
+  p.rps_min = p.rps_max = ok.front().closed->requests_per_s();
+  for (const auto& r : ok) {
+    p.rps_min = std::min(p.rps_min, r.closed->requests_per_s());
+    p.rps_max = std::max(p.rps_max, r.closed->requests_per_s());
+  }
+  p.requests = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->requests); }));
+  p.errors = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->errors.total()); }));
+  if (p.errors) p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
+  fill_latency(p, ok);
+  fill_server(p, ok);
+  fill_memory(p, ok);
+  fill_loadgen(p, ok, c);
+  return p;
+}
+
+// Why a point cannot run at all, or "".
+std::string skip_reason(const SweepConfig& c, const std::string& server, bool peer, int n) {
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  constexpr rlim_t kSpare = 128;  // listener, logs, /proc files, the sampler
+  if (static_cast<rlim_t>(n) + kSpare > rl.rlim_cur)
+    return fmt::format("{} connections need {} file descriptors, RLIMIT_NOFILE is {} (hard limit "
+                       "{}): raise it (ulimit -n) to run this point",
+                       n, n + kSpare, rl.rlim_cur, rl.rlim_max);
+  if (peer && c.handler != "http")
+    return fmt::format("peers serve HTTP only; --handler is {}", c.handler);
+  if (peer && peer_binary(server).empty())
+    return fmt::format("{} is not installed (scripts/setup.sh installs nginx and apache2)", server);
+  return "";
+}
+
+std::string outcome(const Point& p) {
+  if (!p.ok()) return fmt::format("{}: {}", p.status, p.reason.substr(0, 200));
+  return fmt::format("{:.0f} req/s, p99 {:.2f} ms, {:.1f} µs CPU/req, PSS {:.1f} MB{}", p.rps,
+                     p.p99_us / 1000, p.cpu_us_per_request, p.pss_idle_mb,
+                     p.loadgen_bound ? " [load-generator bound]" : "");
+}
+
+void run_point(const SweepConfig& c, const std::string& server, bool peer, int n,
+               Results& results, const std::atomic<bool>& stop, Progress& progress) {
+  progress.begin(fmt::format("{} c={}", server, n), planned_seconds(c, n));
+  if (auto why = skip_reason(c, server, peer, n); !why.empty()) {
+    Point p;
+    p.server = server;
+    p.kind = peer ? "peer" : "model";
+    p.connections = n;
+    p.status = "skipped";
+    p.reason = why;
+    results.points.push_back(p);
+    progress.end(outcome(p));
+    return;
+  }
+  std::vector<Run> runs;
+  for (int k = 1; k <= c.repeat && !stop; ++k) {
+    Run r = run_once(c, server, peer, n, k, progress, stop);
+    if (stop) break;  // an interrupted run is not a measurement
+    runs.push_back(std::move(r));
+  }
+  if (runs.empty()) return;  // interrupted before any run finished: no point
+  results.points.push_back(summarize(c, server, peer, n, runs));
+  progress.end(outcome(results.points.back()));
+}
+
+}  // namespace
+
+double planned_seconds(const SweepConfig& c, int n) {
+  double s = 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) + 0.5;
+  return s * c.repeat;
+}
+
+void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bool>& stop,
+               Progress& progress, const std::function<void()>& on_point) {
+  std::filesystem::create_directories(config.out_dir + "/servers");
+  std::vector<std::pair<std::string, bool>> servers;
+  for (const auto& m : config.models) servers.emplace_back(m, false);
+  for (const auto& p : config.peers) servers.emplace_back(p, true);
+  for (const auto& [server, peer] : servers) {
+    for (int n : config.connections) {
+      if (stop) return;
+      run_point(config, server, peer, n, results, stop, progress);
+      on_point();
+    }
+  }
+}
+
+}  // namespace shootout::runner

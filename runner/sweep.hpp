@@ -1,0 +1,61 @@
+#pragma once
+// The sweep: every server (our models, then the peers) at every connection count, each point
+// on a fresh server process, each point measured `repeat` times.
+//
+// One point, one run:
+//   1. start the server (ours: `shootout serve --model M --port 0 --stats-file F`, waiting for
+//      its `listening on` line; a peer: its generated configuration, waiting for its port and
+//      for its workers to be spawned), pinned to CPU 0 with --pin
+//   2. baseline: PSS of the server's process tree before any connection
+//   3. closed loop: ramp the N connections, warm up, measure the window with the server sampled
+//   4. idle hold: N fresh connections, one request each, held idle; PSS at the end
+//   5. SIGTERM and wait for a clean exit (a server that does not exit is killed, and said so)
+// A server that dies or answers nothing makes the point failed, with the reason; the sweep
+// goes on. A point that needs more descriptors than RLIMIT_NOFILE allows is skipped.
+//
+// Threads: run_sweep runs on the calling thread (the load generator starts its own threads).
+// `stop` may be set from any thread (the Ctrl-C handler): the sweep stops between phases and
+// returns the points finished so far.
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "results.hpp"
+
+namespace shootout::runner {
+
+class Progress;
+
+struct SweepConfig {
+  std::string binary;                      // build/shootout
+  std::vector<std::string> models;         // our models, in order
+  std::vector<std::string> peers;          // nginx, apache-prefork, ...
+  std::vector<int> connections{1, 10, 100, 1000, 5000, 10000};
+  std::chrono::milliseconds duration{3000}, warmup{1000}, idle_hold{2000};
+  std::string handler = "http";
+  std::string path = "/";
+  int repeat = 1;
+  bool pin = false;                        // server on CPU 0, this process (load) on CPU 1
+  int threads = 1;                         // load generator threads
+  int nginx_workers = 1;
+  // New connections/s when ramping (N > 100); 0 opens them all at once. 0 by default: the
+  // load generator's ramp currently fails the connections it has not opened yet (see
+  // docs/RUNNER.md), and all at once works up to 10,000 with the 4096 backlog + syncookies.
+  double connect_rate = 0;
+  // A response (or connect) slower than this is a load error. In a closed loop at N
+  // connections the mean latency is N / throughput, seconds at 10,000: keep it generous.
+  std::chrono::milliseconds timeout{10'000};
+  std::string out_dir;
+};
+
+// The planned wall time of one point (for the ETA), in seconds.
+double planned_seconds(const SweepConfig& c, int connections);
+
+// Runs the sweep, appending each finished point to `results.points` and calling `on_point`
+// after each one (the CLI rewrites results.json there, so a crash keeps what is done).
+void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bool>& stop,
+               Progress& progress, const std::function<void()>& on_point);
+
+}  // namespace shootout::runner

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main command: set up (packages + Release build into build/), run the default shootout —
+# our four models and the real nginx and Apache (prefork, worker, event) at 1 to 10,000
+# connections, server pinned to CPU 0 and load generator to CPU 1 — and print where the
+# report is. Takes a few minutes (about 8 on a 2-core machine; docs/RUNNER.md says why).
+#
+# Usage: scripts/shootout.sh [extra `shootout run` flags, e.g. --quick or --out DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+out="results/$(date +%Y%m%d-%H%M%S)"
+pin=()
+[ "$(nproc)" -ge 2 ] && pin=(--pin)
+status=0
+build/shootout run --peers nginx,apache-prefork,apache-worker,apache-event "${pin[@]}" \
+  --out "$out" "$@" || status=$?
+if [ -f "$out/report.md" ]; then
+  echo
+  echo "shootout: report at $out/report.md (graphs in $out/graphs/, data in $out/results.csv)"
+fi
+exit "$status"

@@ -1,0 +1,266 @@
+// The shootout runner against real processes: a short sweep of real models writes the CSV,
+// JSON, graphs and report; `plot` redraws them; generated peer configurations say what they
+// must; installed peers really answer from them; Ctrl-C keeps the results; bad flags exit 2.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "client.hpp"
+#include "machine.hpp"
+#include "peers/peers.hpp"
+#include "process.hpp"
+#include "server_process.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using shootout::test::Process;
+using shootout::test::shootout_binary;
+
+namespace {
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A fresh folder others (nginx's nobody, Apache's www-data) may traverse.
+fs::path temp_dir(const std::string& name) {
+  std::string tmpl = (fs::temp_directory_path() / ("shootout-" + name + "-XXXXXX")).string();
+  char* made = ::mkdtemp(tmpl.data());
+  if (!made) throw std::runtime_error("mkdtemp failed");
+  ::chmod(made, 0755);
+  return made;
+}
+
+// The models this build has: threaded and forked when both exist, else what there is (at most 2).
+std::vector<std::string> two_models() {
+  auto all = shootout::runner::available_models(shootout_binary());
+  std::vector<std::string> picked;
+  for (const char* want : {"threaded", "forked"})
+    if (std::find(all.begin(), all.end(), want) != all.end()) picked.push_back(want);
+  for (const auto& m : all)
+    if (picked.size() < 2 && std::find(picked.begin(), picked.end(), m) == picked.end())
+      picked.push_back(m);
+  return picked;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+int run_cli(std::vector<std::string> args, std::chrono::seconds timeout = 120s,
+            std::string* err = nullptr) {
+  args.insert(args.begin(), shootout_binary());
+  Process p(args);
+  int status = p.wait(timeout);
+  if (status == -1) p.signal(SIGKILL);
+  if (err) *err = p.stderr_text();
+  return status;
+}
+
+std::size_t count_lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+// One short sweep shared by the sweep and plot tests.
+class RunnerSweep : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    models_ = two_models();
+    dir_ = temp_dir("sweep");
+    status_ = run_cli({"run", "--models", join(models_), "--connections", "1,10", "--duration",
+                       "300ms", "--warmup", "100ms", "--idle-hold-seconds", "0.2", "--out",
+                       dir_.string()},
+                      120s, &stderr_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static std::vector<std::string> models_;
+  static fs::path dir_;
+  static int status_;
+  static std::string stderr_;
+};
+std::vector<std::string> RunnerSweep::models_;
+fs::path RunnerSweep::dir_;
+int RunnerSweep::status_ = -1;
+std::string RunnerSweep::stderr_;
+
+void expect_graphs(const fs::path& dir) {
+  for (const char* g : {"rps", "memory", "latency", "switches", "cpu"})
+    for (const char* ext : {".svg", ".png"}) {
+      fs::path f = dir / "graphs" / (std::string(g) + ext);
+      ASSERT_TRUE(fs::exists(f)) << f;
+      EXPECT_GT(fs::file_size(f), 0u) << f;
+    }
+}
+
+TEST_F(RunnerSweep, WritesCsvJsonWithEveryPoint) {
+  ASSERT_EQ(status_, 0) << stderr_;
+  const std::size_t points = models_.size() * 2;
+  std::string csv = read_file(dir_ / "results.csv");
+  EXPECT_EQ(count_lines(csv), points + 1) << csv;  // header + one row per point
+  EXPECT_EQ(csv.rfind("server,kind,connections,status", 0), 0u);
+  auto j = nlohmann::json::parse(read_file(dir_ / "results.json"));
+  ASSERT_EQ(j["points"].size(), points);
+  for (const auto& p : j["points"]) {
+    EXPECT_EQ(p["status"], "ok") << p.dump();
+    EXPECT_GT(p["rps"].get<double>(), 0) << p.dump();
+    EXPECT_GT(p["requests"].get<std::uint64_t>(), 0u);
+    EXPECT_GT(p["pss_idle_mb"].get<double>(), 0) << p.dump();
+    EXPECT_TRUE(p.contains("loadgen_bound"));
+    EXPECT_EQ(p["runs"].size(), 1u);
+  }
+  EXPECT_GT(j["meta"]["machine"]["nproc"].get<int>(), 0);
+  EXPECT_TRUE(j["meta"]["versions"].contains("nginx"));
+  EXPECT_NE(j["meta"]["command_line"].get<std::string>().find("--connections 1,10"), std::string::npos);
+}
+
+TEST_F(RunnerSweep, DrawsGraphsAndReport) {
+  ASSERT_EQ(status_, 0) << stderr_;
+  expect_graphs(dir_);
+  std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("![Requests per second](graphs/rps.svg)"), std::string::npos);
+  EXPECT_NE(report.find("Load-generator-bound points"), std::string::npos);
+  for (const auto& m : models_) EXPECT_NE(report.find("| " + m + " | 10 |"), std::string::npos) << m;
+}
+
+TEST_F(RunnerSweep, PlotRedrawsFromResultsJson) {
+  ASSERT_EQ(status_, 0) << stderr_;
+  fs::remove_all(dir_ / "graphs");
+  fs::remove(dir_ / "report.md");
+  std::string err;
+  ASSERT_EQ(run_cli({"plot", dir_.string()}, 60s, &err), 0) << err;
+  expect_graphs(dir_);
+  EXPECT_TRUE(fs::exists(dir_ / "report.md"));
+}
+
+TEST(RunnerPeers, NginxConfigHasPortLogsAndLimits) {
+  fs::path dir = temp_dir("nginx-conf");
+  shootout::runner::HostLimits limits;
+  auto s = shootout::runner::write_peer_config("nginx", dir.string(), 23456, 5000, limits);
+  std::string conf = read_file(s.config_path);
+  EXPECT_NE(conf.find("listen 127.0.0.1:23456"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("access_log off;"), std::string::npos);
+  EXPECT_NE(conf.find("error_log " + (dir / "nginx.error.log").string()), std::string::npos);
+  EXPECT_NE(conf.find("pid " + (dir / "nginx.pid").string()), std::string::npos);
+  EXPECT_NE(conf.find("daemon off;"), std::string::npos);
+  EXPECT_NE(conf.find("worker_processes 1;"), std::string::npos);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(conf, m, std::regex(R"(worker_connections (\d+);)")));
+  EXPECT_GE(std::stoi(m[1]), 5000);
+  ASSERT_TRUE(std::regex_search(conf, m, std::regex(R"(worker_rlimit_nofile (\d+);)")));
+  EXPECT_GE(std::stoi(m[1]), 2 * 5000);
+  EXPECT_EQ(read_file(dir / "htdocs/index.txt"), "Hello, World!");
+  fs::remove_all(dir);
+}
+
+TEST(RunnerPeers, ApacheConfigsHavePortLogsAndSizedMpm) {
+  shootout::runner::HostLimits limits;
+  limits.pid_max = 4'000'000;
+  limits.mem_available_kb = 64L << 20;
+  for (std::string mpm : {"prefork", "worker", "event"}) {
+    fs::path dir = temp_dir("apache-conf");
+    auto s = shootout::runner::write_peer_config("apache-" + mpm, dir.string(), 23457, 1000, limits);
+    std::string conf = read_file(s.config_path);
+    EXPECT_NE(conf.find("Listen 127.0.0.1:23457"), std::string::npos) << conf;
+    EXPECT_EQ(conf.find("CustomLog"), std::string::npos) << "access log must be off";
+    EXPECT_NE(conf.find("ErrorLog \"" + (dir / "apache.error.log").string()), std::string::npos);
+    EXPECT_NE(conf.find("PidFile \"" + (dir / "apache.pid").string()), std::string::npos);
+    EXPECT_NE(conf.find("mod_mpm_" + mpm + ".so"), std::string::npos);
+    EXPECT_NE(conf.find("User www-data"), std::string::npos);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(conf, m, std::regex(R"(MaxRequestWorkers (\d+))")));
+    EXPECT_GE(std::stoi(m[1]), 1000) << mpm;
+    EXPECT_TRUE(s.notes.empty()) << mpm;
+    fs::remove_all(dir);
+  }
+}
+
+TEST(RunnerPeers, ApachePreforkIsCappedToWhatTheMachineHolds) {
+  shootout::runner::HostLimits limits;
+  limits.pid_max = 5000;
+  limits.tasks_now = 500;
+  limits.mem_available_kb = 64L << 20;
+  fs::path dir = temp_dir("apache-cap");
+  auto s = shootout::runner::write_peer_config("apache-prefork", dir.string(), 23458, 10000, limits);
+  std::string conf = read_file(s.config_path);
+  EXPECT_NE(conf.find("MaxRequestWorkers 2500\n"), std::string::npos) << conf;  // 5000-500-2000
+  ASSERT_EQ(s.notes.size(), 1u);
+  EXPECT_NE(s.notes[0].find("capped at 2500 processes"), std::string::npos) << s.notes[0];
+  fs::remove_all(dir);
+}
+
+// Starts a generated peer and GETs / from it.
+void expect_peer_answers(const std::string& peer) {
+  if (shootout::runner::peer_binary(peer).empty())
+    GTEST_SKIP() << peer << " is not installed (scripts/setup.sh installs nginx and apache2)";
+  fs::path dir = temp_dir(peer);
+  auto port = shootout::runner::free_port();
+  auto s = shootout::runner::write_peer_config(peer, dir.string(), port, 10,
+                                               shootout::runner::host_limits());
+  shootout::runner::Child child(s.argv, (dir / "stdout.log").string());
+  ASSERT_TRUE(shootout::runner::wait_for_port(port, 20s, &child))
+      << read_file(s.error_log) << child.log_tail();
+  auto r = shootout::test::http_get(port, "/");
+  EXPECT_EQ(r.status, 200) << read_file(s.error_log);
+  EXPECT_EQ(r.body, "Hello, World!");
+  auto status = child.stop(SIGTERM, 20s);
+  ASSERT_TRUE(status.has_value()) << peer << " did not stop on SIGTERM";
+  EXPECT_EQ(*status, 0) << child.log_tail();
+  for (const auto& e : fs::recursive_directory_iterator(dir))  // no access log anywhere
+    EXPECT_EQ(e.path().filename().string().find("access"), std::string::npos) << e.path();
+  fs::remove_all(dir);
+}
+
+TEST(RunnerPeers, NginxAnswersFromGeneratedConfig) { expect_peer_answers("nginx"); }
+TEST(RunnerPeers, ApacheEventAnswersFromGeneratedConfig) { expect_peer_answers("apache-event"); }
+
+TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
+  fs::path dir = temp_dir("interrupt");
+  Process p({shootout_binary(), "run", "--models", two_models().front(), "--connections",
+             "1,10,100,1000", "--duration", "2s", "--warmup", "100ms", "--idle-hold-seconds",
+             "0.2", "--out", dir.string()});
+  // results.json is rewritten after every point: the first point is done once it exists.
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!fs::exists(dir / "results.json") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(fs::exists(dir / "results.json")) << p.stderr_text();
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(60s), 130) << p.stderr_text();
+  auto j = nlohmann::json::parse(read_file(dir / "results.json"));
+  EXPECT_TRUE(j["interrupted"].get<bool>());
+  EXPECT_GE(j["points"].size(), 1u);
+  EXPECT_LT(j["points"].size(), 4u);
+  EXPECT_TRUE(fs::exists(dir / "report.md"));
+  // No server of this run is left: none has this folder on its command line.
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string cmd = read_file(e.path() / "cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    EXPECT_EQ(cmd.find(dir.string() + "/servers"), std::string::npos) << e.path() << ": " << cmd;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(RunnerCli, BadFlagsExit2) {
+  EXPECT_EQ(run_cli({"run", "--connections", "abc"}), 2);
+  EXPECT_EQ(run_cli({"run", "--bogus"}), 2);
+  EXPECT_EQ(run_cli({"run", "--repeat", "0"}), 2);
+  EXPECT_EQ(run_cli({"run", "--handler", "ftp"}), 2);
+  std::string err;
+  EXPECT_EQ(run_cli({"run", "--models", "nosuch", "--out", "/tmp/never"}, 30s, &err), 2);
+  EXPECT_NE(err.find("unknown model 'nosuch'"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"run", "--peers", "lighttpd"}, 30s, &err), 2);
+  EXPECT_NE(err.find("unknown peer 'lighttpd'"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"plot"}), 2);
+  EXPECT_EQ(run_cli({"plot", "/nonexistent/folder"}), 2);
+}
+
+}  // namespace
