@@ -93,6 +93,44 @@ TEST_F(CoroutineTest, TenThousandIdleConnectionsAreHeldAndAnswered) {
   stop_cleanly(s);
 }
 
+// Idle fibers park with only the model's frames on their own stacks (the parser runs on the
+// thread's shared SessionStack) and their timeouts live on the reactor's coarse deadline list.
+// Connections that parsed a request, then sat idle across several deadline sweeps, must all
+// still be answered correctly, pipelined batches and multi-chunk bodies included.
+TEST_F(CoroutineTest, IdleConnectionsAreAnsweredCorrectlyAfterIdling) {
+  constexpr int kConns = 2'000;
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < kConns + 100)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << rl.rlim_max << " is below " << kConns + 100;
+  auto s = start({"--idle-timeout", "60000"}, kConns + 1000);
+  std::vector<Conn> conns;
+  conns.reserve(kConns);
+  for (int i = 0; i < kConns; ++i) {
+    conns.emplace_back(s.port());
+    ASSERT_TRUE(conns.back().send(get_request("/")));
+  }
+  int first = 0;
+  for (auto& c : conns) first += read_response(c).status == 200 ? 1 : 0;
+  ASSERT_EQ(first, kConns);
+  // Idle past several sweeps of the deadline list (one per 100 ms at most).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string batch = get_request("/") + get_request("/bytes?n=20000") + get_request("/");
+  for (auto& c : conns) ASSERT_TRUE(c.send(batch));
+  int answered = 0;
+  for (auto& c : conns) {
+    const auto a = read_response(c);
+    const auto b = read_response(c);
+    const auto d = read_response(c);
+    answered += a.status == 200 && b.status == 200 && b.body.size() == 20'000u &&
+                d.status == 200 && c.buffer().empty();
+  }
+  EXPECT_EQ(answered, kConns);
+  stop_cleanly(s);
+}
+
 TEST_F(CoroutineTest, SleepingFiberDoesNotDelayOtherClients) {
   auto s = start();
   Conn sleeper(s.port());

@@ -5,8 +5,9 @@
 // kernel the fiber parks in its Reactor and the thread runs other fibers: a call tries the
 // system call and parks on EAGAIN, except that a read following one that emptied the socket
 // parks first (that recv would only say EAGAIN: a keep-alive client waits for our response
-// before it sends). Readiness is level-triggered, so nothing is missed. Timeouts are the park's deadline (a fiber timer),
-// not SO_RCVTIMEO. Blocking work: /sleep parks the fiber on a timer (no thread sleeps); /cpu and
+// before it sends). Readiness is level-triggered, so nothing is missed. Timeouts are the
+// park's deadline on the Reactor's coarse deadline list (they fire up to 100 ms late), not
+// SO_RCVTIMEO. Blocking work: /sleep parks the fiber on a timer (no thread sleeps); /cpu and
 // /file run inline on the scheduler's thread, starving every other fiber of that thread until
 // they finish, unless a WorkPool is given (--offload-cpu).
 //

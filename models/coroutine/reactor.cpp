@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -16,6 +17,8 @@ namespace shootout {
 namespace {
 
 constexpr std::size_t kReadBuffer = 16 * 1024;  // as BlockingSocketIo's, for a fair comparison
+// How late a read or write timeout may fire: the deadline list is scanned at most this often.
+constexpr auto kSweepEvery = std::chrono::milliseconds(100);
 
 // poll() timeout for a fiber deadline: -1 for none, never negative, rounded up so that a
 // deadline 0.3 ms away does not turn into a busy 0 ms wait.
@@ -30,13 +33,9 @@ int timeout_ms(FiberClock::time_point deadline) {
 
 // --- Parker ---------------------------------------------------------------------------------
 
-bool Parker::park(FiberClock::time_point deadline) {
+void Parker::park() {
   NoLock lock;
-  if (deadline == FiberClock::time_point::max()) {
-    cv_.wait(lock, [this] { return fired_; });
-    return true;
-  }
-  return cv_.wait_until(lock, deadline, [this] { return fired_; });
+  cv_.wait(lock, [this] { return fired_; });
 }
 
 void Parker::fire() {
@@ -86,12 +85,62 @@ bool Reactor::wait(int fd, std::uint32_t event, FiberClock::time_point deadline)
   if (!arm(fd, w, event)) return false;
   Parker parker;
   (event == kReadable ? w.reader : w.writer) = &parker;
-  const bool fired = parker.park(deadline);
-  // Timed out: the slot still names our parker (watches_ may have grown meanwhile: index again).
+  if (deadline != FiberClock::time_point::max()) {
+    parker.deadline_ = deadline;
+    parker.fd_ = fd;
+    parker.event_ = event;
+    link_deadline(parker);
+  }
+  parker.park();
+  if (parker.linked_) unlink_deadline(parker);  // woken by readiness or the stop sweep
+  // The stop sweep and expire() clear the slot; readiness too. Index again: watches_ may have
+  // grown while we were parked.
   Parker*& slot = event == kReadable ? watches_[static_cast<std::size_t>(fd)].reader
                                      : watches_[static_cast<std::size_t>(fd)].writer;
   if (slot == &parker) slot = nullptr;
-  return fired;
+  return !parker.timed_out();
+}
+
+void Reactor::link_deadline(Parker& p) {
+  p.linked_ = true;
+  p.prev_ = nullptr;
+  p.next_ = deadlines_;
+  if (deadlines_) deadlines_->prev_ = &p;
+  deadlines_ = &p;
+  if (p.deadline_ < due_) due_ = p.deadline_;
+}
+
+void Reactor::unlink_deadline(Parker& p) {
+  if (p.prev_)
+    p.prev_->next_ = p.next_;
+  else
+    deadlines_ = p.next_;
+  if (p.next_) p.next_->prev_ = p.prev_;
+  p.linked_ = false;
+  p.prev_ = p.next_ = nullptr;
+}
+
+// The dispatcher, after a poll once due_ has passed: fires every parker whose deadline has
+// passed (its wait() returns false) and recomputes due_ from the ones left.
+void Reactor::expire(FiberClock::time_point now) {
+  last_sweep_ = now;
+  due_ = FiberClock::time_point::max();
+  for (Parker* p = deadlines_; p;) {
+    Parker* next = p->next_;
+    if (p->fired_) {
+      // Readiness won the race in this very poll: its wait() succeeds and unlinks it.
+    } else if (p->deadline_ <= now) {
+      unlink_deadline(*p);
+      Watch& w = watches_[static_cast<std::size_t>(p->fd_)];
+      Parker*& slot = p->event_ == kReadable ? w.reader : w.writer;
+      if (slot == p) slot = nullptr;  // readiness arriving later must not fire it again
+      p->timed_out_ = true;
+      p->fire();
+    } else if (p->deadline_ < due_) {
+      due_ = p->deadline_;
+    }
+    p = next;
+  }
 }
 
 void Reactor::forget(int fd) {
@@ -102,12 +151,20 @@ void Reactor::forget(int fd) {
 }
 
 void Reactor::poll(FiberClock::time_point deadline) {
-  poller_->wait(ready_, timeout_ms(deadline));
+  // The next deadline sweep, no sooner than kSweepEvery after the last: when nothing waits with
+  // a deadline, due_ is max() and an idle server sleeps until a descriptor or Boost timer.
+  FiberClock::time_point sweep_at = FiberClock::time_point::max();
+  if (deadlines_) sweep_at = std::max(due_, last_sweep_ + kSweepEvery);
+  poller_->wait(ready_, timeout_ms(std::min(deadline, sweep_at)));
   for (const PollEvent& ev : ready_) {
     if (ev.fd == wake_fd_)
       take_wakeups();
     else
       dispatch(ev);
+  }
+  if (deadlines_ && sweep_at != FiberClock::time_point::max()) {
+    const auto now = FiberClock::now();
+    if (now >= sweep_at) expire(now);
   }
 }
 

@@ -4,8 +4,10 @@
 // A fiber that cannot go on (its socket would block, it waits for the helper pool) parks on a
 // Parker. The reactor remembers which Parker waits on which descriptor, and when every fiber of
 // its thread is parked the scheduler (ReactorScheduler::suspend_until) calls poll(): one wait on
-// the poller with the nearest fiber deadline as timeout, then a sweep that fires the Parkers of
-// whatever became ready. The executor half, the ready queue, is ReactorScheduler.
+// the poller until the nearest Boost timer (/sleep) or the next deadline sweep, then it fires the
+// Parkers of whatever became ready and, when one is due, sweeps the deadline list: read and
+// write timeouts are enforced here, coarsely (up to 100 ms late), not by Boost.Fiber's sleep
+// queue. The executor half, the ready queue, is ReactorScheduler.
 //
 // Interest is changed lazily. A descriptor stays armed for reading while its fiber is busy, so a
 // keep-alive request costs no epoll_ctl; when readiness arrives and no fiber waits for it (the
@@ -35,15 +37,19 @@ namespace shootout {
 using FiberClock = std::chrono::steady_clock;
 
 // One parked fiber. Lives on that fiber's stack while it waits; fired by its own thread.
+// A park has no Boost.Fiber deadline (that would put the fiber in Boost's sleep queue, an
+// ordered tree, on every park): a timed wait is on the Reactor's deadline list instead, and the
+// Reactor's coarse sweep fires it with timed_out() set.
 class Parker {
  public:
-  // Fiber: parks the calling fiber (its thread runs others) until fire() or `deadline`
-  // (time_point::max(): no deadline). Returns true if fired, false if the deadline passed.
-  bool park(FiberClock::time_point deadline);
+  // Fiber: parks the calling fiber (its thread runs others) until fire().
+  void park();
   // The parker's thread (a fiber or the dispatcher): makes the parked fiber ready.
   void fire();
+  bool timed_out() const { return timed_out_; }
 
  private:
+  friend class Reactor;
   // A fiber condition variable needs a lock; one scheduler thread needs no real one.
   struct NoLock {
     void lock() {}
@@ -51,6 +57,14 @@ class Parker {
   };
   boost::fibers::condition_variable_any cv_;
   bool fired_ = false;
+  bool timed_out_ = false;
+  // The Reactor's deadline list (intrusive, unordered): set while a timed wait() is parked.
+  bool linked_ = false;
+  Parker* prev_ = nullptr;
+  Parker* next_ = nullptr;
+  FiberClock::time_point deadline_{};
+  int fd_ = -1;             // what it waits for, so that a timeout can clear the watch slot
+  std::uint32_t event_ = 0;
 };
 
 class Reactor {
@@ -71,7 +85,8 @@ class Reactor {
   // parks again (serve_connection feeds them to on_input at once, so they are).
   std::span<char> read_buffer() { return read_buffer_; }
 
-  // Dispatcher: waits for readiness, a wake() or `deadline`, then fires what is due.
+  // Dispatcher: waits for readiness, a wake(), `deadline` (Boost's own timers: /sleep) or the
+  // next deadline sweep, then fires what is due.
   void poll(FiberClock::time_point deadline);
 
   // Any thread: interrupts the current or next poll().
@@ -96,12 +111,21 @@ class Reactor {
   void dispatch(const PollEvent& ev);
   void take_wakeups();
   void sweep_readers();
+  void link_deadline(Parker& p);
+  void unlink_deadline(Parker& p);
+  void expire(FiberClock::time_point now);
 
   std::unique_ptr<Poller> poller_;
   int wake_fd_ = -1;                // eventfd: wake(), post(), request_stop()
   std::vector<Watch> watches_;      // by descriptor number
   std::vector<PollEvent> ready_;    // poll()'s output, reused
   std::vector<char> read_buffer_;
+  // Timed waits. Scanned whole, at most every kSweepEvery, and only once the earliest deadline
+  // inserted since the last scan (due_) has passed: so a busy connection's park and wake cost a
+  // list link and unlink, no system call, and timeouts fire up to kSweepEvery late.
+  Parker* deadlines_ = nullptr;
+  FiberClock::time_point due_ = FiberClock::time_point::max();
+  FiberClock::time_point last_sweep_{};
   bool swept_ = false;              // the stop sweep has run (this thread only)
   std::atomic<bool> stop_requested_{false};
   std::mutex posted_mu_;            // guards posted_ (pool threads push, poll() swaps out)

@@ -3,10 +3,11 @@
 //
 // The executor half of the scheduler: a round-robin ready queue. Boost.Fiber's dispatcher runs
 // the ready fibers in turn; when none is left it calls suspend_until() with the nearest
-// deadline of its sleep queue (a fiber in sleep_for, a read with a timeout), and we spend that
-// time in the reactor's epoll_wait. A fiber made ready from another thread (the dispatcher
-// calls notify()) interrupts the wait through the reactor's eventfd. So an idle server sleeps in
-// the kernel and uses no CPU, and a busy one makes no system call between fibers.
+// deadline of its sleep queue (a fiber in sleep_for; read and write timeouts are on the
+// Reactor's own deadline list instead), and we spend that time in the reactor's epoll_wait.
+// A fiber made ready from another thread (the dispatcher calls notify()) interrupts the wait
+// through the reactor's eventfd. So an idle server sleeps in the kernel and uses no CPU, and a
+// busy one makes no system call between fibers.
 //
 // Threads: install once per thread, before any other fiber operation there:
 //   boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor);

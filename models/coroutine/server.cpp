@@ -42,6 +42,7 @@
 #include "reactor.hpp"
 #include "reactor_scheduler.hpp"
 #include "serve_connection.hpp"
+#include "session_stack.hpp"
 #include "stats.hpp"
 #include "work_pool.hpp"
 
@@ -76,7 +77,8 @@ class Scheduler {
         handler_(handler),
         listen_fd_(listen_fd),
         pool_(pool),
-        stacks_(make_stack_allocator(options.stack, stack_size)) {}
+        stacks_(make_stack_allocator(options.stack, stack_size)),
+        session_stack_(stack_size) {}
   ~Scheduler() {
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }
@@ -152,8 +154,9 @@ class Scheduler {
     set_nodelay(fd);
     try {
       auto session = handler_.new_session();
+      OffStackSession off_stack(*session, session_stack_);  // the parser's deep frames
       FiberSocketIo io(fd, reactor_, pool_, options_.idle_timeout);
-      serve_connection(*session, io, options_);
+      serve_connection(off_stack, io, options_);
     } catch (const std::exception& e) {
       log_line("connection dropped: {}", e.what());
     }
@@ -185,6 +188,7 @@ class Scheduler {
   int listen_fd_;
   WorkPool* pool_;
   StackAllocator stacks_;
+  SessionStack session_stack_;  // every Session call of this thread runs on it
   Reactor reactor_;
   boost::fibers::mutex mu_;                 // fibers of this thread only: pairs with drained_
   boost::fibers::condition_variable drained_;  // live_ reached 0

@@ -30,7 +30,7 @@ WorkResult WorkPool::run(const Work& work, Reactor& reactor) {
     jobs_.push_back(&job);
   }
   cv_.notify_one();
-  job.done.park(FiberClock::time_point::max());
+  job.done.park();
   return std::move(job.result);
 }
 
