@@ -220,6 +220,17 @@ class Window {
   Clock::time_point opened_at_, closed_at_;
 };
 
+// The ramp (N / connect_rate), then two timeouts (connect, first response) and 5 s of slack.
+void set_deadlines(Plan& plan, const LoadConfig& c) {
+  const double ramp_s = c.connect_rate > 0 ? c.connections / c.connect_rate : 0;
+  const auto ramp = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ramp_s));
+  plan.first_round_by = plan.start + ramp + 2 * c.timeout + std::chrono::seconds(5);
+  if (c.mode == Mode::idle)
+    plan.deadline = plan.first_round_by + c.duration + c.timeout + std::chrono::seconds(10);
+  else
+    plan.deadline = plan.measure_to + c.timeout + std::chrono::seconds(1);
+}
+
 // Idle mode: every worker has finished its first round, or the deadline has passed.
 void wait_first_round(const std::vector<std::unique_ptr<Worker>>& workers, Clock::time_point deadline) {
   for (;;) {
@@ -265,15 +276,13 @@ LoadResult run_load(const LoadConfig& config) {
   plan.measure_from = plan.start + c.warmup;
   plan.measure_to = c.mode == Mode::idle ? Clock::time_point::max() : plan.measure_from + c.duration;
   if (c.mode == Mode::idle) plan.measure_from = plan.start;
+  set_deadlines(plan, c);
 
   Window window(c);
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
   if (c.mode == Mode::idle) {
-    const double open_s = c.connect_rate > 0 ? c.connections / c.connect_rate : 0;
-    wait_first_round(workers, plan.start + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(open_s)) +
-                                  2 * c.timeout + std::chrono::seconds(5));
+    wait_first_round(workers, plan.first_round_by);
     window.open();
     std::this_thread::sleep_for(c.duration);
     window.close(r);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -194,30 +195,77 @@ std::uint64_t ticks_to_us(std::uint64_t ticks) {
 
 }  // namespace
 
-TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu) {
+namespace {
+
+// True if `pid` has not been reaped yet (a zombie still counts: its times are still in /proc).
+bool not_reaped(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+// Every process of `tree` read before was still there (not reaped) after the figures were read.
+bool none_reaped(const std::vector<pid_t>& pids) {
+  return std::all_of(pids.begin(), pids.end(), not_reaped);
+}
+
+std::vector<pid_t> pids_of(const std::vector<ProcStat>& tree) {
+  std::vector<pid_t> pids;
+  pids.reserve(tree.size());
+  for (const auto& p : tree) pids.push_back(p.pid);
+  return pids;
+}
+
+// One pass over the tree: counts, memory, and (with_cpu) the /proc part of CPU and switches.
+// `root_from_stats`: the root's CPU and switches come from its stats file, not from here.
+TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool with_cpu,
+                       bool root_from_stats) {
   TreeSnapshot s;
-  // The stats file first: the server's own figures are taken before /proc is walked.
-  std::optional<nlohmann::json> stats;
-  if (with_cpu && !config.stats_file.empty()) stats = fresh_stats(config);
-  s.monotonic_ns = monotonic_ns();
-  const auto tree = tree_of(config.pid, all_processes());
   s.alive = !tree.empty();
   for (std::size_t i = 0; i < tree.size(); ++i) {
     const ProcStat& p = tree[i];
     ++s.processes;
     s.threads += p.threads;
     if (with_memory) add_memory(p.pid, s);
-    if (!with_cpu) continue;
-    if (i == 0 && stats) continue;  // the root's CPU and switches come from its report
+    if (!with_cpu || (i == 0 && root_from_stats)) continue;
+    // utime+stime include the process's exited threads; cutime+cstime its reaped children.
     s.utime_us += ticks_to_us(p.utime + p.cutime);
     s.stime_us += ticks_to_us(p.stime + p.cstime);
     add_switches(p.pid, s);
   }
-  if (stats) {
-    s.from_stats_file = true;
-    if (stats->contains("self")) add_rusage_json((*stats)["self"], s);
-    if (stats->contains("children")) add_rusage_json((*stats)["children"], s);
-    if (stats->contains("requests")) s.server_requests = (*stats)["requests"].get<std::uint64_t>();
+  return s;
+}
+
+}  // namespace
+
+// CPU snapshots must see each unit of CPU exactly once: a child that is reaped between the
+// moment the server wrote its stats file (RUSAGE_CHILDREN) and the moment /proc is read would
+// be in neither, and a child reaped between reading it and reading its parent would be in
+// both. So the tree is listed, the stats file asked for, the tree read again, and the snapshot
+// is kept only if no process listed in either pass has been reaped by the end; otherwise
+// (children exiting right then, as at the end of a closed-loop window) it is taken again.
+TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu) {
+  if (!with_cpu) {
+    TreeSnapshot s = read_tree(tree_of(config.pid, all_processes()), with_memory, false, false);
+    s.monotonic_ns = monotonic_ns();
+    s.tcp_mem_bytes = tcp_mem_bytes();
+    return s;
+  }
+  constexpr int kAttempts = 20;
+  std::vector<pid_t> before = pids_of(tree_of(config.pid, all_processes()));
+  TreeSnapshot s;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    std::optional<nlohmann::json> stats;
+    if (!config.stats_file.empty()) stats = fresh_stats(config);
+    const auto tree = tree_of(config.pid, all_processes());
+    s = read_tree(tree, with_memory, true, stats.has_value());
+    s.monotonic_ns = monotonic_ns();
+    if (stats) {
+      s.from_stats_file = true;
+      if (stats->contains("self")) add_rusage_json((*stats)["self"], s);
+      if (stats->contains("children")) add_rusage_json((*stats)["children"], s);
+      if (stats->contains("requests")) s.server_requests = (*stats)["requests"].get<std::uint64_t>();
+    }
+    std::vector<pid_t> after = pids_of(tree);
+    s.cpu_attempts = attempt;
+    if (none_reaped(before) && none_reaped(after)) break;
+    before = std::move(after);
   }
   s.cpu_us = s.utime_us + s.stime_us;
   s.tcp_mem_bytes = tcp_mem_bytes();

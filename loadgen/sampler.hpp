@@ -21,7 +21,8 @@
 //     its getrusage(RUSAGE_SELF) (every thread, live or exited) plus getrusage(RUSAGE_CHILDREN)
 //     (every reaped descendant). Live descendants are added from /proc. A child that is reaped
 //     during the window leaves the /proc sum and enters RUSAGE_CHILDREN with its final total,
-//     so the window difference counts it exactly once.
+//     so the window difference counts it exactly once, provided the snapshot is taken at one
+//     instant: a CPU snapshot is retaken while a process it listed was reaped mid-way.
 //   * Without one (nginx, Apache): everything comes from /proc. /proc/P/stat's utime+stime
 //     include P's exited threads and cutime+cstime its reaped children, so CPU is complete;
 //     context switches are summed over /proc/P/task/T/status of the live threads only, so
@@ -67,6 +68,7 @@ struct TreeSnapshot {
   bool from_stats_file = false;                   // root figures from the server's report
   std::optional<std::uint64_t> server_requests;   // the stats file's `requests`
   bool alive = true;                              // the root pid still existed
+  int cpu_attempts = 0;  // CPU snapshots: passes needed until no process was reaped mid-way
 };
 
 struct ServerSample {

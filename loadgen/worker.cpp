@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/basic_parser.hpp>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -61,9 +62,14 @@ enum class ErrorKind { connect, read, write, timeout, status, body };
 
 // One connection's state machine. Loop thread only.
 //
+//   pending --start (the opener reaches it)--> connecting
 //   connecting --connected--> active (requests outstanding, or waiting for the next send)
 //   active --response--> active | held (idle mode, after the first response) | finished
 //   any --error--> counted; closed; reopened after a pause (closed/rate) or finished (idle)
+//   any --the worker's hard deadline--> counted (connect or timeout); finished
+//
+// A pending connection has no operation in flight and no connect time: the timeout sweep
+// leaves it alone (with --connect-rate most connections wait there for the opener).
 //
 // Handlers capture the generation number: closing the socket bumps it, so a handler of the
 // previous socket that completes later (operation_aborted) does nothing.
@@ -82,6 +88,7 @@ class Connection {
 
   // First connect; rate mode also sets this connection's place in the send schedule.
   void start() {
+    if (state_ != State::pending) return;  // already finished by the hard deadline
     if (plan_.mode == Mode::rate)
       intended_ = plan_.start + plan_.rate_step * static_cast<long>(index_);
     connect();
@@ -98,6 +105,19 @@ class Connection {
     if (state_ != State::held) return;
     state_ = State::active;
     send();
+  }
+
+  // The worker's hard deadline has passed: whatever has not finished is counted as failed
+  // (never opened or never connected: connect; a response or the final round due: timeout).
+  void expire() {
+    if (state_ == State::finished) return;
+    if (state_ == State::pending || state_ == State::connecting)
+      count(ErrorKind::connect);
+    else if (state_ == State::held || outstanding_ > 0)
+      count(ErrorKind::timeout);
+    const bool in_first_round = plan_.mode == Mode::idle && !second_round_;
+    finish();
+    if (in_first_round) w_.first_round_step();
   }
 
   void check_timeout(Clock::time_point now) {
@@ -119,7 +139,7 @@ class Connection {
   bool finished() const { return state_ == State::finished; }
 
  private:
-  enum class State { connecting, active, held, finished };
+  enum class State { pending, connecting, active, held, finished };
 
   void connect() {
     if (!sock_.is_open()) {
@@ -409,7 +429,7 @@ class Connection {
   tcp::socket sock_;
   asio::steady_timer timer_;  // rate mode's next send, or the pause before reconnecting
   const std::size_t index_;   // global index: the phase of this connection in rate mode
-  State state_ = State::connecting;
+  State state_ = State::pending;
   std::uint64_t gen_ = 0;
   int outstanding_ = 0;       // responses still due for the batch sent
   bool second_round_ = false; // idle mode: the first response has arrived
@@ -452,6 +472,8 @@ void Worker::run() {
     end_.async_wait([this](boost::system::error_code ec) {
       if (!ec) on_end();
     });
+  } else {
+    arm_deadline(plan_.deadline);  // start_final_round() brings it forward
   }
   ioc_.run();
   // Normally every connection has finished; after the hard deadline some have not. Close
@@ -499,9 +521,17 @@ void Worker::on_end() {
   opener_.cancel();
   for (auto& c : conns_) c->stop();
   if (running_ == 0) return;
-  end_.expires_at(plan_.measure_to + plan_.timeout + std::chrono::seconds(1));
+  arm_deadline(plan_.deadline);
+}
+
+// Past `at` nothing is waited for any more: every connection still running is counted as
+// failed and finished, so run() returns (the loop never waits without a bound).
+void Worker::arm_deadline(Clock::time_point at) {
+  end_.expires_at(at);
   end_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) ioc_.stop();
+    if (ec) return;
+    for (auto& c : conns_) c->expire();
+    ioc_.stop();
   });
 }
 
@@ -518,7 +548,10 @@ void Worker::first_round_step() {
 
 void Worker::start_final_round() {
   asio::post(ioc_, [this] {
+    if (running_ == 0) return;
     for (auto& c : conns_) c->final_round();
+    // Each second request is bounded by the sweep's timeout; the deadline is the backstop.
+    arm_deadline(std::min(plan_.deadline, Clock::now() + plan_.timeout + std::chrono::seconds(1)));
   });
 }
 

@@ -38,6 +38,13 @@ struct Plan {
   Clock::duration rate_step{};             // rate: 1/rate, the phase shift between connections
   Clock::duration connect_interval{};      // per worker; zero: open all at once
   Clock::time_point start, measure_from, measure_to;
+  // Idle mode: the main thread stops waiting for the first round at first_round_by.
+  Clock::time_point first_round_by;
+  // The hard deadline: no worker waits past it (connections still running then are counted as
+  // connect errors or timeouts). Closed/rate: measure_to + timeout + 1 s. Idle: first_round_by
+  // + the hold + timeout + 10 s (room for the sampler), brought forward to "now + timeout + 1 s"
+  // when the final round starts.
+  Clock::time_point deadline;
   std::size_t seconds = 1;                 // length of the per-second series
 };
 
@@ -78,6 +85,7 @@ class Worker {
  private:
   friend class Connection;
   void arm_sweep();
+  void arm_deadline(Clock::time_point at);
   void arm_opener();
   void on_end();
   void connection_finished();

@@ -356,6 +356,77 @@ TEST(LoadgenOwnServer, SamplerCountsExitedThreads) {
   std::filesystem::remove_all(dir);
 }
 
+// --- regressions ---------------------------------------------------------------------------
+
+// With --connect-rate the opener starts connections over N / rate seconds. The timeout sweep
+// must leave the ones it has not started alone: it used to fail them as connect errors (they
+// looked like connects started at time zero), and an idle run could then never finish.
+class LoadgenConnectRamp : public ::testing::TestWithParam<Mode> {};
+
+TEST_P(LoadgenConnectRamp, EveryConnectionGetsThroughWithoutErrors) {
+  constexpr int kConnections = 2000;
+  const auto [soft, hard] = shootout::load::raise_fd_limit();
+  if (soft < 2 * kConnections + 256)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << hard << " is below " << 2 * kConnections + 256;
+  ServerProcess server({"--model", "evented"}, static_cast<long>(soft));
+  LoadConfig c = quick(own_url(server), kConnections, 2s);  // the ramp takes 1 s of it
+  c.mode = GetParam();
+  c.threads = 2;
+  c.connect_rate = 2000;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.errors.connect, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  if (c.mode == Mode::idle) {
+    EXPECT_EQ(r.idle_opened, static_cast<std::uint64_t>(kConnections));
+    EXPECT_EQ(r.idle_alive, static_cast<std::uint64_t>(kConnections));
+  } else {
+    EXPECT_GT(r.requests, 0u);
+    EXPECT_EQ(r.sent_total, r.responses_total);
+  }
+  EXPECT_EQ(server.stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LoadgenConnectRamp, ::testing::Values(Mode::closed, Mode::idle),
+                         [](const auto& p) { return std::string(shootout::load::mode_name(p.param)); });
+
+// A server whose connections are served by child processes: the sampler must count the CPU
+// of every child exactly once, whether it is alive, exiting or reaped when a snapshot is
+// taken. The sampler stops right after the load generator closed its connections, while the
+// per-connection children exit and are reaped: the moment a child could fall between the
+// server's stats file (RUSAGE_CHILDREN) and /proc. Each request burns 2,000 µs of its thread's
+// CPU clock before it is answered, so the server's CPU over the sampler's window (which
+// contains the whole load) is at least 2,000 µs per answer: a bound that holds on any machine.
+class LoadgenForkedCpu : public ::testing::TestWithParam<int> {};
+
+TEST_P(LoadgenForkedCpu, SamplerCountsEveryChildOnce) {
+  constexpr std::uint64_t kBurnUs = 2000;
+  auto dir = temp_dir("forked-cpu");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "forked", "--prefork", std::to_string(GetParam()),
+                        "--stats-file", stats});
+  shootout::load::ServerSampler sampler({server.pid(), stats, 0ms});
+  sampler.start();  // before the first connection: no request has burnt anything yet
+  const LoadResult r = shootout::load::run_load(quick(own_url(server, "/cpu?us=2000"), 4, 1s));
+  const auto s = sampler.stop();  // the connections have just been closed
+  ASSERT_GT(r.responses_total, 0u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  // /proc/P/stat gives utime and stime in clock ticks, each rounded down: up to 2 ticks lost
+  // per live child and read (start and stop). Reaped children come in µs from getrusage.
+  const std::uint64_t tick_us = 1'000'000 / static_cast<std::uint64_t>(::sysconf(_SC_CLK_TCK));
+  const std::uint64_t rounding = 2 * 2 * tick_us * s.processes;
+  EXPECT_GE(s.cpu_us + rounding, r.responses_total * kBurnUs)
+      << r.responses_total << " answers, " << s.processes << " processes at the end";
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// 0: a process per connection; 4: a pre-forked pool of 4 (Apache prefork's shape).
+INSTANTIATE_TEST_SUITE_P(Models, LoadgenForkedCpu, ::testing::Values(0, 4),
+                         [](const auto& p) {
+                           return p.param == 0 ? std::string("PerConnection")
+                                                  : "Prefork" + std::to_string(p.param);
+                         });
+
 // --- the command line ---------------------------------------------------------------------
 
 int run_cli(std::vector<std::string> args, std::string* out = nullptr, std::string* err = nullptr,
