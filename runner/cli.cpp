@@ -179,6 +179,9 @@ int run(RunFlags& f) {
     fmt::print(stderr, "shootout run: cannot create {}: {}\n", c.out_dir, ec.message());
     return 1;
   }
+  // Peers are started with their own working directory (nginx -p, Apache ServerRoot), so every
+  // path handed to them must be absolute.
+  c.out_dir = std::filesystem::absolute(c.out_dir).lexically_normal().string();
   runner::Results results;
   results.meta = {{"command_line", command_line()}, {"started", timestamp("%Y-%m-%d %H:%M:%S %z")},
                   {"machine", runner::machine_info()}, {"versions", runner::versions()},

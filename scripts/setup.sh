@@ -35,5 +35,6 @@ fi
 
 [ "${1:-}" = "--no-build" ] && exit 0
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
-echo "setup: built build/shootout"
+# The programs only; scripts/test.sh builds the tests.
+cmake --build build -j"$(nproc)" --target shootout shootout-bench
+echo "setup: built build/shootout and build/shootout-bench"

@@ -264,3 +264,17 @@ TEST(RunnerCli, BadFlagsExit2) {
 }
 
 }  // namespace
+
+// A relative --out folder must still reach the peers, which run in their own directory.
+TEST(RunnerCli, PeerRunsWithARelativeOutFolder) {
+  if (!fs::exists("/usr/sbin/nginx")) GTEST_SKIP() << "nginx is not installed";
+  fs::path cwd = temp_dir("relative");
+  std::string cmd = "cd " + cwd.string() + " && exec " + shootout_binary() +
+                    " run --models threaded --connections 1 --peers nginx --duration 300ms"
+                    " --warmup 100ms --idle-hold-seconds 0.2 --out rel";
+  Process p({"/bin/sh", "-c", cmd});
+  ASSERT_EQ(p.wait(120s), 0) << p.stderr_text();
+  std::string csv = read_file(cwd / "rel" / "results.csv");
+  EXPECT_NE(csv.find("\nnginx,peer,1,ok,"), std::string::npos) << csv;
+  fs::remove_all(cwd);
+}
