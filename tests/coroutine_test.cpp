@@ -48,17 +48,6 @@ bool has_pending_bytes(Conn& c) {
   return ::recv(c.fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-// The server's own request count, from its stats file (written on SIGUSR1 by the control
-// thread, which answers even while a scheduler thread is busy).
-std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
-  s.process().signal(SIGUSR1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::ifstream f(stats_file);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  auto at = text.find("\"requests\":");
-  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 11));
-}
-
 // Waits (bounded) until the server has started on `n` requests.
 void wait_for_requests(ServerProcess& s, const std::string& stats, std::uint64_t n) {
   for (int i = 0; i < 500 && requests_seen(s, stats) < n; ++i) {

@@ -53,16 +53,6 @@ std::vector<std::pair<int, std::uint32_t>> readiness(Poller& p) {
 
 std::string stderr_of(ServerProcess& s) { return s.process().stderr_text(); }
 
-// The server's request count, from its stats file (written on SIGUSR1).
-std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
-  s.process().signal(SIGUSR1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::ifstream f(stats_file);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  auto at = text.find("\"requests\":");
-  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 11));
-}
-
 bool readable_now(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, timeout_ms) == 1;

@@ -335,16 +335,6 @@ TEST_P(ServerTest, NoDescriptorLeakAfterManyConnections) {
   stop_cleanly(s);
 }
 
-// The server's own request count, from its stats file (written on SIGUSR1).
-std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
-  s.process().signal(SIGUSR1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::ifstream f(stats_file);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  auto at = text.find("\"requests\":");
-  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 11));
-}
-
 TEST_P(ServerTest, SigtermFinishesInFlightResponseAndClosesIdle) {
   const std::string stats = testing::TempDir() + "stats-" + std::to_string(getpid()) + ".json";
   auto s = start({"--stats-file", stats});

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -143,6 +144,15 @@ ServerProcess::ServerProcess(std::vector<std::string> args, long nofile)
 int ServerProcess::stop(std::chrono::milliseconds timeout) {
   proc_.signal(SIGTERM);
   return proc_.wait(timeout);
+}
+
+std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
+  s.process().signal(SIGUSR1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ifstream f(stats_file);
+  auto j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("requests")) return 0;
+  return j["requests"].get<std::uint64_t>();
 }
 
 std::vector<pid_t> children_of(pid_t pid) {

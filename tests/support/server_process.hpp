@@ -58,6 +58,11 @@ class ServerProcess {
   std::uint16_t port_ = 0;
 };
 
+// The server's own request count: sends SIGUSR1, so the server (started with
+// --stats-file stats_file) rewrites its stats file, and reads "requests" from it (0 if the file
+// is not there yet). Call it in a bounded loop to wait for the server to reach a count.
+std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file);
+
 // Child processes of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 // Number of threads of `pid` (/proc/PID/status).
