@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 
 #include "log.hpp"
 #include "stats.hpp"
@@ -35,6 +36,15 @@ void unblock_signals_in_child(void (*on_stop)(int)) {
   sigaction(SIGINT, &sa, nullptr);
   sigset_t set = server_signals();
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+void exit_after_grace(const std::string& stats_file, const std::string& model, std::size_t busy,
+                      std::chrono::milliseconds grace) {
+  log_line("{} connections still busy after the {} ms grace period; exiting", busy,
+           grace.count());
+  if (!stats_file.empty()) write_stats_file(stats_file, model);
+  std::fflush(stdout);
+  _exit(1);
 }
 
 SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::string model)

@@ -12,6 +12,7 @@
 //                           installs `on_stop` for SIGTERM and SIGINT (no SA_RESTART), restores
 //                           the default for the others, and only then unblocks them, so a stop
 //                           signal already pending reaches the child's own handler.
+#include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
@@ -19,6 +20,12 @@
 namespace shootout {
 
 void block_server_signals();
+
+// The --grace period ran out with `busy` connections still being served by threads or fibers
+// that use the server's objects: log it, write the stats file one last time, and leave at once
+// with status 1, without running destructors under their feet. Any thread.
+[[noreturn]] void exit_after_grace(const std::string& stats_file, const std::string& model,
+                                   std::size_t busy, std::chrono::milliseconds grace);
 void unblock_signals_in_child(void (*on_stop)(int));
 
 class SignalControl {

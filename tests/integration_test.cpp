@@ -356,6 +356,21 @@ TEST_P(ServerTest, SigtermFinishesInFlightResponseAndClosesIdle) {
   EXPECT_THROW(Conn{s.port()}, std::runtime_error);  // nobody listens any more
 }
 
+// A response that outlasts --grace does not hold the server hostage: it gives up, says so, and
+// exits 1 without leaving a process behind.
+TEST_P(ServerTest, GracePeriodBoundsTheStop) {
+  const std::string stats = testing::TempDir() + "grace-" + std::to_string(getpid()) + ".json";
+  auto s = start({"--grace", "200", "--stats-file", stats});
+  Conn busy(s.port());
+  busy.send(get_request("/sleep?ms=20000"));
+  for (int i = 0; i < 500 && requests_seen(s, stats) < 1; ++i) {
+  }
+  s.process().signal(SIGTERM);
+  EXPECT_EQ(s.process().wait(std::chrono::seconds(30)), 1);
+  EXPECT_NE(s.process().stderr_text().find("grace"), std::string::npos);
+  EXPECT_TRUE(children_of(getpid()).empty());
+}
+
 TEST_P(ServerTest, SigintAlsoStopsCleanly) {
   auto s = start();
   EXPECT_EQ(http_get(s.port(), "/").status, 200);

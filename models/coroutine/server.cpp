@@ -175,12 +175,9 @@ class Scheduler {
     std::unique_lock lock(mu_);
     const auto deadline = FiberClock::now() + options_.grace;
     if (drained_.wait_until(lock, deadline, [&] { return live_ == 0; })) return;
-    log_line("{} connections still busy after the {} ms grace period; exiting", live_,
-             options_.grace.count());
     // Parked fibers still use this object and their stacks: leave without unwinding them.
-    if (!options_.stats_file.empty()) write_stats_file(options_.stats_file, options_.model);
-    std::fflush(stdout);
-    _exit(1);
+    exit_after_grace(options_.stats_file, options_.model, static_cast<std::size_t>(live_),
+                     options_.grace);
   }
 
   const ServeOptions& options_;

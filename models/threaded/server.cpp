@@ -211,12 +211,9 @@ class ThreadedServer {
   bool wait_for_connections() {
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, options_.grace, [&] { return threads_ == 0; })) return true;
-    log_line("{} connections still busy after the {} ms grace period; exiting", threads_,
-             options_.grace.count());
     // Detached threads still use this object: leave without running destructors.
-    if (!options_.stats_file.empty()) write_stats_file(options_.stats_file, options_.model);
-    std::fflush(stdout);
-    _exit(1);
+    exit_after_grace(options_.stats_file, options_.model, static_cast<std::size_t>(threads_),
+                     options_.grace);
   }
 
   const ServeOptions& options_;
