@@ -63,6 +63,7 @@ struct TreeSnapshot {
   std::uint64_t processes = 0, threads = 0;
   std::uint64_t pss_kb = 0, rss_kb = 0;            // memory snapshots only
   std::uint64_t cpu_us = 0, utime_us = 0, stime_us = 0;  // CPU snapshots only
+  std::uint64_t untracked_us = 0;  // live tasks' run time beyond their tick-sampled utime+stime
   std::uint64_t nvcsw = 0, nivcsw = 0;
   std::uint64_t tcp_mem_bytes = 0;
   bool from_stats_file = false;                   // root figures from the server's report
