@@ -7,24 +7,17 @@
 //
 // Threads: run() is called by fibers on any scheduler thread. The pool must outlive every
 // fiber that uses it (the server joins its scheduler threads first).
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
-#include <vector>
-
 #include "handler.hpp"
 #include "reactor.hpp"
+#include "thread_pool.hpp"
 
 namespace shootout {
 
 class WorkPool {
  public:
   // Set-up: starts `threads` threads; throws std::system_error if one cannot start.
-  explicit WorkPool(int threads);
-  ~WorkPool();  // stops and joins the threads; no job may be pending
-  WorkPool(const WorkPool&) = delete;
-  WorkPool& operator=(const WorkPool&) = delete;
+  // Destruction stops and joins them; no job may be pending.
+  explicit WorkPool(int threads) : threads_(threads) {}
 
   // Fiber: runs `work` on a pool thread. The calling fiber parks meanwhile, its thread runs
   // the other fibers, and `reactor` (the fiber's own) wakes it when the result is in.
@@ -38,14 +31,7 @@ class WorkPool {
     WorkResult result;
     Parker done;
   };
-  void worker();
-  void stop();
-
-  std::mutex mu_;                 // guards jobs_ and quit_
-  std::condition_variable cv_;    // a job arrived, or quit_
-  std::deque<Job*> jobs_;
-  bool quit_ = false;
-  std::vector<std::thread> threads_;
+  ThreadPool threads_;
 };
 
 }  // namespace shootout

@@ -38,50 +38,11 @@ void Inbox::take(std::vector<Completion>& into) {
   into.swap(done_);
 }
 
-HelperPool::HelperPool(int threads) {
-  try {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
-  } catch (...) {
-    shutdown();  // join the ones that started, then pass the std::system_error on
-    throw;
-  }
-}
-
-HelperPool::~HelperPool() { shutdown(); }
-
-void HelperPool::shutdown() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
-}
-
+// Runs on a pool thread, with no pool lock held (see the lock order in the header).
 void HelperPool::submit(Job job) {
-  {
-    std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
-  }
-  cv_.notify_one();
-}
-
-// Pool thread. Takes the pool lock only to pop a job; runs the work and posts the result with
-// no pool lock held (see the lock order in the header).
-void HelperPool::run() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, and nothing left to do
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    WorkResult result = run_work_inline(job.work);
-    job.inbox->post({job.fd, job.gen, std::move(result)});
-  }
+  threads_.post([job = std::move(job)] {
+    job.inbox->post({job.fd, job.gen, run_work_inline(job.work)});
+  });
 }
 
 }  // namespace shootout

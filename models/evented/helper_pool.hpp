@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "handler.hpp"
+#include "thread_pool.hpp"
 
 namespace shootout {
 
@@ -63,24 +64,14 @@ class HelperPool {
   };
 
   // Starts `threads` threads. Throws std::system_error if the kernel refuses one.
-  explicit HelperPool(int threads);
-  // Stops the threads once the jobs queued so far have run, and joins them.
-  ~HelperPool();
-  HelperPool(const HelperPool&) = delete;
-  HelperPool& operator=(const HelperPool&) = delete;
+  explicit HelperPool(int threads) : threads_(threads) {}
+  // The destructor (ThreadPool's) lets the jobs queued so far run, then joins the threads.
 
   // Any thread.
   void submit(Job job);
 
  private:
-  void run();
-  void shutdown();
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;  // guarded by mu_
-  bool stopping_ = false;  // guarded by mu_
-  std::vector<std::thread> threads_;
+  ThreadPool threads_;
 };
 
 }  // namespace shootout
