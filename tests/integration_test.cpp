@@ -1,6 +1,7 @@
 // The integration suite: one set of tests, run against every model and configuration in
-// kVariants. Each test starts the real build/shootout as a child process on an ephemeral port
-// and talks to it over TCP. A new model joins by adding its lines to kVariants.
+// variants.hpp. Each test starts the real build/shootout as a child process on an ephemeral port
+// and talks to it over TCP. A new model joins by adding its lines to
+// tests/support/variants.hpp.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -15,33 +16,10 @@
 
 #include "client.hpp"
 #include "server_process.hpp"
+#include "variants.hpp"
 
 namespace shootout::test {
 namespace {
-
-struct Variant {
-  std::string name;
-  std::vector<std::string> args;
-};
-
-void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
-
-// Every model and configuration the suite runs against.
-const std::vector<Variant> kVariants = {
-    {"threaded", {"--model", "threaded"}},
-    {"threaded_pool", {"--model", "threaded", "--pool", "256"}},
-    {"forked", {"--model", "forked"}},
-    {"forked_prefork", {"--model", "forked", "--prefork", "256"}},
-    {"coroutine", {"--model", "coroutine"}},
-    {"coroutine_threads2", {"--model", "coroutine", "--threads", "2"}},
-    {"coroutine_pooled", {"--model", "coroutine", "--stack", "pooled"}},
-    {"coroutine_offload", {"--model", "coroutine", "--offload-cpu"}},
-    {"evented", {"--model", "evented"}},
-    {"evented_poll", {"--model", "evented", "--poller", "poll"}},
-    {"evented_select", {"--model", "evented", "--poller", "select"}},
-    {"evented_loops2", {"--model", "evented", "--loops", "2"}},
-    {"evented_offload", {"--model", "evented", "--offload-cpu"}},
-};
 
 // Orphans of a server (a forked child that outlived its parent) are re-parented to the test
 // process, so "no process left behind" can be checked after the server exits.
@@ -389,8 +367,7 @@ TEST_P(ServerTest, ExampleLinesHandler) {
   stop_cleanly(s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ServerTest, ::testing::ValuesIn(kVariants),
-                         [](const auto& param_info) { return param_info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Models, ServerTest, ::testing::ValuesIn(all_variants()), variant_name);
 
 }  // namespace
 }  // namespace shootout::test
