@@ -3,12 +3,13 @@
 //
 // Routes: GET /  (13-byte "Hello, World!")   GET /sleep?ms=N   GET /cpu?us=N
 //         GET /file?name=F   GET /bytes?n=N   — HEAD works wherever GET does.
-// Errors: 404 unknown path, 405 other methods (keep-alive); 400 malformed, 431 header section
-//         too large, 413 body too large (each answered, then the connection is closed).
+// Errors: 404 unknown path, 405 other methods (keep-alive); 400 malformed (ambiguous framing
+//         included), 414 request line longer than the header limit, 431 header section too
+//         large, 413 body too large (each answered, then the connection is closed).
 #include <boost/asio/buffer.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/status.hpp>
 #include <charconv>
 #include <ctime>
 #include <optional>
@@ -21,8 +22,62 @@ namespace shootout {
 namespace {
 
 namespace http = boost::beast::http;
-using Parser = http::request_parser<http::string_body>;
-using Request = http::request<http::string_body>;
+using boost::beast::error_code;
+
+// Beast's request parser, kept to what the routes use: the request line is copied (a short
+// target stays in the string's inline buffer), header fields are parsed, validated and counted
+// by Beast (Content-Length / Transfer-Encoding conflicts, limits, keep-alive) but not stored,
+// and a body is read and dropped (no route takes one). So a request costs no allocation, where
+// http::request_parser<string_body> allocates a node per header field.
+class RequestParser final : public http::basic_parser<true> {
+ public:
+  RequestParser(std::uint32_t header_limit, std::uint64_t body_limit) {
+    this->header_limit(header_limit);
+    this->body_limit(body_limit);
+    eager(true);
+  }
+  RequestParser(RequestParser&&) = default;
+
+  http::verb method() const { return method_; }
+  std::string_view target() const { return target_; }
+  int version() const { return version_; }
+
+ private:
+  void on_request_impl(http::verb method, boost::beast::string_view, boost::beast::string_view target,
+                       int version, error_code&) override {
+    method_ = method;
+    target_.assign(target.data(), target.size());
+    version_ = version;
+  }
+  void on_response_impl(int, boost::beast::string_view, int, error_code&) override {}
+  void on_field_impl(http::field f, boost::beast::string_view, boost::beast::string_view,
+                     error_code&) override {
+    if (f == http::field::transfer_encoding) transfer_encoding_ = true;
+  }
+  // Beast takes a Transfer-Encoding whose last coding is not chunked ("gzip", "chunked,
+  // identity", "chunked, chunked") to mean "no body", so the body would be parsed as the next
+  // request: request smuggling. RFC 9112 6.1 and 6.3: such a request, and any HTTP/1.0 request
+  // with Transfer-Encoding, has unreliable framing: answer 400 and close.
+  void on_header_impl(error_code& ec) override {
+    if (transfer_encoding_ && (!chunked() || version_ < 11))
+      ec = http::error::bad_transfer_encoding;
+  }
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  std::size_t on_body_impl(boost::beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                                 error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  http::verb method_ = http::verb::unknown;
+  std::string target_;
+  int version_ = 11;
+  bool transfer_encoding_ = false;  // the request has a Transfer-Encoding field
+};
 
 constexpr std::size_t kChunk = 64 * 1024;        // /bytes body produced this much at a time
 constexpr std::uint64_t kMaxSleepMs = 60'000;
@@ -116,10 +171,14 @@ class HttpSession final : public Session {
  public:
   explicit HttpSession(const HandlerConfig& config) : config_(config) {}
 
+  // Complete requests are parsed straight from `in`; only the bytes of a request still
+  // incomplete (or queued behind one that waits for work) are copied into the session.
   Next on_input(std::string_view in, std::string& out) override {
-    if (!busy_) busy_ = std::make_unique<Busy>();
-    busy_->input.append(in);
-    return parse_requests(out);
+    if (busy_ && (busy_->parser || !busy_->input.empty())) {
+      busy_->input.append(in);
+      return parse_requests(out);
+    }
+    return parse_from(in, out);
   }
 
   Next on_resume(std::string& out) override {
@@ -150,76 +209,100 @@ class HttpSession final : public Session {
   const Work& pending_work() const override { return busy_->work; }
 
   bool mid_request() const override {
-    return busy_ && (busy_->parser || busy_->consumed < busy_->input.size());
+    return busy_ && (busy_->parser || !busy_->input.empty());
   }
 
  private:
-  // Everything a request in progress needs. Freed between requests, so an idle keep-alive
-  // connection holds only the session object (two pointers and a vtable pointer).
+  // What a request that cannot be answered from one read needs: the bytes not parsed yet, the
+  // parser of a request half received, the work or body still to produce. Allocated only then
+  // and freed once answered, so an idle keep-alive connection holds only the session object.
   struct Busy {
-    std::string input;           // bytes received and not yet consumed by the parser
-    std::size_t consumed = 0;    // prefix of `input` already parsed
-    std::optional<Parser> parser;
-    Work work;                   // the blocking work of the current request
-    std::uint64_t bytes_left = 0;  // /bytes: body still to produce
-    bool close = false;          // the current request ends the connection
-    bool http10 = false;
-    bool head = false;           // HEAD: headers only
+    std::string input;                   // bytes received and not yet parsed
+    std::optional<RequestParser> parser;  // a request whose header or body is still arriving
+    Work work;                           // the blocking work of the current request
+    std::uint64_t bytes_left = 0;        // /bytes: body still to produce
   };
 
-  // Parses and answers every complete request in the buffer, in order, until one needs work,
-  // a resume or a close, or the buffer runs out.
+  Busy& busy() {
+    if (!busy_) busy_ = std::make_unique<Busy>();
+    return *busy_;
+  }
+
+  // Parses and answers the complete requests in the session's own buffer.
   Next parse_requests(std::string& out) {
-    auto& b = *busy_;
-    while (b.consumed < b.input.size()) {
-      if (!b.parser) {
-        b.parser.emplace();
-        b.parser->header_limit(static_cast<std::uint32_t>(config_.header_limit));
-        b.parser->body_limit(config_.body_limit);
-        b.parser->eager(true);
-      }
-      boost::beast::error_code ec;
-      b.consumed += b.parser->put(
-          boost::asio::buffer(b.input.data() + b.consumed, b.input.size() - b.consumed), ec);
-      if (ec == http::error::need_more) break;
-      if (ec) return reject(ec, out);
-      if (!b.parser->is_done()) continue;
-      Request req = b.parser->release();
-      b.parser.reset();
-      Next next = respond(req, out);
-      if (next != Next::read) return next;
+    std::string pending = std::move(busy_->input);
+    busy_->input.clear();
+    Next next = parse_from(pending, out);
+    if (busy_ && busy_->input.empty() && busy_->input.capacity() < pending.capacity()) {
+      pending.clear();
+      busy_->input.swap(pending);  // keep the larger buffer for the next bytes
     }
-    b.input.erase(0, b.consumed);
-    b.consumed = 0;
-    if (b.input.empty() && !b.parser) busy_.reset();  // idle: hold nothing
-    return Next::read;
+    return next;
+  }
+
+  // Parses and answers every complete request in `in`, in order, until one needs work, a
+  // resume or a close, or the bytes run out. What is left unparsed goes to busy().input; a
+  // request half received keeps its parser in busy().parser.
+  Next parse_from(std::string_view in, std::string& out) {
+    std::size_t used = 0;
+    Next next = Next::read;
+    while (used < in.size() && next == Next::read) {
+      std::optional<RequestParser> local;
+      std::optional<RequestParser>& p = busy_ && busy_->parser ? busy_->parser : local;
+      if (!p) p.emplace(static_cast<std::uint32_t>(config_.header_limit), config_.body_limit);
+      error_code ec;
+      std::size_t n = p->put(boost::asio::buffer(in.data() + used, in.size() - used), ec);
+      used += n;
+      if (ec == http::error::need_more) {
+        // A header still arriving is parsed again from its first byte when the rest comes
+        // (Beast consumes none of it); a parser that consumed bytes must be kept.
+        if (&p == &local && (n > 0 || local->is_header_done())) busy().parser.emplace(std::move(*local));
+        break;
+      }
+      if (ec) {
+        next = reject(ec, p->target().empty(), out);
+        break;
+      }
+      if (!p->is_done()) continue;
+      RequestParser done = std::move(*p);
+      p.reset();
+      next = respond(done, out);
+    }
+    if (used < in.size() && next != Next::close) busy().input.append(in.substr(used));
+    if (busy_ && busy_->input.empty() && !busy_->parser && next == Next::read)
+      busy_.reset();  // idle: hold nothing
+    return next;
   }
 
   // After a response is complete: close, or go on with pipelined requests.
   Next after_response(std::string& out) {
-    if (busy_->close) return Next::close;
+    if (close_) return Next::close;
+    if (!busy_) return Next::read;
     return parse_requests(out);
   }
 
-  Next reject(const boost::beast::error_code& ec, std::string& out) {
-    auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large
+  // no_request_line: the parser has not got a whole request line yet, so a header_limit error
+  // means the request line alone is too long: 414, as nginx and Apache answer, not 431.
+  Next reject(const boost::beast::error_code& ec, bool no_request_line, std::string& out) {
+    auto status = ec == http::error::header_limit
+                      ? (no_request_line ? http::status::uri_too_long
+                                         : http::status::request_header_fields_too_large)
                   : ec == http::error::body_limit ? http::status::payload_too_large
                                                   : http::status::bad_request;
     counters().requests.fetch_add(1, std::memory_order_relaxed);
-    busy_->close = true;
-    busy_->head = false;
-    busy_->http10 = false;
+    close_ = true;
+    head_ = false;
+    http10_ = false;
     reply(out, status, std::string(http::obsolete_reason(status)) + "\n");
     return Next::close;
   }
 
-  Next respond(const Request& req, std::string& out) {
+  Next respond(const RequestParser& req, std::string& out) {
     counters().requests.fetch_add(1, std::memory_order_relaxed);
-    auto& b = *busy_;
-    b.close = !req.keep_alive();
-    b.http10 = req.version() < 11;
-    b.head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !b.head) {
+    close_ = !req.keep_alive();
+    http10_ = req.version() < 11;
+    head_ = req.method() == http::verb::head;
+    if (req.method() != http::verb::get && !head_) {
       reply(out, http::status::method_not_allowed, "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
       return after_response_inline();
     }
@@ -244,7 +327,7 @@ class HttpSession final : public Session {
 
   // A response that needed no work is complete: keep parsing in the caller's loop unless the
   // request closes the connection.
-  Next after_response_inline() const { return busy_->close ? Next::close : Next::read; }
+  Next after_response_inline() const { return close_ ? Next::close : Next::read; }
 
   Next ask_time(Work::Kind kind, std::optional<std::uint64_t> n, std::uint64_t max,
                 std::uint64_t us_per_unit, std::string& out) {
@@ -253,7 +336,7 @@ class HttpSession final : public Session {
             "expects a number from 0 to " + std::to_string(max) + "\n");
       return after_response_inline();
     }
-    busy_->work = Work{kind, std::chrono::microseconds(*n * us_per_unit), {}, 0};
+    busy().work = Work{kind, std::chrono::microseconds(*n * us_per_unit), {}, 0};
     return Next::work;
   }
 
@@ -266,7 +349,7 @@ class HttpSession final : public Session {
       reply(out, http::status::not_found, "no file root configured (serve --root DIR)\n");
       return after_response_inline();
     }
-    busy_->work = Work{Work::Kind::file, {}, config_.file_root + "/" + std::string(*name),
+    busy().work = Work{Work::Kind::file, {}, config_.file_root + "/" + std::string(*name),
                        config_.max_file};
     return Next::work;
   }
@@ -278,12 +361,13 @@ class HttpSession final : public Session {
       return after_response_inline();
     }
     write_head(out, head_for(http::status::ok, *n));
-    if (busy_->head) return after_response_inline();
+    if (head_) return after_response_inline();
     // The first chunk goes out now; the rest one chunk per on_resume, as the socket drains.
     std::uint64_t first = std::min<std::uint64_t>(*n, kChunk);
     out.append(static_cast<std::size_t>(first), 'x');
-    busy_->bytes_left = *n - first;
-    return busy_->bytes_left > 0 ? Next::resume : after_response_inline();
+    if (*n == first) return after_response_inline();
+    busy().bytes_left = *n - first;
+    return Next::resume;
   }
 
   void reply_file(std::string& out, WorkResult r) {
@@ -291,7 +375,7 @@ class HttpSession final : public Session {
       Head h = head_for(http::status::ok, r.data.size());
       h.type = "application/octet-stream";
       write_head(out, h);
-      if (!busy_->head) out += r.data;
+      if (!head_) out += r.data;
       return;
     }
     auto status = (r.error == ENOENT || r.error == ENOTDIR) ? http::status::not_found
@@ -307,8 +391,8 @@ class HttpSession final : public Session {
     Head h;
     h.status = status;
     h.length = length;
-    h.close = busy_->close;
-    h.http10_keep_alive = busy_->http10 && !busy_->close;
+    h.close = close_;
+    h.http10_keep_alive = http10_ && !close_;
     return h;
   }
 
@@ -317,11 +401,14 @@ class HttpSession final : public Session {
     Head h = head_for(status, body.size());
     h.extra = extra;
     write_head(out, h);
-    if (!busy_->head) out += body;
+    if (!head_) out += body;
   }
 
   const HandlerConfig& config_;
   std::unique_ptr<Busy> busy_;
+  bool close_ = false;   // the current request ends the connection
+  bool http10_ = false;  // ... is HTTP/1.0
+  bool head_ = false;    // ... is HEAD: headers only
 };
 
 class HttpHandler final : public Handler {

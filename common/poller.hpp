@@ -16,8 +16,10 @@
 // caller may read once per wake-up and come back later.
 //
 // Rules for callers:
-//   - remove(fd) before close(fd): poll and select would report a closed descriptor (POLLNVAL
-//     or EBADF), and epoll would keep a descriptor that was dup()ed elsewhere.
+//   - closing(fd) just before close(fd): poll and select would report a closed descriptor
+//     (POLLNVAL or EBADF). epoll needs no call there: closing the last descriptor of an open
+//     file takes it off every interest list, so a connection costs one epoll_ctl, not two.
+//     Use remove() instead for a descriptor that stays open or was dup()ed (a paused listener).
 //   - kHangup is always reported when the kernel says so; it need not be asked for. select
 //     cannot tell a hang-up from readability, so there it shows up as kReadable only.
 //
@@ -60,6 +62,8 @@ class Poller {
   virtual int add(int fd, std::uint32_t events) = 0;
   virtual int modify(int fd, std::uint32_t events) = 0;
   virtual void remove(int fd) = 0;
+  // remove(), for a descriptor the caller closes next and never dup()ed.
+  virtual void closing(int fd) { remove(fd); }
 
   // Waits up to timeout_ms (-1: no limit) and fills `ready` (cleared first), one entry per
   // ready descriptor. Returns the count; 0 on timeout or EINTR.

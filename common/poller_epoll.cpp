@@ -34,6 +34,7 @@ class EpollPoller final : public Poller {
   int add(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_ADD, fd, events); }
   int modify(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_MOD, fd, events); }
   void remove(int fd) override { ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+  void closing(int) override {}  // close() takes it off the interest list
 
   int wait(std::vector<PollEvent>& ready, int timeout_ms) override {
     ready.clear();

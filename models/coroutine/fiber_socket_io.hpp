@@ -40,7 +40,10 @@ class FiberSocketIo {
   Reactor& reactor_;
   WorkPool* pool_;
   std::chrono::milliseconds send_timeout_;
-  bool drained_ = false;  // the last read left the socket empty
+  // The last read left the socket empty. True at first: a new connection registers with the
+  // poller before its first recv, as in the evented model, instead of trying one that may
+  // only say EAGAIN.
+  bool drained_ = true;
 };
 
 }  // namespace shootout

@@ -146,7 +146,7 @@ void Reactor::expire(FiberClock::time_point now) {
 void Reactor::forget(int fd) {
   if (static_cast<std::size_t>(fd) >= watches_.size()) return;
   Watch& w = watches_[static_cast<std::size_t>(fd)];
-  if (w.registered) poller_->remove(fd);
+  if (w.registered) poller_->closing(fd);  // the caller closes fd next
   w = Watch{};
 }
 

@@ -79,7 +79,8 @@ class Reactor {
   // `deadline`, or (readers) until the stop sweep. Returns false on timeout or if the poller
   // refused the descriptor; true means "try the system call again".
   bool wait(int fd, std::uint32_t event, FiberClock::time_point deadline);
-  // Fiber: forgets fd (and takes it off the poller). Call before close(fd).
+  // Fiber: forgets fd (and takes it off the poller). Call just before close(fd), and only
+  // for a descriptor never dup()ed: epoll relies on the close to drop it.
   void forget(int fd);
   // Fiber: this thread's read buffer. Bytes read into it must be consumed before the fiber
   // parks again (serve_connection feeds them to on_input at once, so they are).

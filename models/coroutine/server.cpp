@@ -26,7 +26,6 @@
 #include <boost/fiber/mutex.hpp>
 #include <boost/fiber/operations.hpp>
 #include <boost/fiber/pooled_fixedsize_stack.hpp>
-#include <boost/fiber/protected_fixedsize_stack.hpp>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -43,6 +42,7 @@
 #include "reactor_scheduler.hpp"
 #include "serve_connection.hpp"
 #include "session_stack.hpp"
+#include "stack_cache.hpp"
 #include "stats.hpp"
 #include "work_pool.hpp"
 
@@ -54,16 +54,16 @@ constexpr std::size_t kDefaultStack = 64 * 1024;
 constexpr std::size_t kMinStack = 16 * 1024;  // below this the handler itself may overflow
 constexpr std::size_t kMaxStack = 64 << 20;
 
-// --stack: protected (mmap + a guard page), fixed (malloc), pooled (a free list of malloc'ed
-// stacks, reused without going back to the allocator).
-using StackAllocator =
-    std::variant<boost::fibers::protected_fixedsize_stack, boost::fibers::fixedsize_stack,
-                 boost::fibers::pooled_fixedsize_stack>;
+// --stack: protected (mmap + a guard page, mappings reused: stack_cache.hpp), fixed (malloc),
+// pooled (a free list of malloc'ed stacks, reused without going back to the allocator).
+using StackAllocator = std::variant<ProtectedStack, boost::fibers::fixedsize_stack,
+                                    boost::fibers::pooled_fixedsize_stack>;
 
-StackAllocator make_stack_allocator(const std::string& kind, std::size_t size) {
+StackAllocator make_stack_allocator(const std::string& kind, std::size_t size,
+                                    StackCache& cache) {
   if (kind == "fixed") return boost::fibers::fixedsize_stack(size);
   if (kind == "pooled") return boost::fibers::pooled_fixedsize_stack(size);
-  return boost::fibers::protected_fixedsize_stack(size);
+  return ProtectedStack(cache);
 }
 
 // One scheduler thread with its reactor, its listener and its fibers. Everything but start(),
@@ -77,7 +77,8 @@ class Scheduler {
         handler_(handler),
         listen_fd_(listen_fd),
         pool_(pool),
-        stacks_(make_stack_allocator(options.stack, stack_size)),
+        stack_cache_(stack_size),
+        stacks_(make_stack_allocator(options.stack, stack_size, stack_cache_)),
         session_stack_(stack_size) {}
   ~Scheduler() {
     if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -184,6 +185,7 @@ class Scheduler {
   const Handler& handler_;
   int listen_fd_;
   WorkPool* pool_;
+  StackCache stack_cache_;  // before stacks_: ProtectedStack points into it
   StackAllocator stacks_;
   SessionStack session_stack_;  // every Session call of this thread runs on it
   Reactor reactor_;

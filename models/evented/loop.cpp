@@ -168,7 +168,7 @@ void EventLoop::close_pending_closes() {
   for (int fd : closing_) {
     std::unique_ptr<Conn> c = std::move(conns_[fd]);
     DeadlineList::disarm(*c);
-    poller_->remove(fd);  // before close(): poll and select must not see a closed fd
+    poller_->closing(fd);  // before close(): poll and select must not see a closed fd
     ::close(fd);
     --live_;
   }
