@@ -3,58 +3,49 @@
 #
 #   1. GET / throughput: wrk -t1 pinned to core 1, the server pinned to core 0, at 100, 1000
 #      and 10000 connections for DURATION seconds each: req/s, and server CPU per request
-#      (utime+stime from /proc/PID/stat over the run, divided by the requests wrk counted).
+#      (exact on-CPU time of the server's threads from /proc/PID/task/*/schedstat over the run,
+#      divided by the requests wrk counted). Both servers run side by side; with ROUNDS > 1
+#      they alternate and each keeps its best round (highest req/s, lowest CPU per request).
 #   2. Memory per idle connection: PSS (/proc/PID/smaps_rollup) before and after CONNS
 #      keep-alive connections that each made one request and then stay idle, for every --stack
 #      kind of the coroutine model and for the evented model.
 #   3. Idle CPU: server CPU ticks over 5 s while holding those idle connections.
 #
-# Usage: bench/coroutine_vs_evented.sh [path/to/shootout]   (default: build-coroutine/shootout)
-# Env: DURATION (5), CONNS (10000), LEVELS ("100 1000 10000"), MODELS ("coroutine evented").
+# Usage: bench/coroutine_vs_evented.sh [path/to/shootout]   (default: build/shootout)
+# Env: DURATION (5), CONNS (10000), LEVELS ("100 1000 10000"), MODELS ("coroutine evented"),
+#      ROUNDS (1).
 set -euo pipefail
-BIN=${1:-$(dirname "$0")/../build-coroutine/shootout}
+BIN=${1:-$(dirname "$0")/../build/shootout}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-10000}
 LEVELS=${LEVELS:-"100 1000 10000"}
 MODELS=${MODELS:-"coroutine evented"}
-NOFILE=20000
-HZ=$(getconf CLK_TCK)
-OUT=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
+ROUNDS=${ROUNDS:-1}
+source "$(dirname "$0")/lib.sh"
+bench_init
+NOFILE=$BENCH_NOFILE
+stop_server() { stop_pid "$PID"; }
 
-# start_server ARGS...: starts the server on core 0, sets PID and PORT.
-start_server() {
-  prlimit --nofile=$NOFILE taskset -c 0 "$BIN" serve --port 0 "$@" >"$OUT/server.out" 2>&1 &
-  PID=$!
-  for _ in $(seq 400); do
-    grep -q '^listening on' "$OUT/server.out" 2>/dev/null && break
-    sleep 0.05
-  done
-  PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server.out")
-}
-stop_server() {
-  kill -TERM "$PID"
-  wait "$PID" || true
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
-
-echo "# throughput: GET /, wrk -t1 on core 1, server on core 0, ${DURATION}s per point"
+echo "# throughput: GET /, wrk -t1 on core 1, server on core 0, ${DURATION}s per point, best of $ROUNDS"
 printf '%-10s %7s %10s %14s\n' model conns req/s cpu_us/req
+for model in $MODELS; do
+  start_shootout --model "$model" --idle-timeout 600000
+  eval "PID_$model=$PID PORT_$model=$PORT"
+done
 for conns in $LEVELS; do
+  for model in $MODELS; do : >"$BENCH_TMP/$model.rounds"; done
+  for _ in $(seq "$ROUNDS"); do
+    for model in $MODELS; do
+      eval "pid=\$PID_$model port=\$PORT_$model"
+      wrk_point "$port" "$conns" "$DURATION" "$pid" >>"$BENCH_TMP/$model.rounds"
+    done
+  done
   for model in $MODELS; do
-    start_server --model "$model"
-    before=$(cpu_ticks "$PID")
-    prlimit --nofile=$NOFILE taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION}s" \
-      "http://127.0.0.1:$PORT/" >"$OUT/wrk.txt" 2>&1 || true
-    after=$(cpu_ticks "$PID")
-    stop_server
-    reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
-    rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk.txt")
-    awk -v m="$model" -v c="$conns" -v r="$rps" -v n="${reqs:-0}" -v t=$((after - before)) \
-      -v hz="$HZ" 'BEGIN { printf "%-10s %7d %10.0f %14.2f\n", m, c, r, n ? t * 1e6 / hz / n : 0 }'
+    awk -v m="$model" -v c="$conns" 'NR == 1 || $1 > r { r = $1 } NR == 1 || $2 < u { u = $2 }
+      END { printf "%-10s %7d %10.0f %14.2f\n", m, c, r, u }' "$BENCH_TMP/$model.rounds"
   done
 done
+for model in $MODELS; do eval "stop_pid \$PID_$model"; done
 
 # idle_memory PORT PID: PSS before and after CONNS connections that made one request each and
 # now sit idle, then the server's CPU ticks over 5 s of holding them. Prints "kib_delta ticks".
@@ -95,7 +86,7 @@ printf '%-28s %12s %10s %14s\n' server pss_kib_delta B/conn idle_ticks_5s
 for variant in "coroutine --stack protected" "coroutine --stack fixed" \
                "coroutine --stack pooled" "evented"; do
   set -- $variant
-  start_server --model "$@"
+  start_shootout --model "$@"
   read -r delta ticks < <(ulimit -n $NOFILE; idle_memory "$PORT" "$PID")
   stop_server
   awk -v v="$variant" -v d="$delta" -v n="$CONNS" -v t="$ticks" \

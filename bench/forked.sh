@@ -15,65 +15,31 @@
 #      so the per-connection server forks a process per request (its stats file's connection
 #      count equals its request count).
 #
-# Usage: bench/forked.sh [path/to/shootout]     (default: build-forked/shootout)
+# Usage: bench/forked.sh [path/to/shootout]     (default: build/shootout)
 # Env: DURATION (5), LEVELS ("10 100 1000"), PREFORK (1000: a worker per keep-alive
 #      connection at the top level), CLOSE_CONNS (100), SERVERS ("forked prefork threaded nginx").
 set -euo pipefail
-BIN=${1:-$(dirname "$0")/../build-forked/shootout}
+BIN=$(realpath "${1:-$(dirname "$0")/../build/shootout}")
 DURATION=${DURATION:-5}
 LEVELS=${LEVELS:-"10 100 1000"}
 PREFORK=${PREFORK:-1000}
 CLOSE_CONNS=${CLOSE_CONNS:-100}
 SERVERS=${SERVERS:-"forked prefork threaded nginx"}
-NOFILE=20000
 HZ=$(getconf CLK_TCK)
-OUT=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
-ulimit -n $NOFILE
+source "$(dirname "$0")/lib.sh"
+bench_init
+OUT=$BENCH_TMP
 
 # start_server NAME: starts one server on core 0; sets PID and PORT.
 start_server() {
   case $1 in
-    nginx) start_nginx; return ;;
+    nginx) start_nginx; PID=$NGINX_PID; PORT=$NGINX_PORT; return ;;
     forked) set -- --model forked ;;
     prefork) set -- --model forked --prefork "$PREFORK" ;;
     threaded) set -- --model threaded ;;
   esac
   rm -f "$OUT/stats.json"
-  taskset -c 0 "$BIN" serve --port 0 --stats-file "$OUT/stats.json" "$@" >"$OUT/server.out" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do
-    grep -q '^listening on' "$OUT/server.out" 2>/dev/null && break
-    sleep 0.05
-  done
-  PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server.out")
-}
-start_nginx() {
-  # Below the ephemeral range (32768-60999 here), where wrk's TIME_WAIT sockets live.
-  PORT=$((10000 + RANDOM % 20000))
-  cat >"$OUT/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $OUT/nginx.pid;
-error_log $OUT/nginx.err;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections $NOFILE; }
-http {
-  access_log off;
-  client_body_temp_path $OUT;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT backlog=4096;
-    location / { return 200 "Hello, World!"; }
-  }
-}
-CONF
-  taskset -c 0 /usr/sbin/nginx -p "$OUT" -e "$OUT/nginx.err" -c "$OUT/nginx.conf" &
-  PID=$!
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
-    sleep 0.05
-  done
+  start_shootout --stats-file "$OUT/stats.json" "$@"
 }
 stop_server() {
   kill -TERM "$PID"
