@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Load generator against wrk, same run, same target: nginx with one worker pinned to core 0,
 # the load generator (wrk -t1, then `shootout load -t1`) pinned to core 1, at 10, 100, 1000 and
-# 10000 connections. Prints req/s of each, the ratio, and each one's CPU time per request
-# (user+sys of the load process over the run, from /usr/bin/time) beside it.
+# 10000 connections. Prints req/s of each, the ratio, each one's CPU time per request
+# (user+sys of the load process over the run, from /usr/bin/time) and nginx's CPU time per
+# request under each (the worker's exact run time, /proc/PID/schedstat, over the run).
 #
 #   bench/loadgen_vs_wrk.sh [-d 5s] [-b build] [-r ROUNDS] [-c "10 100 1000 10000"]
 #
-# With ROUNDS > 1 the two tools alternate and the best round of each is kept (other work on
-# the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk, taskset.
+# Each round runs wrk, then ours; with ROUNDS > 1 (default 3) the best round of each is kept
+# (other work on the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk,
+# taskset.
 set -euo pipefail
 
 duration=5s
 build=build
-rounds=1
+rounds=3
 conns="10 100 1000 10000"
 while getopts "d:b:r:c:" opt; do
   case $opt in
@@ -72,41 +74,54 @@ for attempt in 1 2 3 4 5; do
   (( attempt == 5 )) && { echo "nginx did not start:"; cat "$tmp/start.log"; exit 1; } >&2
 done
 url=http://127.0.0.1:$port/
+# The worker's pid (nginx forks it) and its run time so far in ns.
+worker=
+for _ in $(seq 50); do worker=$(pgrep -P "$nginx_pid" | head -1); [[ -n $worker ]] && break; sleep 0.1; done
+[[ -n $worker ]] || { echo "no nginx worker process" >&2; exit 1; }
+worker_ns() { awk '{print $1}' "/proc/$worker/schedstat"; }
 
 # One run of a tool: prints "REQ_PER_S CPU_SECONDS REQUESTS".
 run_wrk() {
-  local c=$1 out
+  local c=$1 out ns0
+  ns0=$(worker_ns)
   out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 wrk -t1 -c"$c" -d"$duration" "$url"; } 2>&1)
   local rps reqs cpu
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu=$(awk '/^CPU/ {print $2 + $3}' <<<"$out")
-  echo "${rps:-0} ${cpu:-0} ${reqs:-0}"
+  echo "${rps:-0} ${cpu:-0} ${reqs:-0} $(( $(worker_ns) - ns0 ))"
 }
 run_load() {
-  local c=$1 out
+  local c=$1 out ns0
+  ns0=$(worker_ns)
   out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 "$shootout" load -t1 -c"$c" -d"$duration" --json "$url"; } 2>&1)
   local rps reqs cpu
   rps=$(grep -m1 '"requests_per_s"' <<<"$out" | tr -dc '0-9.')
-  reqs=$(grep -m1 '"requests":' <<<"$out" | tr -dc '0-9')
+  # responses_total: every answer of the run, as wrk's "requests in" counts them.
+  reqs=$(grep -m1 '"responses_total":' <<<"$out" | tr -dc '0-9')
   cpu=$(awk '/^CPU/ {print $2 + $3}' <<<"$out")
-  echo "${rps:-0} ${cpu:-0} ${reqs:-0}"
+  echo "${rps:-0} ${cpu:-0} ${reqs:-0} $(( $(worker_ns) - ns0 ))"
 }
 
 echo "nginx 1 worker on core 0, load -t1 on core 1, -d $duration, $rounds round(s), $(nproc) cores,"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-8s %12s %12s %7s %14s %14s\n" conns "wrk req/s" "load req/s" ratio "wrk us/req" "load us/req"
+printf "%-8s %12s %12s %7s %11s %11s %13s %13s\n" conns "wrk req/s" "load req/s" ratio \
+  "wrk us/req" "load us/req" "nginx us/req" "nginx us/req"
+printf "%-8s %12s %12s %7s %11s %11s %13s %13s\n" "" "" "" "" "" "" "(wrk)" "(load)"
 for c in $conns; do
-  best_w="0 0 1"; best_l="0 0 1"
-  for _ in $(seq "$rounds"); do
+  best_w="0 0 1 0"; best_l="0 0 1 0"
+  for round in $(seq "$rounds"); do
     w=$(run_wrk "$c"); l=$(run_load "$c")
+    echo "  round $round, $c conns: wrk $w | load $l   (req/s cpu_s requests nginx_ns)" >&2
     [[ $(awk -v a="$w" -v b="$best_w" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_w=$w
     [[ $(awk -v a="$l" -v b="$best_l" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_l=$l
   done
-  read -r wr wc wn <<<"$best_w"
-  read -r lr lc ln <<<"$best_l"
-  awk -v c="$c" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" -v ln="$ln" 'BEGIN {
-    printf "%-8s %12.0f %12.0f %7.2f %14.2f %14.2f\n", c, wr, lr, (wr > 0 ? lr / wr : 0),
-      (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0) }'
+  read -r wr wc wn wg <<<"$best_w"
+  read -r lr lc ln lg <<<"$best_l"
+  awk -v c="$c" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" -v ln="$ln" \
+      -v wg="$wg" -v lg="$lg" 'BEGIN {
+    printf "%-8s %12.0f %12.0f %7.2f %11.2f %11.2f %13.2f %13.2f\n", c, wr, lr,
+      (wr > 0 ? lr / wr : 0), (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0),
+      (wn > 0 ? wg / 1e3 / wn : 0), (ln > 0 ? lg / 1e3 / ln : 0) }'
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

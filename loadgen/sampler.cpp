@@ -137,7 +137,6 @@ void add_memory(pid_t pid, TreeSnapshot& s) {
   s.pss_kb += field_after(text, "\nPss:");
 }
 
-// Context switches of every live thread of `pid`.
 // Context switches of every live task of `pid` into `s`; returns the tasks' run time in µs
 // (the scheduler's exact sum_exec_runtime, first field of /proc/P/task/T/schedstat).
 std::uint64_t add_tasks(pid_t pid, TreeSnapshot& s) {
@@ -234,10 +233,12 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
     // utime+stime include the process's exited threads; cutime+cstime its reaped children.
     s.utime_us += ticks_to_us(p.utime + p.cutime);
     s.stime_us += ticks_to_us(p.stime + p.cstime);
-    // utime+stime are sampled at clock ticks, and a process that runs in bursts shorter than a
-    // tick (an Apache prefork worker, a forked child: one request each at a time) is mostly
-    // missed: 1 tick against 4.5 s of run time was measured here. The live tasks' exact run
-    // time is taken instead where it is larger; exited threads keep counting through utime.
+    // utime+stime (and cutime+cstime) are the kernel's exact run time in ns, split by tick
+    // samples and truncated to whole ticks in /proc: a process that has run 9 ms shows 0, so
+    // a thousand short-lived workers (Apache prefork, a forked child per connection) showed
+    // 1 tick against 4.5 s of run time. The live tasks' run time in ns is taken instead where
+    // it is larger; exited threads still count through utime+stime, to within a tick
+    // (docs/LOADGEN.md, "How precise").
     const std::uint64_t ticked = ticks_to_us(p.utime + p.stime);
     const std::uint64_t ran = add_tasks(p.pid, s);
     if (ran > ticked) s.untracked_us += ran - ticked;

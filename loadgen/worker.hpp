@@ -15,8 +15,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "handler_memory.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
 
@@ -90,6 +92,9 @@ class Worker {
   void on_end();
   void connection_finished();
   void first_round_step();
+  // Closed loop: queue connection `c` (at socket generation `gen`) for the next flush.
+  void defer_send(Connection& c, std::uint64_t gen);
+  void flush_sends();
   std::span<char> read_buffer() { return {buffer_.data(), buffer_.size()}; }
 
   const Plan& plan_;
@@ -98,6 +103,11 @@ class Worker {
   boost::asio::steady_timer sweep_, end_, opener_;
   std::array<char, 64 * 1024> buffer_;  // one recv buffer for the thread: reads are parsed
                                         // at once, only a split header is kept per connection
+  // Connections whose next batch waits for the flush (with the socket generation it was
+  // queued for), and the list being flushed; both reserved for every connection.
+  std::vector<std::pair<Connection*, std::uint64_t>> send_queue_, sending_;
+  bool flush_posted_ = false;
+  HandlerSlot flush_slot_;
   std::size_t next_open_ = 0;
   int running_ = 0;  // connections not finished
   int first_round_pending_ = 0;

@@ -211,8 +211,10 @@ TEST_F(ForkedTest, ReapedChildrenCpuReachesTheStatsFile) {
   ASSERT_TRUE(eventually([&] { return children_of(s.pid()).empty(); }));
   const auto after = stats(s);
   ASSERT_FALSE(after.is_discarded());
-  // Each child burned kBurnUs of its own CPU clock and was then reaped into RUSAGE_CHILDREN.
-  EXPECT_GE(children_cpu_us(after) - children_cpu_us(before), kConns * kBurnUs * 9 / 10);
+  // Each child burned kBurnUs of its own CPU clock and was then reaped into RUSAGE_CHILDREN,
+  // which holds the kernel's exact run time of every reaped child (not clock ticks: see
+  // docs/LOADGEN.md), so the bound is causal and needs no allowance.
+  EXPECT_GE(children_cpu_us(after) - children_cpu_us(before), kConns * kBurnUs);
   EXPECT_EQ(after.value("requests", 0ull) - before.value("requests", 0ull), kConns + 0ull);
   EXPECT_EQ(after.value("connections", 0ull) - before.value("connections", 0ull), kConns + 0ull);
   expect_clean_stop(s);
