@@ -70,7 +70,9 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
 
   auto& h = o.handler_config;
-  sub->add_option("--header-limit", h.header_limit, "Bytes of request line and headers (past it: 414 if the request line is not complete, else 431)")
+  sub->add_option("--header-limit", h.header_limit,
+                  "Bytes of request line and headers (past it: 414 if the request line is not "
+                  "complete, else 431)")
       ->check(CLI::Range(256, 1 << 20))->capture_default_str();
   sub->add_option("--body-limit", h.body_limit, "Bytes of request body (413)")
       ->capture_default_str();
