@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <system_error>
 
 #include "log.hpp"
 #include "stats.hpp"
@@ -50,8 +51,13 @@ void exit_after_grace(const std::string& stats_file, const std::string& model, s
 SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::string model)
     : callbacks_(std::move(callbacks)),
       stats_file_(std::move(stats_file)),
-      model_(std::move(model)),
-      thread_([this] { run(); }) {}
+      model_(std::move(model)) {
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {  // EAGAIN: the task limit (RLIMIT_NPROC, pids cgroup)
+    throw std::system_error(e.code(), "cannot start the control thread");
+  }
+}
 
 SignalControl::~SignalControl() {
   // SIGUSR2 is the control thread's own "quit" signal.

@@ -1,12 +1,21 @@
 #include "thread_pool.hpp"
 
+#include <fmt/format.h>
+
+#include <system_error>
+
 namespace shootout {
 
 ThreadPool::ThreadPool(int threads) {
+  int started = 0;
   try {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+    for (; started < threads; ++started) threads_.emplace_back([this] { run(); });
+  } catch (const std::system_error& e) {
+    shutdown();  // join the ones that started, then say which one the kernel refused
+    throw std::system_error(
+        e.code(), fmt::format("cannot start helper thread {} of {}", started + 1, threads));
   } catch (...) {
-    shutdown();  // join the ones that started, then pass the std::system_error on
+    shutdown();
     throw;
   }
 }

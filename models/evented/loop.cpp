@@ -216,7 +216,10 @@ void EventLoop::begin_stop() {
   grace_deadline_ = now_ + options_.grace.count();
   if (accepting_) poller_->remove(listen_fd_);
   accepting_ = false;
-  // The listener stays open until run() returns: its backlog is dropped with it, by the caller.
+  // Shut, not closed (the caller owns the descriptor and closes it after run()): from now on a
+  // newcomer is refused at once, and the backlog is reset, instead of waiting unaccepted
+  // until the drain is over.
+  if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
 }
 
 // Accepts until the backlog is empty (accept4 returns EAGAIN). Out of descriptors, a busy

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -19,7 +20,32 @@ namespace shootout::test {
 
 std::string shootout_binary() { return SHOOTOUT_BINARY; }
 
-Process::Process(std::vector<std::string> argv, long nofile) {
+namespace {
+// In the child, between fork and exec: only async-signal-safe calls. Returns false if the uid
+// switch failed.
+bool set_up_child(const ChildSetup& setup) {
+  if (setup.nofile > 0) {
+    rlimit rl{static_cast<rlim_t>(setup.nofile), static_cast<rlim_t>(setup.nofile)};
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (setup.uid != 0) {
+    // Groups first: after setuid the process may no longer change them.
+    if (setgroups(0, nullptr) != 0 || setgid(setup.gid) != 0 || setuid(setup.uid) != 0)
+      return false;
+  }
+  if (setup.nproc > 0) {
+    // After the switch: the kernel checks RLIMIT_NPROC against the new uid's task count.
+    rlimit rl{static_cast<rlim_t>(setup.nproc), static_cast<rlim_t>(setup.nproc)};
+    setrlimit(RLIMIT_NPROC, &rl);
+  }
+  return true;
+}
+}  // namespace
+
+Process::Process(std::vector<std::string> argv, long nofile)
+    : Process(std::move(argv), ChildSetup{nofile, 0, 0, 0}) {}
+
+Process::Process(std::vector<std::string> argv, const ChildSetup& setup) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
@@ -31,10 +57,7 @@ Process::Process(std::vector<std::string> argv, long nofile) {
   if (pid_ == 0) {
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
-    if (nofile > 0) {
-      rlimit rl{static_cast<rlim_t>(nofile), static_cast<rlim_t>(nofile)};
-      setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    if (!set_up_child(setup)) _exit(126);
     // The test runner may block signals; the child starts clean.
     sigset_t none;
     sigemptyset(&none);
@@ -136,7 +159,10 @@ std::vector<std::string> serve_argv(std::vector<std::string> args) {
 }  // namespace
 
 ServerProcess::ServerProcess(std::vector<std::string> args, long nofile)
-    : proc_(serve_argv(std::move(args)), nofile) {
+    : ServerProcess(std::move(args), ChildSetup{nofile, 0, 0, 0}) {}
+
+ServerProcess::ServerProcess(std::vector<std::string> args, const ChildSetup& setup)
+    : proc_(serve_argv(std::move(args)), setup) {
   std::string line = proc_.wait_for_line("listening on ", std::chrono::seconds(20));
   port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
 }

@@ -12,12 +12,25 @@ namespace shootout::test {
 // Path of build/shootout (the SHOOTOUT_BINARY compile definition).
 std::string shootout_binary();
 
+// What the child changes about itself between fork and exec. The default changes nothing.
+struct ChildSetup {
+  long nofile = 0;  // > 0: RLIMIT_NOFILE (soft and hard)
+  // != 0: the child drops root for this uid and gid, with no supplementary groups, before exec.
+  // Root ignores RLIMIT_NPROC; an unprivileged uid is held to it (faults_test.cpp).
+  uid_t uid = 0;
+  gid_t gid = 0;
+  long nproc = 0;   // > 0: RLIMIT_NPROC, set after the uid switch (threads count too)
+};
+
 // A child process with stdout (and optionally stderr) captured through pipes.
 class Process {
  public:
   // Starts argv[0] (a path) with argv. Throws std::runtime_error if fork/exec fails.
   // `nofile` > 0 sets the child's RLIMIT_NOFILE before exec.
   explicit Process(std::vector<std::string> argv, long nofile = 0);
+  // The same, with the child set up as `setup` says. If the uid switch fails the child exits
+  // with status 126 before exec.
+  Process(std::vector<std::string> argv, const ChildSetup& setup);
   ~Process();  // SIGKILL and reap if still running
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -47,6 +60,7 @@ class Process {
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> args, long nofile = 0);
+  ServerProcess(std::vector<std::string> args, const ChildSetup& setup);
   std::uint16_t port() const { return port_; }
   pid_t pid() const { return proc_.pid(); }
   Process& process() { return proc_; }
