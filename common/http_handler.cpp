@@ -263,7 +263,13 @@ class HttpSession final : public Session {
         next = reject(ec, p->target().empty(), out);
         break;
       }
-      if (!p->is_done()) continue;
+      if (!p->is_done()) {
+        // Beast took bytes (a whole header, part of a body) without error but the request is
+        // not complete: that state lives in the parser, which must outlive this read, or the
+        // rest of the body would be parsed as a new request (found by fuzz/).
+        if (&p == &local) busy().parser.emplace(std::move(*local));
+        continue;
+      }
       RequestParser done = std::move(*p);
       p.reset();
       next = respond(done, out);

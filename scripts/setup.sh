@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   gnuplot-nox procps util-linux iproute2
   nginx-light apache2 wrk
+  clang libclang-rt-dev llvm  # scripts/fuzz.sh (clang, libFuzzer) and sanitizer symbolizing
 )
 
 missing=()

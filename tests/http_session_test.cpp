@@ -237,3 +237,44 @@ TEST(Registry, KnowsBuiltinsAndRejectsUnknown) {
 
 }  // namespace
 }  // namespace shootout
+
+// Regression tests from fuzz/http_session_fuzz (docs/SANITIZERS.md): each fed the way the
+// fuzzer's crashing input was, piece by piece.
+namespace shootout {
+namespace {
+
+// Crash input crash-8b36d147 (fuzz/corpus/regress_chunked_body_across_reads): a request whose
+// header arrived whole but whose body had not lost its parser at the end of the read, so the
+// rest of the chunked body was parsed as a new request and answered 400.
+TEST(HttpSessionFuzzRegression, ChunkedBodyAcrossReadsKeepsItsParser) {
+  const std::string header = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  Driver d;
+  d.feed(header);  // exactly the header: Beast consumes it without error, the request not done
+  EXPECT_TRUE(d.session->mid_request());
+  d.feed("5\r\nhe");
+  d.feed("llo\r\n3;e0.1\r\n\r\xff\n");
+  EXPECT_TRUE(d.out.empty()) << d.out;  // still the same request, not a new one
+  EXPECT_TRUE(d.session->mid_request());
+  d.feed("\r\n0\r\n\r\n");
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 1u) << d.out;
+  EXPECT_EQ(rs[0].result_int(), 405u);
+  EXPECT_FALSE(d.closed);
+}
+
+// The same bug as request smuggling: a Content-Length body that arrives in a later read and
+// looks like a request must be read as the body, never answered.
+TEST(HttpSessionFuzzRegression, BodyInALaterReadIsNotARequest) {
+  const std::string inner = "GET /smuggled HTTP/1.1\r\n\r\n";
+  Driver d;
+  d.feed("POST / HTTP/1.1\r\nContent-Length: " + std::to_string(inner.size()) + "\r\n\r\n");
+  d.feed(inner);
+  d.feed(kGet);
+  auto rs = d.responses();
+  ASSERT_EQ(rs.size(), 2u) << d.out;
+  EXPECT_EQ(rs[0].result_int(), 405u);  // the POST, its body read and dropped
+  EXPECT_EQ(rs[1].result_int(), 200u);  // the GET after it; no 404 for /smuggled
+}
+
+}  // namespace
+}  // namespace shootout

@@ -1,0 +1,266 @@
+// libFuzzer target: the http handler's session (Beast's request parser, the routes and the
+// Next protocol together), fed arbitrary bytes in arbitrary splits, with no I/O at all.
+//
+// Input layout: byte 0 says how many of the next bytes are piece sizes (0..15); each of those
+// bytes gives the size of one piece (1..64, used in turn, cycling); the rest is the request
+// stream. So "\x00GET / ..." feeds the stream in one piece and "\x01\x00GET / ..." byte by byte.
+//
+// Each input is driven twice, once whole and once in the chosen pieces, the way every model
+// drives a session (on_input after Next::read, on_resume after Next::resume, on_work_done after
+// Next::work, nothing after Next::close). Work completes at once with a fake result: no sleep,
+// no burnt CPU, no file opened. Then it checks (and aborts, which libFuzzer reports as a crash):
+//   - both runs wrote the same bytes (Date values masked): a split never changes the answer;
+//   - the output is a sequence of complete, well-formed responses (Beast's response parser),
+//     one per request that a reference request parser finds in the stream, in order, a HEAD
+//     answered without a body, each keep-alive exactly when its request keeps the connection;
+//   - the session closed exactly when the last expected response closes the connection;
+//   - every Work asked for is within the handler's limits (and a file path inside the root).
+// ASan and UBSan (-fsanitize=fuzzer,address,undefined) catch memory and undefined behaviour.
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "handler.hpp"
+
+namespace {
+
+using namespace shootout;
+namespace http = boost::beast::http;
+
+// Small limits, so the fuzzer reaches 431, 413 and the /bytes chunking with short inputs.
+constexpr std::size_t kHeaderLimit = 1024;
+constexpr std::uint64_t kBodyLimit = 2048;
+constexpr std::uint64_t kMaxBytes = 200'000;   // largest /bytes?n= (more than three chunks)
+constexpr std::uint64_t kMaxFile = 4096;
+constexpr const char* kRoot = "/fuzz-root";    // never opened: file work is faked
+constexpr std::size_t kMaxResumes = kMaxBytes / 1024 + 16;  // a resume loop must end
+
+[[noreturn]] void fail(const char* what, std::string_view detail = {}) {
+  std::fprintf(stderr, "http_session_fuzz: invariant broken: %s\n%.*s\n", what,
+               static_cast<int>(std::min<std::size_t>(detail.size(), 2000)), detail.data());
+  std::abort();
+}
+
+HandlerConfig fuzz_config() {
+  HandlerConfig c;
+  c.header_limit = kHeaderLimit;
+  c.body_limit = kBodyLimit;
+  c.file_root = kRoot;
+  c.max_bytes = kMaxBytes;
+  c.max_file = kMaxFile;
+  return c;
+}
+
+// Checks a Work request against the handler's promises, then "does" it at once. A file's
+// result (contents, or one of the errors a read can give) is chosen from its path, so the two
+// runs of one input see the same result.
+WorkResult fake_work(const Work& w) {
+  switch (w.kind) {
+    case Work::Kind::sleep:
+      if (w.amount > std::chrono::seconds(60)) fail("sleep longer than 60 s asked for");
+      return {};
+    case Work::Kind::cpu:
+      if (w.amount > std::chrono::seconds(10)) fail("cpu longer than 10 s asked for");
+      return {};
+    case Work::Kind::file: {
+      std::string_view path = w.path, root = kRoot;
+      if (path.substr(0, root.size() + 1) != std::string(root) + "/") fail("file outside root", path);
+      std::string_view name = path.substr(root.size() + 1);
+      if (name.empty() || name.front() == '.' || name.find('/') != std::string_view::npos)
+        fail("unsafe file name", path);
+      if (w.limit != kMaxFile) fail("file limit is not --max-file", path);
+      switch (std::hash<std::string_view>{}(path) % 5) {
+        case 0: return {"contents of " + w.path, 0};
+        case 1: return {{}, ENOENT};
+        case 2: return {{}, EFBIG};
+        case 3: return {{}, EACCES};
+        default: return {{}, EIO};
+      }
+    }
+  }
+  fail("unknown work kind");
+}
+
+struct Run {
+  std::string out;
+  bool closed = false;
+  bool mid_request = false;  // at the end: waiting for the rest of a request
+};
+
+// Follows the Next protocol until the session wants input again or closes.
+void settle(Session& s, Next next, Run& run) {
+  std::size_t resumes = 0;
+  for (;;) {
+    switch (next) {
+      case Next::read: return;
+      case Next::close: run.closed = true; return;
+      case Next::resume:
+        if (++resumes > kMaxResumes) fail("resume never ends");
+        next = s.on_resume(run.out);
+        break;
+      case Next::work:
+        next = s.on_work_done(fake_work(s.pending_work()), run.out);
+        break;
+    }
+  }
+}
+
+// Feeds `stream` to a fresh session in pieces of the given sizes (cycled; none = one piece).
+Run drive(const Handler& handler, std::string_view stream, const std::vector<std::size_t>& sizes) {
+  Run run;
+  auto session = handler.new_session();
+  for (std::size_t i = 0; !stream.empty() && !run.closed; ++i) {
+    std::size_t n = sizes.empty() ? stream.size() : std::min(stream.size(), sizes[i % sizes.size()]);
+    settle(*session, session->on_input(stream.substr(0, n), run.out), run);
+    stream.remove_prefix(n);
+    run.mid_request = session->mid_request();  // callable at any time between calls
+  }
+  return run;
+}
+
+// What a response must look like, from an independent parse of the request stream with the
+// same limits: one entry per request the session must answer, up to the one that closes.
+struct Expect {
+  bool head = false;   // HEAD: no body follows the header
+  bool close = false;  // the connection closes after this response
+};
+
+// The handler's own rule against request smuggling (common/http_handler.cpp), which Beast does
+// not apply: a Transfer-Encoding whose last coding is not chunked, or any Transfer-Encoding in
+// HTTP/1.0, is rejected as soon as the header is complete.
+bool unreliable_framing(const http::request_parser<http::string_body>& p) {
+  if (!p.is_header_done()) return false;
+  const auto& req = p.get();
+  return req.find(http::field::transfer_encoding) != req.end() &&
+         (!p.chunked() || req.version() < 11);
+}
+
+std::vector<Expect> expected_responses(std::string_view stream) {
+  std::vector<Expect> all;
+  std::optional<http::request_parser<http::string_body>> p;
+  while (!stream.empty()) {
+    if (!p) {
+      p.emplace();
+      p->header_limit(static_cast<std::uint32_t>(kHeaderLimit));
+      p->body_limit(kBodyLimit);
+      p->eager(true);
+    }
+    boost::beast::error_code ec;
+    stream.remove_prefix(p->put(boost::asio::buffer(stream.data(), stream.size()), ec));
+    if ((ec && ec != http::error::need_more) || unreliable_framing(*p)) {
+      all.push_back({false, true});  // answered 400/413/414/431, then closed
+      break;
+    }
+    if (ec) break;  // need_more: the rest of the request never came
+    if (!p->is_done()) continue;
+    // The parser's keep_alive() (every Connection field), not the message's (the first only).
+    all.push_back({p->get().method() == http::verb::head, !p->keep_alive()});
+    if (all.back().close) break;
+    p.reset();
+  }
+  return all;
+}
+
+// Checks `out` is exactly the expected responses, each complete and well formed.
+void check_responses(std::string_view out, const std::vector<Expect>& want, bool closed) {
+  std::size_t i = 0;
+  for (; !out.empty(); ++i) {
+    if (i >= want.size()) fail("more responses than requests", out);
+    http::response_parser<http::string_body> p;
+    p.body_limit(kMaxBytes + 1);
+    p.eager(true);
+    p.skip(want[i].head);
+    boost::beast::error_code ec;
+    std::size_t used = p.put(boost::asio::buffer(out.data(), out.size()), ec);
+    if (ec || !p.is_done()) fail("malformed or incomplete response", out);
+    const auto& res = p.get();
+    if (res[http::field::content_length].empty()) fail("response without Content-Length", out);
+    if (res.keep_alive() == want[i].close) fail("keep-alive does not follow the request", out);
+    out.remove_prefix(used);
+  }
+  if (i != want.size()) fail("a request was not answered");
+  if (closed != (!want.empty() && want.back().close)) fail("closed when it should not (or not)");
+}
+
+// Date changes once a second; the two runs may straddle a tick.
+std::string mask_dates(std::string s) {
+  static constexpr std::string_view kDate = "\r\nDate: ";
+  for (auto at = s.find(kDate); at != std::string::npos; at = s.find(kDate, at + 1))
+    for (auto j = at + kDate.size(); j < s.size() && s[j] != '\r'; ++j) s[j] = '#';
+  return s;
+}
+
+// The status of the one response in `out`, 0 if it is not exactly one response.
+unsigned only_response_status(std::string_view out) {
+  http::response_parser<http::string_body> p;
+  p.eager(true);
+  boost::beast::error_code ec;
+  std::size_t used = p.put(boost::asio::buffer(out.data(), out.size()), ec);
+  return !ec && p.is_done() && used == out.size() ? p.get().result_int() : 0;
+}
+
+// True for the statuses of a request rejected as malformed (each answered, then closed).
+bool rejection(unsigned status) {
+  return status == 400 || status == 413 || status == 414 || status == 431;
+}
+
+// `run`'s output without its last response if that is a rejection that closed the connection
+// (`rejected` then true). No body this handler writes contains "HTTP/1.1 ", so the last
+// occurrence starts the last response.
+std::string before_rejection(const Run& run, bool& rejected) {
+  rejected = false;
+  auto at = run.out.rfind("HTTP/1.1 ");
+  if (!run.closed || at == std::string::npos) return mask_dates(run.out);
+  rejected = rejection(only_response_status(std::string_view(run.out).substr(at)));
+  return mask_dates(rejected ? run.out.substr(0, at) : run.out);
+}
+
+// A split never changes the answer to a request, with one allowance: Beast 1.74 finds some bad
+// bytes sooner or later depending on where reads end. After a need_more it parses the rest of
+// a header (or of a chunked body's trailer) only once a blank line has arrived (basic_parser's
+// skip_), so a bad line ("Host: x\r\0...") is rejected at once in one read but only later in
+// pieces, or the other way round, or as 431 (the header limit reached while waiting) instead
+// of 400. So both runs must have answered the same responses before that request, and each
+// must then either have rejected it and closed, or still be waiting for more of it (the
+// server's request timeout ends such a wait); at least one of them rejected it.
+void check_split(const Run& whole, const Run& split, std::string_view stream) {
+  if (mask_dates(whole.out) == mask_dates(split.out) && whole.closed == split.closed) return;
+  bool whole_rejected = false, split_rejected = false;
+  bool same_before = before_rejection(whole, whole_rejected) ==
+                     before_rejection(split, split_rejected);
+  auto settled = [](const Run& r, bool rejected) {
+    return rejected || (!r.closed && r.mid_request);
+  };
+  if (same_before && (whole_rejected || split_rejected) && settled(whole, whole_rejected) &&
+      settled(split, split_rejected))
+    return;
+  fail("a split changed the output", "whole:\n" + whole.out + "\nsplit:\n" + split.out +
+                                         "\nstream:\n" + std::string(stream));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  std::size_t cuts = std::min<std::size_t>(data[0] % 16, size - 1);
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < cuts; ++i) sizes.push_back(data[1 + i] % 64 + 1);
+  std::string_view stream(reinterpret_cast<const char*>(data) + 1 + cuts, size - 1 - cuts);
+
+  static const auto handler = make_handler("http", fuzz_config());
+  Run whole = drive(*handler, stream, {});
+  Run split = drive(*handler, stream, sizes);
+  check_split(whole, split, stream);
+  check_responses(whole.out, expected_responses(stream), whole.closed);
+  return 0;
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds the tests under ASan+UBSan (build-asan/) and/or TSan (build-tsan/) and runs them.
+# Usage: scripts/sanitize.sh asan|tsan|all
+#
+# A sanitizer report fails the run wherever it happens: in a test program, in a server it
+# started, in a forked child of that server, in the load generator. Every process writes its
+# reports to build-SAN/sanitizer-logs/ (log_path), and halt_on_error + exitcode make the first
+# report end that process with status 23 (TSan: 66), which the tests' stop()==0 checks see.
+# After ctest the logs are scanned; any report exits non-zero even if every test passed.
+# What is excluded and why: EXCLUDE_* below, printed on every run (docs/SANITIZERS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# ctest -E patterns that are not run under a sanitizer, each with its reason.
+EXCLUDE_asan=(
+  # 100,000 connections are 100,000 fork()s of an ASan process; its shadow mappings make each
+  # fork slow enough that about half are done when the test's own 200 s bound ends it.
+  "LeakTest.HundredThousandConnectionsLeaveNothingBehind/forked |100,000 fork()s of an ASan process exceed the test's 200 s bound"
+)
+EXCLUDE_tsan=(
+  # Debian's Boost.Context 1.74 switches stacks in its own assembly (fcontext) without
+  # __tsan_switch_to_fiber: TSan takes every fiber for the thread running it, so its reports
+  # on this model are false races between fibers that cannot race (docs/COROUTINE.md).
+  "coroutine|coroutine model: fiber switches in Boost.Context are not announced to TSan"
+  # These give the server's uid an exact task budget under RLIMIT_NPROC (main + control + one
+  # per client or pool process); TSan's runtime adds a background thread of its own to every
+  # process, so the budget runs out one task early.
+  "CreationFailureTest|exact task budget under RLIMIT_NPROC: TSan adds its own thread"
+  "PreforkFaults.ReplacementForkFailsUntilASlotFrees|exact task budget under RLIMIT_NPROC: TSan adds its own thread"
+  # The forked model's variants of the shared suites. Under TSan a forked child that holds an
+  # open connection does not act on the parent's SIGTERM (stop() runs into --grace: "1 children
+  # still busy after the grace period"); the same tests pass in Release and under ASan. TSan
+  # supports little more than exec after fork() in a multi-threaded process, and the child here
+  # goes on running instrumented code. ForkedTest.* (tests/forked_test.cpp) still runs.
+  "/forked|forked children of a multi-threaded TSan process miss SIGTERM (TSan: only exec after fork is supported)"
+)
+
+# Tests run in a second ctest pass with extra sanitizer options: pattern|options|reason.
+RELAX_asan=(
+  # The server runs under RLIMIT_NPROC 1 and must exit 1 because it cannot start a thread.
+  # LeakSanitizer's exit-time check needs a thread of its own (to stop the world), cannot get
+  # one either, and turns the exit status into its own. Memory errors are still checked.
+  "NoThreadAtStartIsAClearErrorExit|detect_leaks=0|RLIMIT_NPROC 1 leaves LeakSanitizer no thread at exit"
+)
+RELAX_tsan=(
+  # When --grace runs out the server exits 1 on purpose without joining the threads still
+  # busy (and the pool threads that already finished): TSan calls that a thread leak.
+  "GracePeriodBoundsTheStop|report_thread_leaks=0|the grace-period exit leaves threads unjoined by design"
+)
+
+usage() { echo "usage: $0 asan|tsan|all" >&2; exit 2; }
+
+configure_and_build() {  # $1 = asan|tsan
+  local san=$1 opt
+  opt=$([ "$san" = asan ] && echo -DSHOOTOUT_ASAN=ON || echo -DSHOOTOUT_TSAN=ON)
+  # RelWithDebInfo: -O2 keeps the suite fast enough for CI, -g gives reports file:line.
+  cmake -S . -B "build-$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$opt" -DSHOOTOUT_TESTS=ON \
+    -DSHOOTOUT_BENCH=OFF >/dev/null
+  cmake --build "build-$san" -j"$(nproc)"
+}
+
+# Options every process inherits. log_path: one file per process (NAME.PID), so reports from
+# servers and their forked children are not lost in a pipe nobody reads.
+set_options() {  # $1 = asan|tsan, $2 = log dir
+  local logs=$2
+  local common="halt_on_error=1:print_stacktrace=1:symbolize=1"
+  if [ "$1" = asan ]; then
+    # detect_stack_use_after_return=0: the fake stacks behind it assume one stack per thread;
+    # fiber stack switches (coroutine model, Boost.Context) would break them. Stack overflows,
+    # heap errors and leaks are still found on fiber stacks (their locals keep redzones).
+    export ASAN_OPTIONS="$common:exitcode=23:detect_leaks=1:detect_stack_use_after_return=0:strict_string_checks=1:check_initialization_order=1:log_path=$logs/asan"
+    export UBSAN_OPTIONS="$common:exitcode=23:log_path=$logs/ubsan"
+    unset TSAN_OPTIONS
+  else
+    export TSAN_OPTIONS="$common:exitcode=66:second_deadlock_stack=1:log_path=$logs/tsan"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+  fi
+}
+
+# Prints every report in the logs; returns 1 if there is one. Lines that are only warnings
+# (e.g. ASan's note on a stack switch it was not told about) are shown but do not fail.
+scan_logs() {  # $1 = log dir
+  local logs=$1 found=0 f
+  for f in "$logs"/*; do
+    [ -e "$f" ] || continue
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|ThreadSanitizer: (reported|.*FATAL)' "$f"; then
+      echo "=== sanitizer report: $f"; cat "$f"; found=1
+    else
+      echo "=== sanitizer note (not a report): $f"; head -20 "$f"
+    fi
+  done
+  return $found
+}
+
+run_one() {  # $1 = asan|tsan
+  local san=$1
+  local logs="$root/build-$san/sanitizer-logs" patterns="" entry
+  local exclude=()
+  configure_and_build "$san"
+  rm -rf "$logs"
+  mkdir -p "$logs"
+  chmod 1777 "$logs"  # servers some tests run as an unprivileged uid write here too
+  local -n table="EXCLUDE_$san"
+  for entry in "${table[@]}"; do
+    echo "sanitize: $san excludes tests matching '${entry%%|*}': ${entry#*|}"
+    patterns+="${patterns:+|}${entry%%|*}"
+  done
+  local excluded=$patterns
+  local -n relax="RELAX_$san"
+  for entry in "${relax[@]}"; do
+    patterns+="${patterns:+|}${entry%%|*}"
+  done
+  [ -n "$patterns" ] && exclude=(-E "$patterns")
+  local still_excluded=()
+  [ -n "$excluded" ] && still_excluded=(-E "$excluded")
+  set_options "$san" "$logs"
+  # Tests hold thousands of connections: use the hard open-file limit.
+  ulimit -n "$(ulimit -Hn)"
+  local rc=0
+  (cd "build-$san" && ctest --output-on-failure -j2 --timeout 900 "${exclude[@]}") || rc=1
+  for entry in "${relax[@]}"; do
+    local pattern=${entry%%|*} rest=${entry#*|}
+    echo "sanitize: $san runs tests matching '$pattern' with ${rest%%|*}: ${rest#*|}"
+    (set_options "$san" "$logs"
+     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}${rest%%|*}"
+     [ "$san" = tsan ] && export TSAN_OPTIONS="$TSAN_OPTIONS:${rest%%|*}"
+     cd "build-$san" && ctest --output-on-failure -j2 --timeout 900 -R "$pattern" \
+       "${still_excluded[@]}") || rc=1
+  done
+  scan_logs "$logs" || { echo "sanitize: $san: sanitizer reports above"; rc=1; }
+  echo "sanitize: $san $([ $rc = 0 ] && echo passed || echo FAILED)"
+  return $rc
+}
+
+[ $# -eq 1 ] || usage
+case "$1" in
+  asan | tsan) run_one "$1" ;;
+  all) rc=0; run_one asan || rc=1; run_one tsan || rc=1; exit $rc ;;
+  *) usage ;;
+esac
