@@ -57,6 +57,10 @@ SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::s
   } catch (const std::system_error& e) {  // EAGAIN: the task limit (RLIMIT_NPROC, pids cgroup)
     throw std::system_error(e.code(), "cannot start the control thread");
   }
+  // Return only once the thread is in run(): a thread still starting up may hold a lock of the
+  // C library or of a sanitizer runtime (its allocator, as ASan's thread set-up does), and a
+  // fork() made meanwhile by the forked model would hand its child that lock, held forever.
+  started_.wait(false);
 }
 
 SignalControl::~SignalControl() {
@@ -67,6 +71,8 @@ SignalControl::~SignalControl() {
 }
 
 void SignalControl::run() {
+  started_.store(true);
+  started_.notify_one();
   const sigset_t set = server_signals();
   bool stopping = false;
   for (;;) {

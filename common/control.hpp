@@ -12,6 +12,7 @@
 //                           installs `on_stop` for SIGTERM and SIGINT (no SA_RESTART), restores
 //                           the default for the others, and only then unblocks them, so a stop
 //                           signal already pending reaches the child's own handler.
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -44,6 +45,7 @@ class SignalControl {
   Callbacks callbacks_;
   std::string stats_file_;
   std::string model_;
+  std::atomic<bool> started_{false};  // the control thread has reached run()
   std::thread thread_;
 };
 
