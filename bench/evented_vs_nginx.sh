@@ -79,6 +79,9 @@ done
 stop_pid "$OURS"
 
 echo "== PSS per idle keep-alive connection at 10,000 connections"
+# A fresh nginx: a worker that already served 10,000 connections keeps that memory.
+stop_pid "$NGINX_PID"
+start_nginx
 worker=$(cat /proc/"$NGINX_PID"/task/*/children | awk '{print $1}')
 echo "nginx worker: $(idle_pss "$NGINX_PORT" "$worker")"
 start_shootout --model evented --idle-timeout 600000
