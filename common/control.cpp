@@ -81,10 +81,13 @@ void SignalControl::run() {
     switch (sig) {
       case SIGUSR2:
         return;
-      case SIGUSR1:
+      case SIGUSR1: {
+        std::unique_lock<std::mutex> lock;
+        if (callbacks_.stats_lock) lock = std::unique_lock(*callbacks_.stats_lock);
         if (!stats_file_.empty() && !write_stats_file(stats_file_, model_))
           log_line("cannot write stats file {}", stats_file_);
         break;
+      }
       case SIGCHLD:
         if (callbacks_.on_child) callbacks_.on_child();
         break;

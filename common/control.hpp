@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -34,6 +35,11 @@ class SignalControl {
   struct Callbacks {
     std::function<void()> on_stop;   // required
     std::function<void()> on_child;  // optional: SIGCHLD
+    // Optional: held while the control thread writes the stats file (SIGUSR1), which
+    // allocates. The forked model passes the mutex it forks under, so that no child is forked
+    // while this thread is inside an allocator: a lock held at fork() stays held in the child
+    // (glibc's malloc guards itself against that; a sanitizer's allocator does not).
+    std::mutex* stats_lock = nullptr;
   };
   SignalControl(Callbacks callbacks, std::string stats_file, std::string model);
   ~SignalControl();  // stops and joins the control thread; writes the stats file once more

@@ -67,7 +67,7 @@ class ForkedServer {
 
   int run() {
     listen_fd_ = open_listener({options_.host, options_.port, options_.backlog, false, false});
-    SignalControl control({[this] { stop(); }, [this] { reap(); }}, options_.stats_file,
+    SignalControl control({[this] { stop(); }, [this] { reap(); }, &mu_}, options_.stats_file,
                           options_.model);
     if (options_.prefork > 0 && !start_pool()) {
       wait_for_children();
