@@ -43,8 +43,8 @@ class RequestParser final : public http::basic_parser<true> {
   int version() const { return version_; }
 
  private:
-  void on_request_impl(http::verb method, boost::beast::string_view, boost::beast::string_view target,
-                       int version, error_code&) override {
+  void on_request_impl(http::verb method, boost::beast::string_view,
+                       boost::beast::string_view target, int version, error_code&) override {
     method_ = method;
     target_.assign(target.data(), target.size());
     version_ = version;
@@ -256,7 +256,8 @@ class HttpSession final : public Session {
       if (ec == http::error::need_more) {
         // A header still arriving is parsed again from its first byte when the rest comes
         // (Beast consumes none of it); a parser that consumed bytes must be kept.
-        if (&p == &local && (n > 0 || local->is_header_done())) busy().parser.emplace(std::move(*local));
+        if (&p == &local && (n > 0 || local->is_header_done()))
+          busy().parser.emplace(std::move(*local));
         break;
       }
       if (ec) {
