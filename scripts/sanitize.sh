@@ -17,13 +17,18 @@ EXCLUDE_asan=(
   # 100,000 connections are 100,000 fork()s of an ASan process; its shadow mappings make each
   # fork slow enough that about half are done when the test's own 200 s bound ends it.
   "LeakTest.HundredThousandConnectionsLeaveNothingBehind/forked |100,000 fork()s of an ASan process exceed the test's 200 s bound"
-  # Two descriptor-budget tests failed once each in a fresh-root CI run under ASan on a loaded
-  # machine (the forked parent served 19 of 20 queued clients after its limit rose; the first
-  # client of threaded --pool 256 under RLIMIT_NOFILE 64 got no answer), while they pass in
-  # Release, and under ASan when run alone here (3 of 3). The cause is not found yet: it is
-  # listed in the issue notes, not hidden. They run in every Release CI stage.
-  "ForkedFaults.ParentOutOfDescriptorsQueuesThenServes|intermittent under ASan on a loaded machine (cause not found yet; runs in Release)"
-  "FaultsTest.RunningOutOfDescriptorsDegradesAndRecovers/threaded_pool|intermittent under ASan on a loaded machine (cause not found yet; runs in Release)"
+  # Tests that run a server out of descriptors on purpose. The sanitizer runtime needs
+  # descriptors of its own: UBSan's vptr check probes memory through a pipe(), so in a process
+  # at its RLIMIT_NOFILE it reports a false "invalid vptr" (seen in fmt's buffer inside
+  # log_line, "memory cannot be printed") and the process exits 23; its report log cannot be
+  # opened either. They run in the Release stage.
+  "FaultsTest.RunningOutOfDescriptorsDegradesAndRecovers|a server out of descriptors gets false UBSan vptr reports (the check needs a pipe)"
+  "ForkedFaults.ParentOutOfDescriptorsQueuesThenServes|a server out of descriptors gets false UBSan vptr reports (the check needs a pipe)"
+  # 1,000 slowloris clients are 1,000 fork()s of an ASan process for the per-connection model:
+  # slow enough that the first ones reach --request-timeout before the normal client's child
+  # is forked, so the test's ordering check ("answered while all 1,000 were still open") fails
+  # (119 already closed in a local run). It runs in the Release stage.
+  "Robustness.SlowlorisIsTimedOutAndDoesNotStarveOthers/forked |1,000 fork()s of an ASan process outlast the request timeout the ordering check relies on"
 )
 EXCLUDE_tsan=(
   # Debian's Boost.Context 1.74 switches stacks in its own assembly (fcontext) without
