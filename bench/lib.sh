@@ -2,7 +2,8 @@
 #
 #   bench_init             makes $BENCH_TMP and a trap that stops every server started here
 #   start_nginx            nginx, one worker, access log off, GET / answered from memory
-#                          (`return 200`, as our handler does), pinned to core 0.
+#                          (`return 200`, as our handler does), pinned to core 0, on a
+#                          random port (another one if that is taken, up to 5 tries).
 #                          Sets NGINX_PID (master) and NGINX_PORT.
 #   nginx_pids             master and worker pids
 #   start_shootout ARGS    build/shootout serve --port 0 ARGS on core 0. Sets PID and PORT.
@@ -34,7 +35,8 @@ bench_cleanup() {
   rm -rf "$BENCH_TMP"
 }
 
-start_nginx() {
+# One try on a random port; returns 1 if nginx did not come up (say, the port was taken).
+start_nginx_once() {
   # Below the ephemeral range (32768-60999 here), where wrk's TIME_WAIT sockets live.
   NGINX_PORT=$((10000 + RANDOM % 20000))
   cat >"$BENCH_TMP/nginx.conf" <<CONF
@@ -56,13 +58,26 @@ http {
 }
 CONF
   taskset -c 0 /usr/sbin/nginx -p "$BENCH_TMP" -e "$BENCH_TMP/nginx.err" \
-    -c "$BENCH_TMP/nginx.conf" &
+    -c "$BENCH_TMP/nginx.conf" 2>>"$BENCH_TMP/nginx.err" &
   NGINX_PID=$!
-  BENCH_PIDS+=("$NGINX_PID")
   local _
   for _ in $(seq 100); do
+    kill -0 "$NGINX_PID" 2>/dev/null || return 1
     curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && return 0
     sleep 0.05
+  done
+  return 1
+}
+
+start_nginx() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if start_nginx_once; then
+      BENCH_PIDS+=("$NGINX_PID")
+      return 0
+    fi
+    kill "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
   done
   echo "nginx did not start: $(cat "$BENCH_TMP/nginx.err" 2>/dev/null)" >&2
   return 1

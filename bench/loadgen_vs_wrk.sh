@@ -3,13 +3,14 @@
 # the load generator (wrk -t1, then `shootout load -t1`) pinned to core 1, at 10, 100, 1000 and
 # 10000 connections. Prints req/s of each, the ratio, each one's CPU time per request
 # (user+sys of the load process over the run, from /usr/bin/time) and nginx's CPU time per
-# request under each (the worker's exact run time, /proc/PID/schedstat, over the run).
+# request under each (master and worker's exact run time, schedstat, over the run). nginx is
+# bench/lib.sh's: one worker, access log off, `return 200`.
 #
 #   bench/loadgen_vs_wrk.sh [-d 5s] [-b build] [-r ROUNDS] [-c "10 100 1000 10000"]
 #
 # Each round runs wrk, then ours; with ROUNDS > 1 (default 3) the best round of each is kept
 # (other work on the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk,
-# taskset.
+# taskset, curl.
 set -euo pipefail
 
 duration=5s
@@ -28,57 +29,18 @@ done
 here=$(cd "$(dirname "$0")/.." && pwd)
 shootout=$here/$build/shootout
 [[ -x $shootout ]] || { echo "no $shootout: build first" >&2; exit 1; }
-for tool in /usr/sbin/nginx wrk taskset; do
+for tool in /usr/sbin/nginx wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done
 
+source "$here/bench/lib.sh"
+bench_init
 # 10,000 connections need that many descriptors on both sides.
-ulimit -n "$(ulimit -Hn)"
 if (( $(ulimit -n) < 10100 )); then echo "ulimit -n is $(ulimit -n): need 10100" >&2; exit 1; fi
-
-tmp=$(mktemp -d)
-nginx_pid=
-trap '[[ -n $nginx_pid ]] && kill $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-
-# Starts nginx on a random port; returns 1 if it did not come up (port taken: try another).
-start_nginx() {
-  port=$(( 20000 + RANDOM % 20000 ))
-  cat > "$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $tmp;
-  server {
-    listen 127.0.0.1:$port backlog=4096;
-    location / { return 200 "Hello, World!"; }
-  }
-}
-CONF
-  taskset -c 0 /usr/sbin/nginx -p "$tmp" -e "$tmp/error.log" -c "$tmp/nginx.conf" 2>>"$tmp/start.log" &
-  nginx_pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$nginx_pid" 2>/dev/null || return 1
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-    sleep 0.05
-  done
-  return 1
-}
-for attempt in 1 2 3 4 5; do
-  start_nginx && break
-  kill "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null; nginx_pid=
-  (( attempt == 5 )) && { echo "nginx did not start:"; cat "$tmp/start.log"; exit 1; } >&2
-done
-url=http://127.0.0.1:$port/
-# The worker's pid (nginx forks it) and its run time so far in ns.
-worker=
-for _ in $(seq 50); do worker=$(pgrep -P "$nginx_pid" | head -1); [[ -n $worker ]] && break; sleep 0.1; done
-[[ -n $worker ]] || { echo "no nginx worker process" >&2; exit 1; }
-worker_ns() { awk '{print $1}' "/proc/$worker/schedstat"; }
+start_nginx
+url=http://127.0.0.1:$NGINX_PORT/
+read -r -a nginx <<<"$(nginx_pids)"
+worker_ns() { cpu_ns "${nginx[@]}"; }
 
 # One run of a tool: prints "REQ_PER_S CPU_SECONDS REQUESTS".
 run_wrk() {

@@ -3,7 +3,6 @@
 // not preempted) and --offload-cpu cures it, and running out of descriptors does not wedge the
 // acceptor. Every test starts the real build/shootout on an ephemeral port.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "load.hpp"
 #include "server_process.hpp"
 
 namespace shootout::test {
@@ -60,12 +60,9 @@ std::string stats_path(const char* tag) {
 
 TEST_F(CoroutineTest, TenThousandIdleConnectionsAreHeldAndAnswered) {
   constexpr int kConns = 10'000;
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < kConns + 100)
-    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << rl.rlim_max << " is below " << kConns + 100;
+  const auto [soft, hard] = load::raise_fd_limit();
+  if (soft < kConns + 100)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << hard << " is below " << kConns + 100;
   auto s = start({}, kConns + 1000);
   std::vector<Conn> conns;
   conns.reserve(kConns);
@@ -88,12 +85,9 @@ TEST_F(CoroutineTest, TenThousandIdleConnectionsAreHeldAndAnswered) {
 // still be answered correctly, pipelined batches and multi-chunk bodies included.
 TEST_F(CoroutineTest, IdleConnectionsAreAnsweredCorrectlyAfterIdling) {
   constexpr int kConns = 2'000;
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < kConns + 100)
-    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << rl.rlim_max << " is below " << kConns + 100;
+  const auto [soft, hard] = load::raise_fd_limit();
+  if (soft < kConns + 100)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << hard << " is below " << kConns + 100;
   auto s = start({"--idle-timeout", "60000"}, kConns + 1000);
   std::vector<Conn> conns;
   conns.reserve(kConns);
