@@ -83,18 +83,31 @@ constexpr std::size_t kChunk = 64 * 1024;        // /bytes body produced this mu
 constexpr std::uint64_t kMaxSleepMs = 60'000;
 constexpr std::uint64_t kMaxCpuUs = 10'000'000;
 
-// "Sun, 22 Nov 2026 22:05:15 GMT", formatted at most once a second per thread.
-std::string_view http_date() {
+// "\r\nServer: shootout\r\nDate: Sun, 22 Nov 2026 22:05:15 GMT\r\nContent-Type: ": the
+// part of every response head between the status line and the content type, rebuilt at most
+// once a second per thread (each thread its own copy: no lock).
+std::string_view server_and_date() {
   thread_local std::time_t cached = 0;
-  thread_local char text[40] = {};
+  thread_local char text[96] = {};
+  thread_local std::size_t size = 0;
   std::time_t now = std::time(nullptr);
   if (now != cached) {
     std::tm tm{};
     gmtime_r(&now, &tm);
-    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    size = std::strftime(text, sizeof text,
+                         "\r\nServer: shootout\r\nDate: %a, %d %b %Y %H:%M:%S GMT"
+                         "\r\nContent-Type: ",
+                         &tm);
     cached = now;
   }
-  return text;
+  return {text, size};
+}
+
+// Appends n in decimal, without a temporary string.
+void append_number(std::string& out, std::uint64_t n) {
+  char digits[20];
+  auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+  out.append(digits, end);
 }
 
 struct Head {
@@ -108,15 +121,13 @@ struct Head {
 
 void write_head(std::string& out, const Head& h) {
   out += "HTTP/1.1 ";
-  out += std::to_string(static_cast<unsigned>(h.status));
+  append_number(out, static_cast<unsigned>(h.status));
   out += ' ';
   out += http::obsolete_reason(h.status);
-  out += "\r\nServer: shootout\r\nDate: ";
-  out += http_date();
-  out += "\r\nContent-Type: ";
+  out += server_and_date();
   out += h.type;
   out += "\r\nContent-Length: ";
-  out += std::to_string(h.length);
+  append_number(out, h.length);
   out += "\r\n";
   out += h.extra;
   if (h.close)

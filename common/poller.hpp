@@ -12,8 +12,18 @@
 //           be watched at all, and add() refuses them with EINVAL instead of writing past the
 //           end of an fd_set.
 //
-// All three are level-triggered: a descriptor stays ready until the caller drains it, so the
-// caller may read once per wake-up and come back later.
+// All three are level-triggered by default: a descriptor stays ready until the caller drains
+// it, so the caller may read once per wake-up and come back later. epoll can also be
+// edge-triggered (Trigger::edge, as nginx runs it): a descriptor is reported once each time it
+// becomes ready, so the caller must take everything or remember that more is waiting. For a
+// stream socket a read shorter than the buffer means the receive queue was empty at that
+// moment; data arriving later is a new edge. Not so for an end that came with the data: the
+// peer's FIN or RST is part of the same edge, so the edge-triggered epoll also reports
+// kPeerClosed (and kHangup on a reset), and the caller must read on until EOF or the error.
+// What edge-triggering saves: a level-triggered
+// epoll puts every reported descriptor back on its ready list and polls it again on the next
+// wait, only to find it drained. poll and select have no edge mode: asked for one, they stay
+// level-triggered and say so (edge_triggered()).
 //
 // Rules for callers:
 //   - closing(fd) just before close(fd): poll and select would report a closed descriptor
@@ -35,8 +45,12 @@ namespace shootout {
 enum PollEvents : std::uint32_t {
   kReadable = 1,
   kWritable = 2,
-  kHangup = 4,  // error or hang-up
+  kHangup = 4,      // error or hang-up
+  kPeerClosed = 8,  // edge-triggered epoll only: the peer shut its side (EPOLLRDHUP), so a
+                    // read will end in EOF after the data, though no new edge will say so
 };
+
+enum class Trigger { level, edge };
 
 struct PollEvent {
   int fd;
@@ -48,12 +62,16 @@ class Poller {
   virtual ~Poller() = default;
 
   // "epoll" | "poll" | "select". Throws std::invalid_argument for another name,
-  // std::system_error if the kernel refuses (epoll_create1).
-  static std::unique_ptr<Poller> create(std::string_view backend);
+  // std::system_error if the kernel refuses (epoll_create1). Trigger::edge is a request: only
+  // epoll grants it.
+  static std::unique_ptr<Poller> create(std::string_view backend,
+                                        Trigger trigger = Trigger::level);
   // The backend names create() accepts, for usage messages.
   static constexpr std::string_view kBackends[] = {"epoll", "poll", "select"};
 
   virtual std::string_view name() const = 0;
+  // True if each readiness is reported once per edge (see above), false if level-triggered.
+  virtual bool edge_triggered() const { return false; }
 
   // Start, change, stop watching fd for `events` (kReadable|kWritable; 0 watches for hang-up
   // only). add/modify return 0 or an errno value: EEXIST (add of a watched fd), ENOENT (modify
@@ -71,7 +89,7 @@ class Poller {
 };
 
 // The backends, for create() and for tests that name one directly.
-std::unique_ptr<Poller> make_epoll_poller();
+std::unique_ptr<Poller> make_epoll_poller(Trigger trigger = Trigger::level);
 std::unique_ptr<Poller> make_poll_poller();
 std::unique_ptr<Poller> make_select_poller();
 

@@ -116,6 +116,48 @@ TEST(PollerSeam, HangupIsReportedWithoutAsking) {
   }
 }
 
+// Edge-triggered epoll reports a descriptor once per edge: not again while it stays readable,
+// again when more data arrives, and again when watching restarts (EPOLL_CTL_MOD re-checks), so
+// a loop that stops watching a connection while it waits on work loses nothing.
+TEST(PollerSeam, EdgeTriggeredEpollReportsEachEdgeOnce) {
+  auto p = Poller::create("epoll", Trigger::edge);
+  EXPECT_TRUE(p->edge_triggered());
+  SocketPair a;
+  ASSERT_EQ(p->add(a.fd[0], kReadable), 0);
+  using V = std::vector<std::pair<int, std::uint32_t>>;
+  EXPECT_TRUE(readiness(*p).empty());
+  ASSERT_EQ(::write(a.fd[1], "x", 1), 1);
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}}));
+  EXPECT_TRUE(readiness(*p).empty());  // still readable, but no new edge
+  ASSERT_EQ(::write(a.fd[1], "y", 1), 1);
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}}));  // new data: a new edge
+  ASSERT_EQ(p->modify(a.fd[0], 0), 0);
+  EXPECT_TRUE(readiness(*p).empty());
+  ASSERT_EQ(p->modify(a.fd[0], kReadable), 0);  // watching again: the unread bytes are reported
+  EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}}));
+  // Data and the end in one edge: kPeerClosed says a read will end in EOF after the data.
+  SocketPair b;
+  ASSERT_EQ(p->add(b.fd[0], kReadable), 0);
+  ASSERT_EQ(::write(b.fd[1], "z", 1), 1);
+  ::shutdown(b.fd[1], SHUT_WR);
+  std::vector<PollEvent> ready;
+  ASSERT_EQ(p->wait(ready, 1000), 1);
+  EXPECT_EQ(ready[0].events & (kReadable | kPeerClosed), kReadable | kPeerClosed);
+}
+
+TEST(PollerSeam, PollAndSelectStayLevelTriggeredWhenAskedForEdge) {
+  for (const char* backend : {"poll", "select"}) {
+    auto p = Poller::create(backend, Trigger::edge);
+    EXPECT_FALSE(p->edge_triggered()) << backend;
+    SocketPair a;
+    ASSERT_EQ(p->add(a.fd[0], kReadable), 0);
+    ASSERT_EQ(::write(a.fd[1], "x", 1), 1);
+    EXPECT_EQ(readiness(*p).size(), 1u) << backend;
+    EXPECT_EQ(readiness(*p).size(), 1u) << backend;  // level: reported until drained
+  }
+  EXPECT_FALSE(Poller::create("epoll")->edge_triggered());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PollerTest, ::testing::Values("epoll", "poll", "select"),
                          [](const auto& param_info) { return param_info.param; });
 
@@ -322,8 +364,9 @@ TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Offload, CpuStallTest, ::testing::Bool(),
-                         [](const auto& param_info) { return param_info.param ? "offload" : "on_loop"; });
+INSTANTIATE_TEST_SUITE_P(Offload, CpuStallTest, ::testing::Bool(), [](const auto& param_info) {
+  return param_info.param ? "offload" : "on_loop";
+});
 
 // RLIMIT_NOFILE 32: the server runs out of descriptors with a few dozen clients. It must shed
 // the excess (or pause accepting), keep serving the connections it has, and serve new ones once

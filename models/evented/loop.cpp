@@ -65,7 +65,7 @@ EventLoop::EventLoop(const ServeOptions& options, const Handler& handler, Helper
       handler_(handler),
       pool_(pool),
       listen_fd_(listen_fd),
-      poller_(Poller::create(options.poller)),
+      poller_(Poller::create(options.poller, Trigger::edge)),  // edge if the backend has it
       epoch_ns_(steady_ns()),
       idle_timeouts_(options.idle_timeout),
       request_timeouts_(options.request_timeout),
@@ -120,16 +120,22 @@ void EventLoop::run_timers() {
   }
 }
 
-// Sessions queued by the previous iterations. The queue is swapped out first, so a session
-// that asks to be resumed again waits for the next iteration.
+// Work queued by the previous iterations: sessions to resume (the next /bytes chunk), and, with
+// an edge-triggered poller, connections whose last read filled the buffer. The queue is swapped
+// out first, so a session that asks to be resumed again waits for the next iteration.
 void EventLoop::run_pending() {
   pending_run_.swap(pending_);
   pending_.clear();
   for (Ref r : pending_run_) {
     Conn* c = live(r.fd);
-    if (!c || c->gen != r.gen || c->after != Next::resume || c->output) continue;
+    if (!c || c->gen != r.gen) continue;
     try {
-      advance(*c, c->session->on_resume(out_));
+      if (r.read_again) {
+        // The end may be pending behind the data: read on until EOF, an error or EAGAIN.
+        if ((c->interest & kReadable) && !c->eof) on_readable(*c, true);
+      } else if (c->after == Next::resume && !c->output) {
+        advance(*c, c->session->on_resume(out_));
+      }
     } catch (const std::exception& e) {
       log_line("connection dropped: {}", e.what());
       out_.clear();
@@ -188,7 +194,7 @@ void EventLoop::dispatch(PollEvent ev) {
     if (ev.events & kWritable) on_writable(*c);
     if (c->closing || !(ev.events & (kReadable | kHangup))) return;
     if (c->interest & kReadable)
-      on_readable(*c);
+      on_readable(*c, ev.events & (kHangup | kPeerClosed));
     else if (ev.events & kHangup)
       close_later(*c);  // reset while waiting on work: drop it (the result will be ignored)
   } catch (const std::exception& e) {  // bad_alloc in a session: that connection only
@@ -315,10 +321,17 @@ int EventLoop::add_connection(int fd) {
   return 0;
 }
 
-// One read per readiness (level-triggered: if more is waiting we come back next iteration,
-// after the other ready connections had their turn).
-void EventLoop::on_readable(Conn& c) {
+// One read per readiness, so every ready connection gets its turn before anyone's second read.
+// Level-triggered, the poller reports a connection with more waiting again on the next
+// iteration. Edge-triggered, it will not: a read that filled the buffer may have left more in
+// the socket, and a peer that closed or reset (`end_pending`) left its EOF or error behind the
+// data, so the connection queues itself to read again in the next pending phase. A shorter
+// read otherwise emptied the socket, and later data is a new edge (nginx's rule).
+void EventLoop::on_readable(Conn& c, bool end_pending) {
   ssize_t n = ::recv(c.fd, in_.data(), in_.size(), 0);
+  if (n > 0 && poller_->edge_triggered() &&
+      (end_pending || n == static_cast<ssize_t>(in_.size())))
+    pending_.push_back({c.fd, c.gen, true});
   if (n < 0) {
     if (!transient(errno)) close_later(c);  // ECONNRESET and friends
     return;
@@ -354,7 +367,7 @@ void EventLoop::on_writable(Conn& c) {
     case Next::close:
       return close_later(c);
     case Next::resume:
-      pending_.push_back({c.fd, c.gen});
+      pending_.push_back({c.fd, c.gen, false});
       break;
     case Next::read:
     case Next::work:
@@ -372,7 +385,7 @@ void EventLoop::advance(Conn& c, Next next) {
     if (!flush(c)) return;
     c.after = next;
     if (next == Next::close && !c.output) return close_later(c);
-    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen});
+    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen, false});
     if (next == Next::work) {
       const Work& w = c.session->pending_work();
       if (w.kind == Work::Kind::cpu && !options_.offload_cpu) {

@@ -7,7 +7,8 @@
 //   update_time   read the clock once; every deadline this iteration is computed from it
 //   timers        /sleep timers, the accept pause, and the idle/request timeouts that are due
 //   pending       sessions deferred from the last iteration (the next /bytes chunk), so one
-//                 fast reader cannot monopolise the loop
+//                 fast reader cannot monopolise the loop; with epoll (edge-triggered here)
+//                 also the connections whose last read filled the buffer
 //   prepare       choose the poll timeout: 0 if anything is pending or closing, else until
 //                 the nearest timer (or the grace deadline when stopping), else forever
 //   poll          wait for readiness, then dispatch each event: accept, wake-up (pool
@@ -92,7 +93,7 @@ class EventLoop {
   int add_connection(int fd);  // fd is non-blocking already
   bool shed_one_connection();
   void pause_accept();
-  void on_readable(Conn& c);
+  void on_readable(Conn& c, bool end_pending);
   void on_writable(Conn& c);
 
   // driving a session
@@ -131,8 +132,9 @@ class EventLoop {
   struct Ref {
     int fd;
     std::uint32_t gen;
+    bool read_again;  // true: read more (edge-triggered, buffer filled); false: resume session
   };
-  std::vector<Ref> pending_, pending_run_;  // sessions to resume in the next pending phase
+  std::vector<Ref> pending_, pending_run_;  // for the next pending phase
   std::vector<int> closing_;                // closed in the close phase
   std::vector<PollEvent> ready_;            // the poll phase's batch
   std::vector<Completion> completions_;     // swapped out of the inbox
