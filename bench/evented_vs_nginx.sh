@@ -4,7 +4,8 @@
 #      (the server's exact on-CPU time over the run from /proc/PID/task/*/schedstat, divided by
 #      the requests wrk counted); server pinned to core 0, wrk to core 1. With ROUNDS > 1 the
 #      two servers alternate and each keeps its best round (other work on the machine only ever
-#      slows a run down): the highest req/s and the lowest CPU per request.
+#      slows a run down): the highest req/s and the lowest CPU per request; beside it, the median
+#      over the rounds of each round's ratio (nginx and ours ran back to back).
 #   2. PSS per idle keep-alive connection at 10,000 connections (each sent one request), from
 #      /proc/PID/smaps_rollup before and after.
 #   3. --poller poll against epoll: req/s of 10 busy wrk clients while 10,000 idle connections
@@ -59,8 +60,25 @@ best() {  # "rps cpu" lines on stdin -> the highest rps and the lowest cpu
   awk 'NR == 1 || $1 > r { r = $1 } NR == 1 || $2 < c { c = $2 } END { print r, c }'
 }
 
-echo "== GET / (wrk -t1 -d${SECS}s; server on core 0, wrk on core 1; best of $ROUNDS)"
-printf "%7s | %10s %8s | %10s %8s | %6s %6s\n" conns "nginx r/s" "µs/req" "ours r/s" "µs/req" "r/s×" "cpu×"
+median() {  # numbers on stdin, one per line -> their median
+  sort -g | awk '{ v[NR] = $1 }
+    END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+# Round i of nginx against round i of ours (they ran back to back): the median of the
+# per-round ratios, "rps_ratio cpu_ratio". Less flattering than best-of when the machine is
+# quiet, more robust when a round is hit by something else.
+median_ratios() {  # nginx.rounds ours.rounds
+  local r c
+  r=$(paste "$1" "$2" | awk '{ print $3 / $1 }' | median)
+  c=$(paste "$1" "$2" | awk '{ print $4 / $2 }' | median)
+  echo "$r $c"
+}
+
+echo "== GET / (wrk -t1 -d${SECS}s; server on core 0, wrk on core 1; best of $ROUNDS;"
+echo "   the last two columns: median over the rounds of each round's ratios)"
+printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s\n" conns "nginx r/s" "µs/req" "ours r/s" \
+  "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×"
 start_nginx
 start_shootout --model evented --idle-timeout 600000
 OURS=$PID
@@ -73,8 +91,10 @@ for c in $LEVELS; do
   done
   read -r nr nc < <(best <"$BENCH_TMP/nginx.rounds")
   read -r orr oc < <(best <"$BENCH_TMP/ours.rounds")
-  awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" 'BEGIN {
-    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f\n", c, nr, nc, orr, oc, orr / nr, oc / nc }'
+  read -r mr mc < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/ours.rounds")
+  awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" 'BEGIN {
+    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f\n", c, nr, nc, orr, oc,
+      orr / nr, oc / nc, mr, mc }'
 done
 stop_pid "$OURS"
 
