@@ -20,10 +20,9 @@
 // moment; data arriving later is a new edge. Not so for an end that came with the data: the
 // peer's FIN or RST is part of the same edge, so the edge-triggered epoll also reports
 // kPeerClosed (and kHangup on a reset), and the caller must read on until EOF or the error.
-// What edge-triggering saves: a level-triggered
-// epoll puts every reported descriptor back on its ready list and polls it again on the next
-// wait, only to find it drained. poll and select have no edge mode: asked for one, they stay
-// level-triggered and say so (edge_triggered()).
+// What edge-triggering saves: a level-triggered epoll puts every reported descriptor back on
+// its ready list and polls it again on the next wait, only to find it drained. poll and select
+// have no edge mode: asked for one, they stay level-triggered and say so (edge_triggered()).
 //
 // Rules for callers:
 //   - closing(fd) just before close(fd): poll and select would report a closed descriptor
