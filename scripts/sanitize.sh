@@ -136,8 +136,8 @@ run_one() {  # $1 = asan|tsan
   local rc=0 out="$root/build-$san/ctest-output.txt"
   # --repeat until-pass:2: a test that fails is run once more, because a sanitized process runs
   # 2-20x slower and the CI machine may be busy, and some tests wait for a server within a
-  # bound. The retry cannot hide a sanitizer report (the logs are scanned below whatever the
-  # tests said), and every test that needed it is named at the end of the run.
+  # bound. The retry cannot hide a sanitizer report (the log files and every failed attempt's
+  # output are scanned below), and every test that needed it is named at the end of the run.
   (cd "build-$san" && ctest --output-on-failure -j2 --timeout 900 --repeat until-pass:2 \
      "${exclude[@]}") | tee "$out" || rc=1
   for entry in "${relax[@]}"; do
