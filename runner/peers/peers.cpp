@@ -50,7 +50,8 @@ HostLimits host_limits() {
   h.tasks_now = tasks_now();
   h.mem_available_kb = meminfo_kb("MemAvailable");
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) h.nofile = static_cast<long>(rl.rlim_cur);
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    h.nofile = rl.rlim_max == RLIM_INFINITY ? 0 : static_cast<long>(rl.rlim_max);
   return h;
 }
 

@@ -20,7 +20,8 @@ struct HostLimits {
   long pid_max = 32768;           // /proc/sys/kernel/pid_max: processes + threads, machine-wide
   long tasks_now = 0;             // tasks running right now
   long mem_available_kb = 0;      // /proc/meminfo MemAvailable
-  long nofile = 1024;             // our soft RLIMIT_NOFILE (peers as root may go higher)
+  long nofile = 1024;             // the hard RLIMIT_NOFILE a peer inherits: the most it can
+                                  // raise its own to without CAP_SYS_RESOURCE (0: no limit)
 };
 HostLimits host_limits();
 
