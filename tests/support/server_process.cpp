@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <fstream>
@@ -46,8 +47,11 @@ Process::Process(std::vector<std::string> argv, long nofile)
     : Process(std::move(argv), ChildSetup{nofile, 0, 0, 0}) {}
 
 Process::Process(std::vector<std::string> argv, const ChildSetup& setup) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+  // `started` closes in the child at exec (O_CLOEXEC) or at its exit: the parent waits for that,
+  // so that what the child set up (its uid, its limits) is in force once the constructor returns.
+  // Without the wait, a test that counts a uid's tasks raced the child's setuid.
+  int out[2], err[2], started[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(started, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
@@ -67,6 +71,11 @@ Process::Process(std::vector<std::string> argv, const ChildSetup& setup) {
   }
   ::close(out[1]);
   ::close(err[1]);
+  ::close(started[1]);
+  char byte;
+  while (::read(started[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  ::close(started[0]);
   out_fd_ = out[0];
   err_fd_ = err[0];
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
