@@ -6,6 +6,7 @@
 #      two servers alternate and each keeps its best round (other work on the machine only ever
 #      slows a run down): the highest req/s and the lowest CPU per request; beside it, the median
 #      over the rounds of each round's ratio (nginx and ours ran back to back).
+#      Then, per server, the median user and kernel µs per request and sleeps per request.
 #   2. PSS per idle keep-alive connection at 10,000 connections (each sent one request), from
 #      /proc/PID/smaps_rollup before and after.
 #   3. --poller poll against epoll: req/s of 10 busy wrk clients while 10,000 idle connections
@@ -70,8 +71,8 @@ median() {  # numbers on stdin, one per line -> their median
 # quiet, more robust when a round is hit by something else.
 median_ratios() {  # nginx.rounds ours.rounds
   local r c
-  r=$(paste "$1" "$2" | awk '{ print $3 / $1 }' | median)
-  c=$(paste "$1" "$2" | awk '{ print $4 / $2 }' | median)
+  r=$(paste "$1" "$2" | awk '{ print $6 / $1 }' | median)
+  c=$(paste "$1" "$2" | awk '{ print $7 / $2 }' | median)
   echo "$r $c"
 }
 
@@ -82,6 +83,7 @@ printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s\n" conns "nginx r/s" "µs/
 start_nginx
 start_shootout --model evented --idle-timeout 600000
 OURS=$PID
+: >"$BENCH_TMP/split"
 for c in $LEVELS; do
   : >"$BENCH_TMP/nginx.rounds"
   : >"$BENCH_TMP/ours.rounds"
@@ -95,8 +97,22 @@ for c in $LEVELS; do
   awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" 'BEGIN {
     printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f\n", c, nr, nc, orr, oc,
       orr / nr, oc / nc, mr, mc }'
+  split_row=$c
+  for f in nginx ours; do
+    for col in 3 4 5; do
+      split_row+=" $(awk -v k=$col '{ print $k }' "$BENCH_TMP/$f.rounds" | median)"
+    done
+  done
+  awk '{ printf "%7d | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f\n", $1, $2, $3, $4, $5, $6, $7 }' \
+    <<<"$split_row" >>"$BENCH_TMP/split"
 done
 stop_pid "$OURS"
+echo "== where the CPU per request goes: medians over the rounds, µs of user and kernel time"
+echo "   per request (schedstat's exact total split in the proportion of utime and stime), and"
+echo "   sleeps per request (voluntary context switches: going to sleep in epoll_wait and waking)"
+printf "%7s | %8s %8s %8s | %8s %8s %8s\n" conns "ng user" "ng sys" "ng slp" "our user" "our sys" \
+  "our slp"
+cat "$BENCH_TMP/split"
 
 echo "== PSS per idle keep-alive connection at 10,000 connections"
 # A fresh nginx: a worker that already served 10,000 connections keeps that memory.
@@ -113,7 +129,7 @@ for poller in epoll poll; do
   start_shootout --model evented --idle-timeout 600000 --poller "$poller"
   coproc IDLE { taskset -c 1 python3 "$BENCH_TMP/idle.py" "$PORT" 10000; }
   read -r _ <&"${IDLE[0]}"
-  read -r rps cpu < <(wrk_point "$PORT" 10 "$SECS" "$PID")
+  read -r rps cpu _ < <(wrk_point "$PORT" 10 "$SECS" "$PID")
   echo "--poller $poller: $rps req/s, $cpu µs CPU/request"
   exec {IDLE[1]}>&-
   wait "$IDLE_PID" 2>/dev/null || true

@@ -12,9 +12,15 @@
 #                          /proc/PID/task/*/schedstat (the scheduler's exact on-CPU time; the
 #                          tick-sampled utime+stime of /proc/PID/stat undercount a server that
 #                          runs in short bursts)
+#   user_sys_ticks PID...  "utime stime" of those processes, in clock ticks (/proc/PID/stat:
+#                          tick-sampled, so only their split is used, over whole runs)
+#   sleeps PID...          voluntary context switches of their live threads: each is the
+#                          server going to sleep (in epoll_wait, say) and being woken again
 #   wrk_point PORT CONNS SECS PID...
-#                          wrk -t1 on core 1 for SECS seconds; prints "req/s cpu_us_per_request"
-#                          where the CPU is cpu_ns of PID... over the run
+#                          wrk -t1 on core 1 for SECS seconds; prints
+#                          "req/s cpu_us user_us sys_us sleeps", all but req/s per request:
+#                          cpu_us from cpu_ns of PID... over the run, split into user and
+#                          kernel time in the proportion of their ticks
 #   pss_kib PID            PSS of one process, KiB (/proc/PID/smaps_rollup)
 #
 # Needs nginx, wrk, taskset, curl. Load goes to 127.0.0.1 only.
@@ -114,17 +120,35 @@ cpu_ns() {
   echo "$t"
 }
 
+user_sys_ticks() {
+  local p
+  for p in "$@"; do awk '{ print $14, $15 }' "/proc/$p/stat" 2>/dev/null || true; done |
+    awk '{ u += $1; s += $2 } END { print u + 0, s + 0 }'
+}
+
+sleeps() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null || true; done |
+    awk '/^voluntary_ctxt_switches/ { v += $2 } END { print v + 0 }'
+}
+
 wrk_point() {
   local port=$1 conns=$2 secs=$3
   shift 3
-  local t0 t1 out reqs rps
+  local t0 t1 u0 s0 u1 s1 w0 w1 out reqs rps
+  read -r u0 s0 < <(user_sys_ticks "$@")
+  w0=$(sleeps "$@")
   t0=$(cpu_ns "$@")
   out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" 2>&1 || true)
   t1=$(cpu_ns "$@")
+  w1=$(sleeps "$@")
+  read -r u1 s1 < <(user_sys_ticks "$@")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-  awk -v r="${rps:-0}" -v n="${reqs:-0}" -v d=$((t1 - t0)) \
-    'BEGIN { printf "%.0f %.2f\n", r, (n > 0 ? d / 1000 / n : 0) }'
+  awk -v r="${rps:-0}" -v n="${reqs:-0}" -v d=$((t1 - t0)) -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+    -v w=$((w1 - w0)) 'BEGIN {
+      cpu = n > 0 ? d / 1000 / n : 0; user = u + s > 0 ? cpu * u / (u + s) : 0
+      printf "%.0f %.2f %.2f %.2f %.4f\n", r, cpu, user, cpu - user, (n > 0 ? w / n : 0) }'
 }
 
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
