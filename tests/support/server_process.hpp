@@ -25,8 +25,9 @@ struct ChildSetup {
 // A child process with stdout (and optionally stderr) captured through pipes.
 class Process {
  public:
-  // Starts argv[0] (a path) with argv. Throws std::runtime_error if fork/exec fails.
-  // `nofile` > 0 sets the child's RLIMIT_NOFILE before exec.
+  // Starts argv[0] (a path) with argv and returns once the child has exec'd (or exited), so
+  // its set-up is in force. Throws std::runtime_error if fork fails. `nofile` > 0 sets the
+  // child's RLIMIT_NOFILE before exec.
   explicit Process(std::vector<std::string> argv, long nofile = 0);
   // The same, with the child set up as `setup` says. If the uid switch fails the child exits
   // with status 126 before exec.
