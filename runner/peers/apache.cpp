@@ -32,6 +32,7 @@ constexpr long kPreforkChildKb = 2 * 1024;   // estimated PSS of one idle prefor
 
 struct MpmSize {
   int servers = 1, threads_per_child = 1;
+  int min_spare_threads = 1;  // worker and event only
   int workers() const { return servers * threads_per_child; }
 };
 
@@ -58,6 +59,7 @@ MpmSize size_threaded(const std::string& mpm, int connections, const HostLimits&
   MpmSize s;
   const long threads = mpm == "event" ? 2L * connections : connections;
   s.threads_per_child = static_cast<int>(std::min<long>(threads, kThreadsPerChild));
+  s.min_spare_threads = mpm == "event" ? 1 : s.threads_per_child;
   long wanted = (threads + s.threads_per_child - 1) / s.threads_per_child;
   // Each process costs its threads, a listener thread and itself.
   long cap = task_budget(h) / (s.threads_per_child + 2);
@@ -80,7 +82,7 @@ std::string mpm_block(const std::string& mpm, const MpmSize& s) {
       "StartServers {0}\nServerLimit {0}\nThreadLimit {1}\nThreadsPerChild {1}\n"
       "MaxRequestWorkers {2}\nMinSpareThreads {3}\nMaxSpareThreads {2}\n"
       "MaxConnectionsPerChild 0\n",
-      s.servers, s.threads_per_child, s.workers(), mpm == "event" ? 1 : s.threads_per_child);
+      s.servers, s.threads_per_child, s.workers(), s.min_spare_threads);
 }
 
 }  // namespace
