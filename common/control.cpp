@@ -2,8 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <system_error>
@@ -48,10 +50,44 @@ void exit_after_grace(const std::string& stats_file, const std::string& model, s
   _exit(1);
 }
 
-SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::string model)
+SignalActions::SignalActions(SignalCallbacks callbacks, std::string stats_file,
+                             std::string model)
     : callbacks_(std::move(callbacks)),
       stats_file_(std::move(stats_file)),
-      model_(std::move(model)) {
+      model_(std::move(model)) {}
+
+void SignalActions::write_stats() const {
+  if (!stats_file_.empty() && !write_stats_file(stats_file_, model_))
+    log_line("cannot write stats file {}", stats_file_);
+}
+
+void SignalActions::on_signal(int sig) {
+  switch (sig) {
+    case SIGUSR1: {
+      std::unique_lock<std::mutex> lock;
+      if (callbacks_.stats_lock) lock = std::unique_lock(*callbacks_.stats_lock);
+      write_stats();
+      break;
+    }
+    case SIGCHLD:
+      if (callbacks_.on_child) callbacks_.on_child();
+      break;
+    case SIGTERM:
+    case SIGINT:
+      if (stopping_) {
+        log_line("second stop signal: exiting now");
+        _exit(1);
+      }
+      stopping_ = true;
+      callbacks_.on_stop();
+      break;
+    default:
+      break;
+  }
+}
+
+SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::string model)
+    : actions_(std::move(callbacks), std::move(stats_file), std::move(model)) {
   try {
     thread_ = std::thread([this] { run(); });
   } catch (const std::system_error& e) {  // EAGAIN: the task limit (RLIMIT_NPROC, pids cgroup)
@@ -67,39 +103,40 @@ SignalControl::~SignalControl() {
   // SIGUSR2 is the control thread's own "quit" signal.
   pthread_kill(thread_.native_handle(), SIGUSR2);
   thread_.join();
-  if (!stats_file_.empty()) write_stats_file(stats_file_, model_);
+  actions_.write_stats();
 }
 
 void SignalControl::run() {
   started_.store(true);
   started_.notify_one();
   const sigset_t set = server_signals();
-  bool stopping = false;
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
-    switch (sig) {
-      case SIGUSR2:
-        return;
-      case SIGUSR1: {
-        std::unique_lock<std::mutex> lock;
-        if (callbacks_.stats_lock) lock = std::unique_lock(*callbacks_.stats_lock);
-        if (!stats_file_.empty() && !write_stats_file(stats_file_, model_))
-          log_line("cannot write stats file {}", stats_file_);
-        break;
-      }
-      case SIGCHLD:
-        if (callbacks_.on_child) callbacks_.on_child();
-        break;
-      default:  // SIGTERM, SIGINT
-        if (stopping) {
-          log_line("second stop signal: exiting now");
-          _exit(1);
-        }
-        stopping = true;
-        callbacks_.on_stop();
-        break;
-    }
+    if (sig == SIGUSR2) return;
+    actions_.on_signal(sig);
+  }
+}
+
+SignalFd::SignalFd(SignalCallbacks callbacks, std::string stats_file, std::string model)
+    : actions_(std::move(callbacks), std::move(stats_file), std::move(model)) {
+  const sigset_t set = server_signals();
+  fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+}
+
+SignalFd::~SignalFd() {
+  ::close(fd_);
+  actions_.write_stats();
+}
+
+void SignalFd::handle() {
+  signalfd_siginfo info[8];
+  for (;;) {
+    ssize_t n = ::read(fd_, info, sizeof info);
+    if (n <= 0) return;  // EAGAIN: none left
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof info[0]; ++i)
+      actions_.on_signal(static_cast<int>(info[i].ssi_signo));
   }
 }
 

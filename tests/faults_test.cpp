@@ -35,6 +35,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -487,9 +488,18 @@ TEST(PreforkFaults, ReplacementForkFailsUntilASlotFrees) {
   EXPECT_TRUE(children_of(getpid()).empty());
 }
 
-// At set-up every model creates a control thread (and pools, loops, schedulers, workers). If the
-// kernel refuses one, the server says so and exits 1: not a crash, not a hang, no process left.
-TEST_P(FaultsTest, NoThreadAtStartIsAClearErrorExit) {
+// One evented loop receives its signals through a signalfd and starts its helper pool with
+// the first blocking work: it starts as one thread, with no other to create.
+bool one_thread_at_start(const Variant& v) {
+  return is_model(v, "evented") && !has_flag(v, "--loops");
+}
+
+// At set-up every other server creates a control thread (and pools, loops, schedulers,
+// workers). If the kernel refuses one, the server says so and exits 1: not a crash, not a
+// hang, no process left.
+class ThreadAtStartTest : public FaultsTest {};
+
+TEST_P(ThreadAtStartTest, NoThreadAtStartIsAClearErrorExit) {
   SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN();
   std::vector<std::string> argv{shootout_binary(), "serve", "--port", "0"};
   argv.insert(argv.end(), GetParam().args.begin(), GetParam().args.end());
@@ -503,6 +513,98 @@ TEST_P(FaultsTest, NoThreadAtStartIsAClearErrorExit) {
   EXPECT_EQ(p.stdout_text().find("listening on"), std::string::npos);
   EXPECT_TRUE(children_of(getpid()).empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, ThreadAtStartTest,
+                         ::testing::ValuesIn(variants_where([](const Variant& v) {
+                           return !one_thread_at_start(v);
+                         })),
+                         variant_name);
+
+// A directory and file that the unprivileged uid can read, for GET /file.
+struct ReadableRoot {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("shootout-faults-root-" + std::to_string(getpid()));
+  ReadableRoot() {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir);
+    std::ofstream(dir / "hello.txt") << "file body\n";
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+    fs::permissions(dir / "hello.txt",
+                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                        fs::perms::others_read);
+  }
+  ~ReadableRoot() { std::filesystem::remove_all(dir); }
+};
+
+// The request that needs the helper pool: /cpu with --offload-cpu, else /file.
+std::string pool_target(const Variant& v) {
+  return has_flag(v, "--offload-cpu") ? "/cpu?us=1000" : "/file?name=hello.txt";
+}
+
+class EventedThreadsTest : public FaultsTest {
+ protected:
+  ServerProcess start_with_root(const ReadableRoot& root, const ChildSetup& setup) {
+    auto args = GetParam().args;
+    args.insert(args.end(), {"--root", root.dir.string()});
+    return ServerProcess(args, setup);
+  }
+  void expect_pool_request_served(ServerProcess& s) {
+    auto r = http_get(s.port(), pool_target(GetParam()));
+    EXPECT_EQ(r.status, 200) << s.process().stderr_text();
+    if (!has_flag(GetParam(), "--offload-cpu")) {
+      EXPECT_EQ(r.body, "file body\n");
+    }
+  }
+};
+
+// Like an nginx worker, the process is one thread while it only answers requests that need no
+// blocking work (the kernel and libc take their single-threaded fast paths); the first
+// request for the pool starts the pool's threads, all of them.
+TEST_P(EventedThreadsTest, OneThreadUntilTheFirstBlockingWork) {
+  ReadableRoot root;
+  ServerProcess s = start_with_root(root, ChildSetup{});
+  EXPECT_EQ(tasks_of(s.pid()), 1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  EXPECT_EQ(http_get(s.port(), "/sleep?ms=5").status, 200);  // a timer, not a thread
+  EXPECT_EQ(tasks_of(s.pid()), 1);
+  expect_pool_request_served(s);
+  EXPECT_EQ(tasks_of(s.pid()), 1 + 4) << "the loop and the default --pool-threads 4";
+  stop_cleanly(s);
+}
+
+// With no task to spare, the server still starts and serves; work that needs the pool runs
+// on the loop instead (the stall the pool exists to avoid, but a correct answer), the refusal
+// is logged, and the pool is tried again with the next such request.
+TEST_P(EventedThreadsTest, WorkRunsOnTheLoopWhenNoHelperThreadStarts) {
+  SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN();
+  ReadableRoot root;
+  ServerProcess s = start_with_root(root, unprivileged(1));
+  EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  for (int i = 0; i < 3; ++i) expect_pool_request_served(s);
+  EXPECT_EQ(tasks_of(s.pid()), 1);
+  const std::string log = s.process().stderr_text();
+  EXPECT_NE(log.find("cannot start helper thread 1 of 4: Resource temporarily unavailable"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  stop_cleanly(s);
+}
+
+// Room for some of the pool: it runs with the threads it got, and says how many.
+TEST_P(EventedThreadsTest, PartOfThePoolIsEnough) {
+  SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN();
+  ReadableRoot root;
+  ServerProcess s = start_with_root(root, unprivileged(3));  // the loop and two helpers
+  for (int i = 0; i < 3; ++i) expect_pool_request_served(s);
+  EXPECT_EQ(tasks_of(s.pid()), 3);
+  EXPECT_NE(s.process().stderr_text().find("started 2 of 4 helper threads"), std::string::npos)
+      << s.process().stderr_text();
+  stop_cleanly(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, EventedThreadsTest,
+                         ::testing::ValuesIn(variants_where(one_thread_at_start)), variant_name);
 
 // A set-up pool larger than the limit allows: the server names what it could not start and
 // exits 1, after joining or reaping the part it did start.
@@ -524,8 +626,10 @@ TEST_P(SetupPoolTest, PoolLargerThanTheLimitIsAClearErrorExit) {
 
 INSTANTIATE_TEST_SUITE_P(Models, SetupPoolTest,
                          ::testing::ValuesIn(variants_where([](const Variant& v) {
-                           return has_flag(v, "--pool") || has_flag(v, "--prefork") ||
-                                  is_model(v, "evented") || has_flag(v, "--offload-cpu");
+                           // evented starts its pool lazily (EventedThreadsTest)
+                           return !is_model(v, "evented") &&
+                                  (has_flag(v, "--pool") || has_flag(v, "--prefork") ||
+                                   has_flag(v, "--offload-cpu"));
                          })),
                          variant_name);
 

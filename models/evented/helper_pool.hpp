@@ -63,11 +63,13 @@ class HelperPool {
     std::uint32_t gen = 0;
   };
 
-  // Starts `threads` threads. Throws std::system_error if the kernel refuses one.
-  explicit HelperPool(int threads) : threads_(threads) {}
+  // `threads` threads, started with the first job (libuv's way): until some request needs
+  // blocking work, the server's process has no thread besides its loops.
+  explicit HelperPool(int threads) : threads_(threads, ThreadPool::Start::on_first_post) {}
   // The destructor (ThreadPool's) lets the jobs queued so far run, then joins the threads.
 
-  // Any thread.
+  // Any thread. Throws std::system_error if no pool thread runs and the kernel refuses to
+  // start one; the job is then not queued (the caller runs it itself).
   void submit(Job job);
 
  private:

@@ -185,6 +185,7 @@ void EventLoop::close_pending_closes() {
 
 void EventLoop::dispatch(PollEvent ev) {
   if (ev.fd == inbox_.fd()) return on_wake();
+  if (ev.fd == watched_fd_) return on_watched_();
   if (ev.fd == listen_fd_) return on_acceptable();
   Conn* c = live(ev.fd);
   if (!c) return;  // closed by an earlier callback of this batch
@@ -278,6 +279,13 @@ void EventLoop::pause_accept() {
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     accepting_ = poller_->add(listen_fd_, kReadable) == 0;
   });
+}
+
+void EventLoop::watch(int fd, std::function<void()> on_readable) {
+  if (int err = poller_->add(fd, kReadable))
+    throw std::system_error(err, std::generic_category(), "watching a descriptor");
+  watched_fd_ = fd;
+  on_watched_ = std::move(on_readable);
 }
 
 int EventLoop::adopt(int fd) {
@@ -393,7 +401,11 @@ void EventLoop::advance(Conn& c, Next next) {
         next = c.session->on_work_done(run_work_inline(w), out_);
         continue;
       }
-      start_work(c);
+      if (!start_work(c)) {
+        // No helper thread could be started: do the work here rather than fail the request.
+        next = c.session->on_work_done(run_work_inline(w), out_);
+        continue;
+      }
     }
     return rearm(c);
   }
@@ -423,15 +435,24 @@ bool EventLoop::flush(Conn& c) {
   return true;
 }
 
-void EventLoop::start_work(Conn& c) {
+// Returns false if the work must be done inline: the pool has no thread and cannot start one.
+bool EventLoop::start_work(Conn& c) {
   const Work& w = c.session->pending_work();
   if (w.kind == Work::Kind::sleep) {
     // A timer, not a thread: a sleeping request costs a heap entry.
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(w.amount).count();
     timers_.add(now_ + ms, [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
-    return;
+    return true;
   }
-  pool_.submit({w, &inbox_, c.fd, c.gen});
+  try {
+    pool_.submit({w, &inbox_, c.fd, c.gen});
+    return true;
+  } catch (const std::system_error& e) {
+    if (pool_refusals_++ % 1000 == 0)  // the first, then one in a thousand
+      log_line("{}; running the work on the loop instead (refusal {}; one in 1000 is logged)", e.what(),
+               pool_refusals_);
+    return false;
+  }
 }
 
 void EventLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {

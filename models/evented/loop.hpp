@@ -31,6 +31,7 @@
 // not own the listener (the caller closes it after run() returns) or the pool.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,10 @@ class EventLoop {
   // a socketpair). Makes it non-blocking. Returns 0, or the errno that refused it (the socket
   // is then closed): e.g. EINVAL from the select poller for fd >= FD_SETSIZE.
   int adopt(int fd);
+  // Loop thread, before run(): also watch `fd` for readability, calling on_readable (which
+  // must read it until EAGAIN: the watch may be edge-triggered) each time. The loop does not
+  // own fd. Loop 0 watches the server's signalfd this way.
+  void watch(int fd, std::function<void()> on_readable);
   // Marks the connection on fd for closing in this iteration's close phase. No-op if there is
   // none. Safe from any callback, including one for another connection in the same batch.
   void close_later(int fd);
@@ -99,7 +104,7 @@ class EventLoop {
   // driving a session
   void advance(Conn& c, Next next);
   bool flush(Conn& c);
-  void start_work(Conn& c);
+  bool start_work(Conn& c);
   void work_done(int fd, std::uint32_t gen, WorkResult result);
   void rearm(Conn& c);
   void close_later(Conn& c);
@@ -112,6 +117,9 @@ class EventLoop {
   HelperPool& pool_;
   int listen_fd_;
   bool accepting_ = false;                 // listen_fd_ is in the poller
+  int watched_fd_ = -1;                    // see watch()
+  std::function<void()> on_watched_;
+  std::uint64_t pool_refusals_ = 0;        // jobs run inline because no pool thread started
   int spare_fd_ = -1;                      // held for the EMFILE trick (see on_acceptable)
   std::unique_ptr<Poller> poller_;
   Inbox inbox_;                            // pool results and stop requests; its fd wakes us

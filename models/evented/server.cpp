@@ -1,11 +1,14 @@
 // The evented model's set-up and shutdown. The interesting part is the loop (loop.hpp).
 //
 // Threads:
-//   main      opens the listeners, then runs loop 0
+//   main      opens the listeners, then runs loop 0, which also receives the signals (a
+//             signalfd: SIGTERM/SIGINT ask every loop to stop, SIGUSR1 writes the stats file)
 //   loop/N    run loops 1..N-1 (--loops N), each with its own listener on the same port
-//   pool/N    the helper pool (--pool-threads): blocking work, never sockets
-//   control   sigwait; on SIGTERM/SIGINT asks every loop to stop (EventLoop::request_stop
-//             writes the loop's eventfd)
+//   pool/N    the helper pool (--pool-threads): blocking work, never sockets; started by the
+//             first request that needs it
+// So with one loop the process is one thread, like an nginx worker, until a request needs the
+// pool. After loop 0 has drained, a second stop signal waits for the other loops, which give
+// up on their connections at --grace.
 // Shutdown: each loop stops accepting, closes its idle connections, finishes in-flight
 // responses (a /sleep timer, pool work, a long /bytes) and returns; main joins the loops, then
 // the pool. If a loop ran out of --grace, the process leaves at once with status 1 (a pool
@@ -16,8 +19,11 @@
 
 #include <cstdio>
 #include <memory>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "control.hpp"
 #include "evented/helper_pool.hpp"
@@ -59,21 +65,29 @@ int run_evented(const ServeOptions& options, const Handler& handler) {
   HelperPool pool(options.pool_threads);
   std::vector<std::unique_ptr<EventLoop>> loops;
   for (int fd : listeners) loops.push_back(std::make_unique<EventLoop>(options, handler, pool, fd));
-  SignalControl control({[&loops] {
-                           for (auto& loop : loops) loop->request_stop();
-                         },
-                         {}},
-                        options.stats_file, options.model);
+  auto stop_all = [&loops] {
+    for (auto& loop : loops) loop->request_stop();
+  };
+  SignalFd signals({stop_all, {}}, options.stats_file, options.model);
+  loops[0]->watch(signals.fd(), [&signals] { signals.handle(); });
   std::vector<char> drained(loops.size(), 0);
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < loops.size(); ++i)
-    threads.emplace_back([&, i] { drained[i] = loops[i]->run(); });
+  try {
+    for (std::size_t i = 1; i < loops.size(); ++i)
+      threads.emplace_back([&, i] { drained[i] = loops[i]->run(); });
+  } catch (const std::system_error& e) {  // the task limit: stop the loops that did start
+    stop_all();
+    for (auto& t : threads) t.join();
+    // Loop 1 is main's: the thread that failed was for loop threads.size() + 2.
+    throw std::system_error(e.code(), fmt::format("cannot start the thread of loop {} of {}",
+                                                  threads.size() + 2, loops.size()));
+  }
   announce_listening(options.host, local_port(listeners.front()));
   drained[0] = loops[0]->run();
   for (auto& t : threads) t.join();
   for (char ok : drained)
     if (!ok) leave_after_grace(options);
-  // The loops are done with their listeners; the loops themselves outlive `control`, whose
+  // The loops are done with their listeners; the loops themselves outlive `signals`, whose
   // on_stop refers to them (locals die in reverse order).
   for (int fd : listeners) ::close(fd);
   return 0;
