@@ -11,6 +11,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
 #include <charconv>
+#include <cstring>
 #include <ctime>
 #include <optional>
 
@@ -103,11 +104,9 @@ std::string_view server_and_date() {
   return {text, size};
 }
 
-// Appends n in decimal, without a temporary string.
-void append_number(std::string& out, std::uint64_t n) {
-  char digits[20];
-  auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
-  out.append(digits, end);
+char* put(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
 }
 
 struct Head {
@@ -119,22 +118,35 @@ struct Head {
   std::string_view extra = {};  // more header lines, each ending in \r\n
 };
 
+// The head is composed in place, in room reserved once: every response goes through here.
 void write_head(std::string& out, const Head& h) {
-  out += "HTTP/1.1 ";
-  append_number(out, static_cast<unsigned>(h.status));
-  out += ' ';
-  out += http::obsolete_reason(h.status);
-  out += server_and_date();
-  out += h.type;
-  out += "\r\nContent-Length: ";
-  append_number(out, h.length);
-  out += "\r\n";
-  out += h.extra;
-  if (h.close)
-    out += "Connection: close\r\n";
-  else if (h.http10_keep_alive)
-    out += "Connection: keep-alive\r\n";
-  out += "\r\n";
+  const std::string_view reason = http::obsolete_reason(h.status);
+  const std::string_view middle = server_and_date();
+  const std::string_view connection = h.close               ? "Connection: close\r\n"
+                                      : h.http10_keep_alive ? "Connection: keep-alive\r\n"
+                                                            : "";
+  constexpr std::string_view kLength = "\r\nContent-Length: ";
+  const std::size_t room = 13 + reason.size() + middle.size() + h.type.size() + kLength.size() +
+                           20 + 2 + h.extra.size() + connection.size() + 2;
+  const std::size_t at = out.size();
+  out.resize(at + room);
+  char* p = out.data() + at;
+  p = put(p, "HTTP/1.1 ");
+  const auto code = static_cast<unsigned>(h.status);  // three digits, 100 to 599
+  *p++ = static_cast<char>('0' + code / 100);
+  *p++ = static_cast<char>('0' + code / 10 % 10);
+  *p++ = static_cast<char>('0' + code % 10);
+  *p++ = ' ';
+  p = put(p, reason);
+  p = put(p, middle);
+  p = put(p, h.type);
+  p = put(p, kLength);
+  p = std::to_chars(p, p + 20, h.length).ptr;
+  p = put(p, "\r\n");
+  p = put(p, h.extra);
+  p = put(p, connection);
+  p = put(p, "\r\n");
+  out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 // The value of `key` in a query string "a=1&b=2" as an unsigned number; nullopt if absent or
@@ -282,8 +294,12 @@ class HttpSession final : public Session {
         if (&p == &local) busy().parser.emplace(std::move(*local));
         continue;
       }
-      RequestParser done = std::move(*p);
-      p.reset();
+      if (&p == &local) {
+        next = respond(*local, out);  // the common case: a whole request in one read
+        continue;
+      }
+      RequestParser done = std::move(*busy_->parser);  // respond() may replace busy_
+      busy_->parser.reset();
       next = respond(done, out);
     }
     if (used < in.size() && next != Next::close) busy().input.append(in.substr(used));
