@@ -104,7 +104,10 @@ std::string_view server_and_date() {
   return {text, size};
 }
 
+// Copies s to p, which has room for it; returns the end. (An empty view may have a null
+// data(), which memcpy must not be given even for 0 bytes.)
 char* put(char* p, std::string_view s) {
+  if (s.empty()) return p;
   std::memcpy(p, s.data(), s.size());
   return p + s.size();
 }
