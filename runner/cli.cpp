@@ -190,14 +190,15 @@ int run(RunFlags& f) {
   StopWatcher watcher;
   double planned = 0;
   for (int n : c.connections) planned += runner::planned_seconds(c, n);
-  planned *= static_cast<double>(c.models.size() + c.peers.size());
+  planned *= static_cast<double>((c.models.size() + c.peers.size()) * c.repeat);
   int total = static_cast<int>(c.connections.size() * (c.models.size() + c.peers.size()));
-  fmt::print(stderr, "shootout run: {} points ({} x {} connection counts), about {:.0f} s; "
+  fmt::print(stderr, "shootout run: {} points ({} x {} connection counts){}, about {:.0f} s; "
                      "RLIMIT_NOFILE {} (hard {}); results in {}\n",
              total, fmt::join(c.models.size() ? c.models : c.peers, ","), c.connections.size(),
-             planned, soft, hard, c.out_dir);
+             c.repeat > 1 ? fmt::format(", {} passes over them", c.repeat) : "", planned, soft,
+             hard, c.out_dir);
   {
-    runner::Progress progress(total, planned, ::isatty(STDERR_FILENO) != 0);
+    runner::Progress progress(total * c.repeat, planned, ::isatty(STDERR_FILENO) != 0);
     runner::run_sweep(c, results, watcher.stop(), progress,
                       [&] { runner::write_results(c.out_dir, results); });
   }

@@ -18,8 +18,8 @@ std::string duration_text(double s) {
 }
 }  // namespace
 
-Progress::Progress(int total_points, double planned_total_s, bool tty, std::FILE* out)
-    : out_(out), tty_(tty), total_(total_points), planned_total_s_(planned_total_s),
+Progress::Progress(int total, double planned_total_s, bool tty, std::FILE* out)
+    : out_(out), tty_(tty), total_(total), planned_total_s_(planned_total_s),
       started_(std::chrono::steady_clock::now()), point_started_(started_) {
   if (tty_) thread_ = std::thread([this] { ticker(); });
 }
@@ -93,6 +93,11 @@ void Progress::end(const std::string& outcome) {
   phase_.clear();
   draw_locked();
   std::fflush(out_);
+}
+
+void Progress::forgo(int count) {
+  std::lock_guard lock(mutex_);
+  total_ -= count;
 }
 
 void Progress::message(const std::string& line) {

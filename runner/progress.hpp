@@ -18,8 +18,9 @@ namespace shootout::runner {
 
 class Progress {
  public:
-  // total_points and planned_total_s: the whole sweep. `tty`: draw the bar (else plain lines).
-  Progress(int total_points, double planned_total_s, bool tty, std::FILE* out = stderr);
+  // total: the items (runs) of the whole sweep, planned_total_s their time. `tty`: draw the
+  // bar (else plain lines).
+  Progress(int total, double planned_total_s, bool tty, std::FILE* out = stderr);
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -27,6 +28,7 @@ class Progress {
   void begin(const std::string& label, double planned_s);
   void phase(const std::string& name);
   void end(const std::string& outcome);  // "1234 req/s", "failed: ...", "skipped: ..."
+  void forgo(int count);                  // `count` of the planned items will not run
   void message(const std::string& line);  // a line of its own above the bar
   std::string eta_text();                 // "3m12s"
 

@@ -145,7 +145,9 @@ std::string problems(const Results& r) {
 
 std::string method() {
   return "## How each point was measured\n\n"
-         "A fresh server process per point (and per repeat). After it listens, the runner "
+         "A fresh server process per point and per repeat; the repeats are interleaved (pass 1 "
+         "runs every point once, pass 2 again, ...), so a slow spell of the machine spoils one "
+         "run of several points, not every run of one. After a server listens, the runner "
          "takes its memory (PSS) with no connection, opens the connections (ramped), warms up, "
          "and measures a closed-loop window: every connection sends `GET` and sends the next "
          "request as soon as the answer arrives. Over that window it samples the server's "

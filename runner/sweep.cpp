@@ -412,48 +412,81 @@ std::string outcome(const Point& p) {
                      p.loadgen_bound ? " [load-generator bound]" : "");
 }
 
-void run_point(const SweepConfig& c, const std::string& server, bool peer, int n,
-               Results& results, const std::atomic<bool>& stop, Progress& progress) {
-  progress.begin(fmt::format("{} c={}", server, n), planned_seconds(c, n));
-  if (auto why = skip_reason(c, server, peer, n); !why.empty()) {
-    Point p;
-    p.server = server;
-    p.kind = peer ? "peer" : "model";
-    p.connections = n;
-    p.status = "skipped";
-    p.reason = why;
-    results.points.push_back(p);
-    progress.end(outcome(p));
-    return;
-  }
+// One point of the sweep and the runs it has so far.
+struct Planned {
+  std::string server;
+  bool peer = false;
+  int n = 0;
+  std::string skip;          // why it cannot run at all, or ""
   std::vector<Run> runs;
-  for (int k = 1; k <= c.repeat && !stop; ++k) {
-    Run r = run_once(c, server, peer, n, k, progress, stop);
-    if (stop) break;  // an interrupted run is not a measurement
-    runs.push_back(std::move(r));
+  std::size_t index = 0;     // its place in results.points, once it has one
+  bool listed = false;
+};
+
+std::string label(const Planned& p, int pass, int passes) {
+  std::string l = fmt::format("{} c={}", p.server, p.n);
+  if (passes > 1) l += fmt::format(" (run {} of {})", pass, passes);
+  return l;
+}
+
+// Puts the point's summary in results.points, in its place from the first pass on.
+const Point& record(Planned& pl, Point point, Results& results) {
+  if (!pl.listed) {
+    pl.index = results.points.size();
+    pl.listed = true;
+    results.points.push_back(std::move(point));
+  } else {
+    results.points[pl.index] = std::move(point);
   }
-  if (runs.empty()) return;  // interrupted before any run finished: no point
-  results.points.push_back(summarize(c, server, peer, n, runs));
-  progress.end(outcome(results.points.back()));
+  return results.points[pl.index];
 }
 
 }  // namespace
 
 double planned_seconds(const SweepConfig& c, int n) {
-  double s = 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) + 0.5;
-  return s * c.repeat;
+  return 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) + 0.5;
 }
 
 void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bool>& stop,
                Progress& progress, const std::function<void()>& on_point) {
   std::filesystem::create_directories(config.out_dir + "/servers");
-  std::vector<std::pair<std::string, bool>> servers;
-  for (const auto& m : config.models) servers.emplace_back(m, false);
-  for (const auto& p : config.peers) servers.emplace_back(p, true);
-  for (const auto& [server, peer] : servers) {
+  std::vector<Planned> plan;
+  auto add = [&](const std::string& server, bool peer) {
     for (int n : config.connections) {
+      Planned pl;
+      pl.server = server;
+      pl.peer = peer;
+      pl.n = n;
+      pl.skip = skip_reason(config, server, peer, n);
+      plan.push_back(std::move(pl));
+    }
+  };
+  for (const auto& m : config.models) add(m, false);
+  for (const auto& p : config.peers) add(p, true);
+
+  for (int pass = 1; pass <= config.repeat; ++pass) {
+    for (auto& pl : plan) {
       if (stop) return;
-      run_point(config, server, peer, n, results, stop, progress);
+      if (!pl.skip.empty()) {
+        if (pass > 1) continue;
+        progress.begin(label(pl, pass, 1), 0);
+        Point p;
+        p.server = pl.server;
+        p.kind = pl.peer ? "peer" : "model";
+        p.connections = pl.n;
+        p.status = "skipped";
+        p.reason = pl.skip;
+        progress.end(outcome(record(pl, std::move(p), results)));
+        progress.forgo(config.repeat - 1);
+        on_point();
+        continue;
+      }
+      progress.begin(label(pl, pass, config.repeat), planned_seconds(config, pl.n));
+      Run r = run_once(config, pl.server, pl.peer, pl.n, pass, progress, stop);
+      if (stop) return;  // an interrupted run is not a measurement
+      pl.runs.push_back(std::move(r));
+      const Point& p = record(pl, summarize(config, pl.server, pl.peer, pl.n, pl.runs), results);
+      progress.end(outcome(p));
       on_point();
     }
   }

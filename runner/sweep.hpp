@@ -2,6 +2,12 @@
 // The sweep: every server (our models, then the peers) at every connection count, each point
 // on a fresh server process, each point measured `repeat` times.
 //
+// The repeats are interleaved: pass 1 runs every point once, then pass 2 runs every point
+// again, and so on. A slow spell of the host (this VM's vCPUs are starved now and then) then
+// spoils one run of several points, which their medians vote out, instead of every run of one
+// point. After each run its point is summarized again from the runs it has so far, so the
+// results are whole (with fewer repeats) from the end of pass 1.
+//
 // One point, one run:
 //   1. start the server (ours: `shootout serve --model M --port 0 --stats-file F`, waiting for
 //      its `listening on` line; a peer: its generated configuration, waiting for its port and
@@ -50,11 +56,12 @@ struct SweepConfig {
   std::string out_dir;
 };
 
-// The planned wall time of one point (for the ETA), in seconds.
+// The planned wall time of one run of one point (for the ETA), in seconds.
 double planned_seconds(const SweepConfig& c, int connections);
 
-// Runs the sweep, appending each finished point to `results.points` and calling `on_point`
-// after each one (the CLI rewrites results.json there, so a crash keeps what is done).
+// Runs the sweep. A point enters `results.points` after its first run and is replaced by its
+// new summary after each later one; `on_point` is called after every run (the CLI rewrites
+// results.json there, so a crash keeps what is done). Progress counts runs.
 void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bool>& stop,
                Progress& progress, const std::function<void()>& on_point);
 

@@ -288,6 +288,36 @@ TEST(RunnerCli, BadFlagsExit2) {
 
 // A relative --out folder must still reach the peers, which run in their own directory; and
 // `--models none` runs the peers alone.
+// --repeat K makes K passes over the points: the repeats of one point are not back to back,
+// and after each run its point is summarized again from the runs so far.
+TEST(RunnerCli, RepeatsAreInterleavedPasses) {
+  fs::path dir = temp_dir("passes");
+  std::string err;
+  ASSERT_EQ(run_cli({"run", "--models", "evented", "--connections", "1,10", "--repeat", "2",
+                     "--duration", "200ms", "--warmup", "100ms", "--idle-hold-seconds", "0.1",
+                     "--out", dir.string()},
+                    120s, &err),
+            0)
+      << err;
+  // Progress (not a terminal here: one line per finished run) counts runs, in pass order.
+  std::size_t at = 0;
+  for (const char* line : {"[1/4] evented c=1 (run 1 of 2): ", "[2/4] evented c=10 (run 1 of 2): ",
+                           "[3/4] evented c=1 (run 2 of 2): ", "[4/4] evented c=10 (run 2 of 2): "}) {
+    at = err.find(line, at);
+    ASSERT_NE(at, std::string::npos) << "missing or out of order: " << line << "\n" << err;
+  }
+  auto j = nlohmann::json::parse(read_file(dir / "results.json"));
+  ASSERT_EQ(j["points"].size(), 2u) << "a pass must replace its points, not add to them";
+  for (const auto& p : j["points"]) {
+    EXPECT_EQ(p["status"], "ok") << p.dump();
+    EXPECT_EQ(p["runs"].size(), 2u);
+    EXPECT_EQ(p["repeats"], 2);
+  }
+  EXPECT_EQ(j["points"][0]["connections"], 1);
+  EXPECT_EQ(j["points"][1]["connections"], 10);
+  fs::remove_all(dir);
+}
+
 TEST(RunnerCli, PeerRunsWithARelativeOutFolder) {
   if (!fs::exists("/usr/sbin/nginx")) GTEST_SKIP() << "nginx is not installed";
   fs::path cwd = temp_dir("relative");

@@ -7,8 +7,8 @@
 //   pool/N    the helper pool (--pool-threads): blocking work, never sockets; started by the
 //             first request that needs it
 // So with one loop the process is one thread, like an nginx worker, until a request needs the
-// pool. After loop 0 has drained, a second stop signal waits for the other loops, which give
-// up on their connections at --grace.
+// pool. Loop 0 reads the signals between its callbacks: while it burns an inline /cpu, or
+// after it has drained and the other loops still drain (up to --grace), a signal waits.
 // Shutdown: each loop stops accepting, closes its idle connections, finishes in-flight
 // responses (a /sleep timer, pool work, a long /bytes) and returns; main joins the loops, then
 // the pool. If a loop ran out of --grace, the process leaves at once with status 1 (a pool
