@@ -95,9 +95,10 @@ void Progress::end(const std::string& outcome) {
   std::fflush(out_);
 }
 
-void Progress::forgo(int count) {
+void Progress::forgo(int count, double planned_s) {
   std::lock_guard lock(mutex_);
   total_ -= count;
+  planned_total_s_ -= planned_s;
 }
 
 void Progress::message(const std::string& line) {

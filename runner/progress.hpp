@@ -28,7 +28,8 @@ class Progress {
   void begin(const std::string& label, double planned_s);
   void phase(const std::string& name);
   void end(const std::string& outcome);  // "1234 req/s", "failed: ...", "skipped: ..."
-  void forgo(int count);                  // `count` of the planned items will not run
+  // `count` of the planned items, planned at `planned_s` in all, will not run (a skipped point).
+  void forgo(int count, double planned_s);
   void message(const std::string& line);  // a line of its own above the bar
   std::string eta_text();                 // "3m12s"
 

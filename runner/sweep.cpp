@@ -477,7 +477,8 @@ void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bo
         p.status = "skipped";
         p.reason = pl.skip;
         progress.end(outcome(record(pl, std::move(p), results)));
-        progress.forgo(config.repeat - 1);
+        // Its other passes will not run, and none of its planned time will be spent.
+        progress.forgo(config.repeat - 1, config.repeat * planned_seconds(config, pl.n));
         on_point();
         continue;
       }

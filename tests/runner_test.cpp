@@ -286,8 +286,6 @@ TEST(RunnerCli, BadFlagsExit2) {
 
 }  // namespace
 
-// A relative --out folder must still reach the peers, which run in their own directory; and
-// `--models none` runs the peers alone.
 // --repeat K makes K passes over the points: the repeats of one point are not back to back,
 // and after each run its point is summarized again from the runs so far.
 TEST(RunnerCli, RepeatsAreInterleavedPasses) {
@@ -318,6 +316,8 @@ TEST(RunnerCli, RepeatsAreInterleavedPasses) {
   fs::remove_all(dir);
 }
 
+// A relative --out folder must still reach the peers, which run in their own directory; and
+// `--models none` runs the peers alone.
 TEST(RunnerCli, PeerRunsWithARelativeOutFolder) {
   if (!fs::exists("/usr/sbin/nginx")) GTEST_SKIP() << "nginx is not installed";
   fs::path cwd = temp_dir("relative");
