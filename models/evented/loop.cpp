@@ -396,13 +396,10 @@ void EventLoop::advance(Conn& c, Next next) {
     if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen, false});
     if (next == Next::work) {
       const Work& w = c.session->pending_work();
-      if (w.kind == Work::Kind::cpu && !options_.offload_cpu) {
-        // On purpose: /cpu burns the loop's own thread, and every other client waits.
-        next = c.session->on_work_done(run_work_inline(w), out_);
-        continue;
-      }
-      if (!start_work(c)) {
-        // No helper thread could be started: do the work here rather than fail the request.
+      // On the loop's own thread, while every other client waits: /cpu without --offload-cpu
+      // on purpose, and any work the pool cannot take (no helper thread could be started)
+      // rather than failing the request.
+      if ((w.kind == Work::Kind::cpu && !options_.offload_cpu) || !start_work(c)) {
         next = c.session->on_work_done(run_work_inline(w), out_);
         continue;
       }
@@ -449,8 +446,8 @@ bool EventLoop::start_work(Conn& c) {
     return true;
   } catch (const std::system_error& e) {
     if (pool_refusals_++ % 1000 == 0)  // the first, then one in a thousand
-      log_line("{}; running the work on the loop instead (refusal {}; one in 1000 is logged)", e.what(),
-               pool_refusals_);
+      log_line("{}; running the work on the loop instead (refusal {}; one in 1000 is logged)",
+               e.what(), pool_refusals_);
     return false;
   }
 }
