@@ -7,6 +7,11 @@
 #      slows a run down): the highest req/s and the lowest CPU per request; beside it, the median
 #      over the rounds of each round's ratio (nginx and ours ran back to back).
 #      Then, per server, the median user and kernel µs per request and sleeps per request.
+#      A third server alternates with them: build/shootout-floor, an epoll loop that makes only
+#      the system calls no server can avoid (recv, send, epoll_wait) and runs no code of its
+#      own; its CPU per request is the kernel's share, the floor under any epoll server's.
+#      "floor×" is the median over the rounds of floor ÷ nginx: the lowest CPU ratio any
+#      server could reach in that run.
 #   2. PSS per idle keep-alive connection at 10,000 connections (each sent one request), from
 #      /proc/PID/smaps_rollup before and after.
 #   3. --poller poll against epoll: req/s of 10 busy wrk clients while 10,000 idle connections
@@ -19,6 +24,7 @@ SECS=${2:-5}
 ROUNDS=${ROUNDS:-1}
 LEVELS=${LEVELS:-"10 100 1000 10000"}
 BIN=$(realpath "$BUILD/shootout")
+FLOOR_BIN=$(realpath "$BUILD/shootout-floor")
 source "$(dirname "$0")/lib.sh"
 bench_init
 
@@ -78,40 +84,49 @@ median_ratios() {  # nginx.rounds ours.rounds
 
 echo "== GET / (wrk -t1 -d${SECS}s; server on core 0, wrk on core 1; best of $ROUNDS;"
 echo "   the last two columns: median over the rounds of each round's ratios)"
-printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s\n" conns "nginx r/s" "µs/req" "ours r/s" \
-  "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×"
+printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s | %8s %6s\n" conns "nginx r/s" "µs/req" \
+  "ours r/s" "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×" "floor µs" "floor×"
 start_nginx
+start_listener "$FLOOR_BIN" 0
+FLOOR=$PID FLOOR_PORT=$PORT
 start_shootout --model evented --idle-timeout 600000
 OURS=$PID
 : >"$BENCH_TMP/split"
 for c in $LEVELS; do
   : >"$BENCH_TMP/nginx.rounds"
   : >"$BENCH_TMP/ours.rounds"
+  : >"$BENCH_TMP/floor.rounds"
   for _ in $(seq "$ROUNDS"); do
     wrk_point "$NGINX_PORT" "$c" "$SECS" $(nginx_pids) >>"$BENCH_TMP/nginx.rounds"
     wrk_point "$PORT" "$c" "$SECS" "$OURS" >>"$BENCH_TMP/ours.rounds"
+    wrk_point "$FLOOR_PORT" "$c" "$SECS" "$FLOOR" >>"$BENCH_TMP/floor.rounds"
   done
   read -r nr nc < <(best <"$BENCH_TMP/nginx.rounds")
   read -r orr oc < <(best <"$BENCH_TMP/ours.rounds")
   read -r mr mc < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/ours.rounds")
-  awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" 'BEGIN {
-    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f\n", c, nr, nc, orr, oc,
-      orr / nr, oc / nc, mr, mc }'
+  fc=$(awk '{ print $2 }' "$BENCH_TMP/floor.rounds" | median)
+  read -r _ fr < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/floor.rounds")
+  awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" \
+    -v fc="$fc" -v fr="$fr" 'BEGIN {
+    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f | %8.2f %6.2f\n", c, nr,
+      nc, orr, oc, orr / nr, oc / nc, mr, mc, fc, fr }'
   split_row=$c
-  for f in nginx ours; do
+  for f in nginx ours floor; do
     for col in 3 4 5; do
       split_row+=" $(awk -v k=$col '{ print $k }' "$BENCH_TMP/$f.rounds" | median)"
     done
   done
-  awk '{ printf "%7d | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f\n", $1, $2, $3, $4, $5, $6, $7 }' \
+  awk '{ printf "%7d | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f\n", $1, $2, $3,
+    $4, $5, $6, $7, $8, $9, $10 }' \
     <<<"$split_row" >>"$BENCH_TMP/split"
 done
 stop_pid "$OURS"
+stop_pid "$FLOOR"
 echo "== where the CPU per request goes: medians over the rounds, µs of user and kernel time"
 echo "   per request (schedstat's exact total split in the proportion of utime and stime), and"
 echo "   sleeps per request (voluntary context switches: going to sleep in epoll_wait and waking)"
-printf "%7s | %8s %8s %8s | %8s %8s %8s\n" conns "ng user" "ng sys" "ng slp" "our user" "our sys" \
-  "our slp"
+printf "%7s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s\n" conns "ng user" "ng sys" "ng slp" \
+  "our user" "our sys" "our slp" "fl user" "fl sys" "fl slp"
 cat "$BENCH_TMP/split"
 
 echo "== PSS per idle keep-alive connection at 10,000 connections"

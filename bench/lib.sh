@@ -7,6 +7,8 @@
 #                          Sets NGINX_PID (master) and NGINX_PORT.
 #   nginx_pids             master and worker pids
 #   start_shootout ARGS    build/shootout serve --port 0 ARGS on core 0. Sets PID and PORT.
+#   start_listener CMD...  any server that prints "listening on HOST:PORT", started on core 0.
+#                          Sets PID and PORT.
 #   stop_pid PID           SIGTERM and wait
 #   cpu_ns PID...          CPU time so far of every thread of those processes, in ns, from
 #                          /proc/PID/task/*/schedstat (the scheduler's exact on-CPU time; the
@@ -91,8 +93,10 @@ start_nginx() {
 
 nginx_pids() { echo "$NGINX_PID $(cat /proc/"$NGINX_PID"/task/*/children)"; }
 
-start_shootout() {
-  taskset -c 0 "$BIN" serve --port 0 "$@" >"$BENCH_TMP/server.out" 2>&1 &
+start_shootout() { start_listener "$BIN" serve --port 0 "$@"; }
+
+start_listener() {
+  taskset -c 0 "$@" >"$BENCH_TMP/server.out" 2>&1 &
   PID=$!
   BENCH_PIDS+=("$PID")
   local _

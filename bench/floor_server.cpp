@@ -1,0 +1,107 @@
+// build/shootout-floor: the floor under every epoll server's CPU per request on this machine.
+//
+// A measuring instrument, not a model: an edge-triggered epoll loop that does only the system
+// calls a keep-alive HTTP server cannot avoid (one recv and one send per request, epoll_wait
+// between batches) and nothing else: no parser (a request is "\r\n\r\n" seen in one read), no
+// timers (epoll_wait never times out), no output queue (a send the socket refuses in part
+// closes the connection), no limits. bench/evented_vs_nginx.sh runs it beside nginx and the
+// evented model: what it spends per request is the kernel's share, which no server code can
+// take away; the rest of a server's cost is what its own code adds.
+//
+// Usage: shootout-floor [port]   (127.0.0.1 only; port 0 or none picks one; prints
+// "listening on 127.0.0.1:PORT"). Stops on SIGTERM or SIGINT. One thread.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+namespace {
+
+// The evented model's answer to GET /, byte for byte but for the date.
+constexpr std::string_view kResponse =
+    "HTTP/1.1 200 OK\r\nServer: shootout\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\n"
+    "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+
+volatile sig_atomic_t stop = 0;
+
+int listen_on(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4096) != 0) {
+    std::perror("shootout-floor: bind/listen");
+    std::exit(1);
+  }
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  std::printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+  std::fflush(stdout);
+  return fd;
+}
+
+// Requests completed in one read: the number of "\r\n\r\n" in it.
+int requests_in(std::string_view data) {
+  int n = 0;
+  for (auto at = data.find("\r\n\r\n"); at != data.npos; at = data.find("\r\n\r\n", at + 4)) ++n;
+  return n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 2 || (argc == 2 && std::strspn(argv[1], "0123456789") != std::strlen(argv[1]))) {
+    std::fprintf(stderr, "usage: shootout-floor [port]\n");
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { stop = 1; };
+  ::sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: epoll_wait returns EINTR
+  ::sigaction(SIGINT, &sa, nullptr);
+  int lfd = listen_on(argc == 2 ? std::atoi(argv[1]) : 0);
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{EPOLLIN, {.fd = lfd}};
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+
+  static char in[64 * 1024];
+  static char out[64 * kResponse.size()];
+  epoll_event ready[512];
+  while (!stop) {
+    int n = ::epoll_wait(ep, ready, 512, -1);
+    for (int i = 0; i < n; ++i) {
+      int fd = ready[i].data.fd;
+      if (fd == lfd) {
+        for (int c; (c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+          int one = 1;
+          ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          epoll_event cev{EPOLLIN | EPOLLRDHUP | EPOLLET, {.fd = c}};
+          ::epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+        }
+        continue;
+      }
+      // One read per readiness, as the evented model does (a shorter read drained the socket).
+      ssize_t got = ::recv(fd, in, sizeof in, 0);
+      int reqs = got > 0 ? requests_in({in, static_cast<std::size_t>(got)}) : 0;
+      if (reqs > 64) reqs = 64;
+      std::size_t len = 0;
+      for (int r = 0; r < reqs; ++r, len += kResponse.size())
+        std::memcpy(out + len, kResponse.data(), kResponse.size());
+      bool ok = got > 0 || (got < 0 && errno == EAGAIN);
+      if (ok && len > 0) ok = ::send(fd, out, len, MSG_NOSIGNAL) == static_cast<ssize_t>(len);
+      if (!ok || (ready[i].events & EPOLLRDHUP)) ::close(fd);  // also leaves the epoll set
+    }
+  }
+  return 0;
+}
