@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,15 +63,21 @@ int requests_in(std::string_view data) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2 || (argc == 2 && std::strspn(argv[1], "0123456789") != std::strlen(argv[1]))) {
-    std::fprintf(stderr, "usage: shootout-floor [port]\n");
+  long port = 0;
+  if (argc == 2) {
+    char* end = nullptr;
+    port = std::strtol(argv[1], &end, 10);
+    if (*argv[1] == '\0' || *end != '\0' || port < 0 || port > 65535) argc = 3;
+  }
+  if (argc > 2) {
+    std::fprintf(stderr, "usage: shootout-floor [port]   (0-65535; 0 or none picks one)\n");
     return 2;
   }
   struct sigaction sa {};
   sa.sa_handler = [](int) { stop = 1; };
   ::sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: epoll_wait returns EINTR
   ::sigaction(SIGINT, &sa, nullptr);
-  int lfd = listen_on(argc == 2 ? std::atoi(argv[1]) : 0);
+  int lfd = listen_on(static_cast<int>(port));
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{EPOLLIN, {.fd = lfd}};
   ::epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);

@@ -48,9 +48,11 @@ TEST(FloorServer, StopsOnSigtermAndRefusesAWrongArgument) {
   f.proc.signal(SIGTERM);
   EXPECT_EQ(f.proc.wait(10s), 0);
 
-  Process bad({SHOOTOUT_FLOOR_BINARY, "not-a-port"});
-  EXPECT_EQ(bad.wait(10s), 2);
-  EXPECT_NE(bad.stderr_text().find("usage: shootout-floor"), std::string::npos);
+  for (const char* arg : {"not-a-port", "65536", "-1", ""}) {
+    Process bad({SHOOTOUT_FLOOR_BINARY, arg});
+    EXPECT_EQ(bad.wait(10s), 2) << arg;
+    EXPECT_NE(bad.stderr_text().find("usage: shootout-floor"), std::string::npos) << arg;
+  }
 }
 
 }  // namespace
