@@ -11,7 +11,7 @@
 #      the system calls no server can avoid (recv, send, epoll_wait) and runs no code of its
 #      own; its CPU per request is the kernel's share, the floor under any epoll server's.
 #      "floor×" is the median over the rounds of floor ÷ nginx: the lowest CPU ratio any
-#      server could reach in that run.
+#      epoll server could reach in that run.
 #   2. PSS per idle keep-alive connection at 10,000 connections (each sent one request), from
 #      /proc/PID/smaps_rollup before and after.
 #   3. --poller poll against epoll: req/s of 10 busy wrk clients while 10,000 idle connections
@@ -83,7 +83,8 @@ median_ratios() {  # nginx.rounds ours.rounds
 }
 
 echo "== GET / (wrk -t1 -d${SECS}s; server on core 0, wrk on core 1; best of $ROUNDS;"
-echo "   the last two columns: median over the rounds of each round's ratios)"
+echo "   med r/s× and med cpu×: median over the rounds of each round's ratios; floor µs: the"
+echo "   floor server's median CPU per request; floor×: median of its per-round ratio to nginx)"
 printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s | %8s %6s\n" conns "nginx r/s" "µs/req" \
   "ours r/s" "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×" "floor µs" "floor×"
 start_nginx
