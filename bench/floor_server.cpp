@@ -10,20 +10,19 @@
 //
 // Usage: shootout-floor [port]   (127.0.0.1 only; port 0 or none picks one; prints
 // "listening on 127.0.0.1:PORT"). Stops on SIGTERM or SIGINT. One thread.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string_view>
+
+#include "net.hpp"
 
 namespace {
 
@@ -33,25 +32,6 @@ constexpr std::string_view kResponse =
     "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
 
 volatile sig_atomic_t stop = 0;
-
-int listen_on(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4096) != 0) {
-    std::perror("shootout-floor: bind/listen");
-    std::exit(1);
-  }
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  std::printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
-  std::fflush(stdout);
-  return fd;
-}
 
 // Requests completed in one read: the number of "\r\n\r\n" in it.
 int requests_in(std::string_view data) {
@@ -77,13 +57,23 @@ int main(int argc, char** argv) {
   sa.sa_handler = [](int) { stop = 1; };
   ::sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: epoll_wait returns EINTR
   ::sigaction(SIGINT, &sa, nullptr);
-  int lfd = listen_on(static_cast<int>(port));
+  int lfd;
+  try {
+    lfd = shootout::open_listener(
+        {.port = static_cast<std::uint16_t>(port), .nonblocking = true});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shootout-floor: %s\n", e.what());
+    return 1;
+  }
+  shootout::announce_listening("127.0.0.1", shootout::local_port(lfd));
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{EPOLLIN, {.fd = lfd}};
   ::epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 
   static char in[64 * 1024];
-  static char out[64 * kResponse.size()];
+  static char out[64 * kResponse.size()];  // 64 answers, written once: a read's go out in one send
+  for (std::size_t at = 0; at < sizeof out; at += kResponse.size())
+    std::memcpy(out + at, kResponse.data(), kResponse.size());
   epoll_event ready[512];
   while (!stop) {
     int n = ::epoll_wait(ep, ready, 512, -1);
@@ -91,8 +81,7 @@ int main(int argc, char** argv) {
       int fd = ready[i].data.fd;
       if (fd == lfd) {
         for (int c; (c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
-          int one = 1;
-          ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          shootout::set_nodelay(c);
           epoll_event cev{EPOLLIN | EPOLLRDHUP | EPOLLET, {.fd = c}};
           ::epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
         }
@@ -102,9 +91,7 @@ int main(int argc, char** argv) {
       ssize_t got = ::recv(fd, in, sizeof in, 0);
       int reqs = got > 0 ? requests_in({in, static_cast<std::size_t>(got)}) : 0;
       if (reqs > 64) reqs = 64;
-      std::size_t len = 0;
-      for (int r = 0; r < reqs; ++r, len += kResponse.size())
-        std::memcpy(out + len, kResponse.data(), kResponse.size());
+      std::size_t len = static_cast<std::size_t>(reqs) * kResponse.size();
       bool ok = got > 0 || (got < 0 && errno == EAGAIN);
       if (ok && len > 0) ok = ::send(fd, out, len, MSG_NOSIGNAL) == static_cast<ssize_t>(len);
       if (!ok || (ready[i].events & EPOLLRDHUP)) ::close(fd);  // also leaves the epoll set

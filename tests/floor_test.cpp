@@ -17,11 +17,7 @@ using namespace std::chrono_literals;
 
 struct Floor {
   Process proc{{SHOOTOUT_FLOOR_BINARY, "0"}};
-  std::uint16_t port = 0;
-  Floor() {
-    std::string line = proc.wait_for_line("listening on ", 10s);
-    port = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
-  }
+  std::uint16_t port = wait_for_port(proc, 10s);
 };
 
 TEST(FloorServer, AnswersEachRequestOnAKeptAliveConnection) {

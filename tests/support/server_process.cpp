@@ -172,8 +172,12 @@ ServerProcess::ServerProcess(std::vector<std::string> args, long nofile)
 
 ServerProcess::ServerProcess(std::vector<std::string> args, const ChildSetup& setup)
     : proc_(serve_argv(std::move(args)), setup) {
-  std::string line = proc_.wait_for_line("listening on ", std::chrono::seconds(20));
-  port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+  port_ = wait_for_port(proc_, std::chrono::seconds(20));
+}
+
+std::uint16_t wait_for_port(Process& proc, std::chrono::milliseconds timeout) {
+  std::string line = proc.wait_for_line("listening on ", timeout);
+  return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
 }
 
 int ServerProcess::stop(std::chrono::milliseconds timeout) {

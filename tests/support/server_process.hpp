@@ -57,6 +57,10 @@ class Process {
   bool reaped_ = false;
 };
 
+// Waits for the process's "listening on HOST:PORT" line (net.hpp's announce_listening) and
+// returns PORT; throws after `timeout` or on EOF.
+std::uint16_t wait_for_port(Process& proc, std::chrono::milliseconds timeout);
+
 // `build/shootout serve --port 0 <args>` started and waited for: ready to take connections.
 class ServerProcess {
  public:
