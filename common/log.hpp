@@ -1,6 +1,6 @@
 #pragma once
 // Diagnostics on stderr, one line each, prefixed with the program and pid. Any thread.
-// log_every() drops repeats of the same call site within a second (EMFILE storms, failed forks
+// RateLimit drops repeats of the same call site within a second (EMFILE storms, failed forks
 // at thousands per second) and says how many it dropped.
 #include <fmt/format.h>
 #include <unistd.h>

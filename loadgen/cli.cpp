@@ -27,7 +27,7 @@ CLI::Validator duration_check() {
 
 struct LoadFlags {
   load::LoadConfig config;
-  std::string duration = "10s", warmup = "0s", timeout = "2s", interval = "1s";
+  std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s", interval = "1s";
   bool idle = false, json = false;
   int server_pid = 0;
   std::string server_stats;
@@ -39,6 +39,7 @@ int run(const LoadFlags& f) {
     c.duration = load::parse_duration(f.duration);
     c.warmup = load::parse_duration(f.warmup);
     c.timeout = load::parse_duration(f.timeout);
+    c.open_timeout = load::parse_duration(f.open_timeout);
     if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
     c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
     if (f.server_pid > 0)
@@ -80,6 +81,9 @@ Command add_load_command(CLI::App& app) {
   sub->add_option("--echo", c.echo_size, "Echo protocol: bytes per request, every byte verified")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
   sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
+  sub->add_option("--open-timeout", f.open_timeout,
+                  "Idle: time after the ramp for every connection's first response")
+      ->check(duration_check())->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate, "New connections/s in total (0 = all at once)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("-H,--header", c.headers, "Extra request header \"Name: value\" (repeatable)");

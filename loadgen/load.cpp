@@ -100,6 +100,7 @@ void validate(const LoadConfig& c) {
   if (c.mode != Mode::closed && c.pipeline != 1)
     throw LoadError("--pipeline applies to the closed-loop mode only");
   if (c.timeout.count() <= 0) throw LoadError("--timeout must be positive");
+  if (c.open_timeout.count() <= 0) throw LoadError("--open-timeout must be positive");
   if (c.connect_rate < 0) throw LoadError("--connect-rate must not be negative");
   if (c.echo_size > (64u << 20)) throw LoadError("--echo SIZE must be at most 64 MiB");
 }
@@ -220,11 +221,11 @@ class Window {
   Clock::time_point opened_at_, closed_at_;
 };
 
-// The ramp (N / connect_rate), then two timeouts (connect, first response) and 5 s of slack.
+// Idle: the ramp (N / connect_rate), then open_timeout for the connects and first responses.
 void set_deadlines(Plan& plan, const LoadConfig& c) {
   const double ramp_s = c.connect_rate > 0 ? c.connections / c.connect_rate : 0;
   const auto ramp = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ramp_s));
-  plan.first_round_by = plan.start + ramp + 2 * c.timeout + std::chrono::seconds(5);
+  plan.first_round_by = plan.start + ramp + c.open_timeout;
   if (c.mode == Mode::idle)
     plan.deadline = plan.first_round_by + c.duration + c.timeout + std::chrono::seconds(10);
   else

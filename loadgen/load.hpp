@@ -9,9 +9,10 @@
 //   rate    wrk2: `rate` requests/s in total, spread evenly over the connections; latency from
 //           the *intended* send time (coordinated omission corrected), and also from the actual
 //           send (uncorrected).
-//   idle    open the connections at `connect_rate`, one request on each, hold them all idle
-//           for `duration`, then one more request on each: alive_after_hold says how many
-//           survived. The server sampler's window is the hold.
+//   idle    open the connections at `connect_rate`, one request on each (answered within
+//           `open_timeout` of the ramp's end, not `timeout`), hold them all idle for
+//           `duration`, then one more request on each: idle_opened says how many were
+//           answered, idle_alive how many survived. The server sampler's window is the hold.
 //
 // Protocols: HTTP/1.1 (GET with keep-alive; each response is parsed with Beast's parser, its
 // status checked) or echo (`echo_size` bytes out, the same bytes back, every byte compared).
@@ -44,6 +45,12 @@ struct LoadConfig {
   std::chrono::milliseconds duration{10'000};  // measurement window (idle: the hold)
   std::chrono::milliseconds warmup{0};         // load before the window, not counted
   std::chrono::milliseconds timeout{2'000};    // a response later than this is a timeout error
+  // Idle mode: how long after the ramp the connections may take, all together, to be accepted
+  // and get their first response. A server that forks or starts a thread per connection takes
+  // on N connections at its own pace (5,000 forks are over 4 s here); `timeout` would close and
+  // count as lost a connection the server is still getting to. What is not answered by then is
+  // a timeout error, and idle_opened says how many were.
+  std::chrono::milliseconds open_timeout{60'000};
   double rate = 0;                             // rate mode: requests/s in total
   int pipeline = 1;                            // closed mode: requests per batch
   std::size_t echo_size = 0;                   // > 0: echo protocol, this many bytes a request

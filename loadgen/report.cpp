@@ -89,6 +89,7 @@ nlohmann::json LoadResult::to_json() const {
       {"duration_s", std::chrono::duration<double>(c.duration).count()},
       {"warmup_s", std::chrono::duration<double>(c.warmup).count()},
       {"timeout_s", std::chrono::duration<double>(c.timeout).count()},
+      {"open_timeout_s", std::chrono::duration<double>(c.open_timeout).count()},
       {"rate", c.rate},
       {"connect_rate", c.connect_rate},
       {"echo_size", c.echo_size},

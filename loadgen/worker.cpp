@@ -122,9 +122,14 @@ class Connection {
   }
 
   void check_timeout(Clock::time_point now) {
-    if (state_ == State::connecting && now - connect_at_ > plan_.timeout)
+    // Idle mode's first round waits for the server as long as the plan allows: a connection
+    // still in the backlog, or on its way to a new thread or process, is not lost.
+    const bool opening = plan_.mode == Mode::idle && !second_round_;
+    if (state_ == State::connecting &&
+        (opening ? now > plan_.first_round_by : now - connect_at_ > plan_.timeout))
       fail(ErrorKind::connect);
-    else if (state_ == State::active && outstanding_ > 0 && now - sent_at_ > plan_.timeout)
+    else if (state_ == State::active && outstanding_ > 0 &&
+             (opening ? now > plan_.first_round_by : now - sent_at_ > plan_.timeout))
       fail(ErrorKind::timeout);
   }
 

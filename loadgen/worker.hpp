@@ -40,7 +40,8 @@ struct Plan {
   Clock::duration rate_step{};             // rate: 1/rate, the phase shift between connections
   Clock::duration connect_interval{};      // per worker; zero: open all at once
   Clock::time_point start, measure_from, measure_to;
-  // Idle mode: the main thread stops waiting for the first round at first_round_by.
+  // Idle mode: the first round (connect, first response) of every connection is bounded by
+  // first_round_by, not by `timeout`; the main thread stops waiting for it then.
   Clock::time_point first_round_by;
   // The hard deadline: no worker waits past it (connections still running then are counted as
   // connect errors or timeouts). Closed/rate: measure_to + timeout + 1 s. Idle: first_round_by

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -48,11 +49,6 @@ bool has_pending_bytes(Conn& c) {
   return ::recv(c.fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-// Waits (bounded) until the server has started on `n` requests.
-void wait_for_requests(ServerProcess& s, const std::string& stats, std::uint64_t n) {
-  for (int i = 0; i < 500 && requests_seen(s, stats) < n; ++i) {
-  }
-}
 
 std::string stats_path(const char* tag) {
   return testing::TempDir() + "coroutine-" + tag + "-" + std::to_string(getpid()) + ".json";
@@ -116,8 +112,10 @@ TEST_F(CoroutineTest, IdleConnectionsAreAnsweredCorrectlyAfterIdling) {
 
 TEST_F(CoroutineTest, SleepingFiberDoesNotDelayOtherClients) {
   auto s = start();
+  // Long enough, on this host now, for the other client to be answered many times over.
+  const long sleep_ms = std::max(1000L, 100 * slowest_round_trip_ms(s.port()));
   Conn sleeper(s.port());
-  ASSERT_TRUE(sleeper.send(get_request("/sleep?ms=1000")));
+  ASSERT_TRUE(sleeper.send(get_request("/sleep?ms=" + std::to_string(sleep_ms))));
   // Another client is answered while the sleeping fiber's response is still pending.
   Conn other(s.port());
   ASSERT_TRUE(other.send(get_request("/")));
@@ -125,7 +123,7 @@ TEST_F(CoroutineTest, SleepingFiberDoesNotDelayOtherClients) {
   EXPECT_FALSE(has_pending_bytes(sleeper)) << "the sleep answered before the other client";
   auto r = read_response(sleeper);
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "slept 1000 ms\n");
+  EXPECT_EQ(r.body, "slept " + std::to_string(sleep_ms) + " ms\n");
   stop_cleanly(s);
 }
 
@@ -134,7 +132,7 @@ TEST_F(CoroutineTest, InlineCpuStarvesTheOtherFibersOfItsThread) {
   auto s = start({"--stats-file", stats});
   Conn burner(s.port());
   ASSERT_TRUE(burner.send(get_request("/cpu?us=700000")));
-  wait_for_requests(s, stats, 1);  // the burn has begun on the only scheduler thread
+  ASSERT_TRUE(await_requests(s, stats, 1));  // the burn has begun on the only scheduler thread
   Conn other(s.port());
   ASSERT_TRUE(other.send(get_request("/")));
   EXPECT_EQ(read_response(other).status, 200);
@@ -147,14 +145,17 @@ TEST_F(CoroutineTest, InlineCpuStarvesTheOtherFibersOfItsThread) {
 TEST_F(CoroutineTest, OffloadedCpuDoesNotStarveOtherFibers) {
   const std::string stats = stats_path("offload");
   auto s = start({"--offload-cpu", "--stats-file", stats});
+  // Long enough, on this host now, for the neighbour to be answered many times over.
+  const long burn_us = 1000 * std::max(700L, 100 * slowest_round_trip_ms(s.port()));
+  const std::uint64_t before = requests_seen(s, stats);
   Conn burner(s.port());
-  ASSERT_TRUE(burner.send(get_request("/cpu?us=700000")));
-  wait_for_requests(s, stats, 1);
+  ASSERT_TRUE(burner.send(get_request("/cpu?us=" + std::to_string(burn_us))));
+  ASSERT_TRUE(await_requests(s, stats, before + 1));
   Conn other(s.port());
   ASSERT_TRUE(other.send(get_request("/")));
   EXPECT_EQ(read_response(other).status, 200);
   EXPECT_FALSE(has_pending_bytes(burner)) << "the burn finished before the neighbour's answer";
-  EXPECT_EQ(read_response(burner).body, "burned 700000 us\n");
+  EXPECT_EQ(read_response(burner).body, "burned " + std::to_string(burn_us) + " us\n");
   stop_cleanly(s);
 }
 

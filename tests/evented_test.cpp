@@ -329,7 +329,7 @@ TEST(EventedServer, SlowReaderDoesNotDelayOtherClients) {
 // Which of two connections' responses shows up first, watched by one poll() loop.
 // Returns true if `second` became readable while `first` had not (yet) been answered.
 bool answered_before(int second, int first) {
-  for (int i = 0; i < 300; ++i) {  // bounded: 300 × 100 ms
+  for (int i = 0; i < 1200; ++i) {  // bounded: 1,200 × 100 ms
     pollfd p[2] = {{first, POLLIN, 0}, {second, POLLIN, 0}};
     if (::poll(p, 2, 100) <= 0) continue;
     if (p[0].revents) return false;  // first answered (alone or together): no overtaking
@@ -351,15 +351,17 @@ TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
   std::vector<std::string> args = {"--model", "evented", "--stats-file", stats};
   if (offload) args.push_back("--offload-cpu");
   ServerProcess s(args);
+  // Long enough, on this host now, for the GET / to be answered many times over while it burns.
+  const long burn_us = 1000 * std::max(1500L, 100 * test::slowest_round_trip_ms(s.port()));
+  const std::uint64_t before = requests_seen(s, stats);
   Conn cpu(s.port()), hello(s.port());
-  ASSERT_TRUE(cpu.send(test::get_request("/cpu?us=1500000")));
-  // Send the GET / only once the server has taken the /cpu request (its count reaches 1).
-  for (int i = 0; i < 500 && requests_seen(s, stats) < 1; ++i) {
-  }
+  ASSERT_TRUE(cpu.send(test::get_request("/cpu?us=" + std::to_string(burn_us))));
+  // Send the GET / only once the server has taken the /cpu request (its count goes up by one).
+  ASSERT_TRUE(await_requests(s, stats, before + 1));
   ASSERT_TRUE(hello.send(test::get_request("/")));
   bool overtook = answered_before(hello.fd(), cpu.fd());
   EXPECT_EQ(overtook, offload);
-  EXPECT_EQ(test::read_response(cpu).body, "burned 1500000 us\n");
+  EXPECT_EQ(test::read_response(cpu).body, "burned " + std::to_string(burn_us) + " us\n");
   EXPECT_EQ(test::read_response(hello).body, "Hello, World!");
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
@@ -386,7 +388,7 @@ TEST(EventedServer, SurvivesRunningOutOfDescriptors) {
       << test::fd_count(s.pid()) << " fds; " << stderr_of(s);
   conns.clear();
   int status = 0;
-  for (int i = 0; i < 100 && status != 200; ++i) {  // the server closes its ends as it sees EOF
+  for (int i = 0; i < 1200 && status != 200; ++i) {  // the server closes its ends as it sees EOF
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     status = test::http_get(s.port(), "/").body == "Hello, World!" ? 200 : 0;
   }
@@ -409,7 +411,7 @@ TEST(EventedServer, SelectRefusesDescriptorsAboveFdSetsizeAndStaysUp) {
       << stderr_of(s);
   conns.clear();
   int status = 0;
-  for (int i = 0; i < 100 && status != 200; ++i) {
+  for (int i = 0; i < 1200 && status != 200; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     status = test::http_get(s.port(), "/").body == "Hello, World!" ? 200 : 0;
   }

@@ -8,13 +8,16 @@
 //                             server recovers when the load drops; set-up failures exit 1
 //   SIGTERM under full load   50 closed-loop clients, slow responses and a large body in flight:
 //                             every started response completes, newcomers are turned away
-//                             while the drain goes on, exit 0, nothing left behind
-//   100,000 connections       no descriptor, thread or process left over afterwards
+//                             while the drain goes on (a body the test holds unread), exit 0,
+//                             nothing left behind
+//   100,000 connections       no descriptor, thread or process left over afterwards (10,000
+//                             for a process per connection: each is a fork)
 //
-// The only clock-based check is "is it spinning": the server's CPU time over a ~2 s window in
-// which it has nothing to do but stay exhausted must stay below half the window (a busy loop
-// takes all of it). Every wait is bounded. docs/ROBUSTNESS.md, "Overload and faults", says what
-// each model promises and what these tests saw.
+// "Is it spinning" is asked of the kernel's scheduler, not of a clock: over a ~2 s window in
+// which the server has nothing to do but stay exhausted, each of its threads must be runnable
+// for less than half of it (a busy loop is runnable all of it, on a fast host or a loaded one). Every
+// wait is bounded and generous; no check depends on how fast the host is. docs/ROBUSTNESS.md,
+// "Overload and faults", says what each model promises and what these tests saw.
 #include <arpa/inet.h>
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -38,7 +41,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -65,7 +70,7 @@ const auto* const kSubreaper = ::testing::AddGlobalTestEnvironment(new Subreaper
 // ---- small helpers ------------------------------------------------------------------------
 
 // Polls `done` every `step`, at most `tries` times. Bounds every wait in this file.
-bool eventually(const std::function<bool()>& done, int tries = 500, milliseconds step = milliseconds(20)) {
+bool eventually(const std::function<bool()>& done, int tries = 3000, milliseconds step = milliseconds(20)) {
   for (int i = 0; i < tries; ++i) {
     if (done()) return true;
     std::this_thread::sleep_for(step);
@@ -92,37 +97,45 @@ int prefork_size(const Variant& v) {
   return 0;
 }
 
-// Clock ticks of CPU (user + system) the server has used: its own, its reaped children's, and
-// its live children's. A child moves from the last term to the second when it is reaped, so
-// the sum never drops.
-std::uint64_t cpu_ticks_of(pid_t pid, bool with_reaped) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close_paren = all.rfind(')');
-  if (close_paren == std::string::npos) return 0;
-  std::istringstream rest(all.substr(close_paren + 2));
-  // Fields 3..17 of proc(5): state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-  // cmajflt utime stime cutime cstime.
-  std::string skip;
-  for (int i = 3; i <= 13; ++i) rest >> skip;
-  std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
-  rest >> utime >> stime >> cutime >> cstime;
-  return utime + stime + (with_reaped ? cutime + cstime : 0);
+// Nanoseconds each of the server's threads (its own and its live children's) has been
+// runnable: running on a CPU or waiting on a run queue for one (the first two fields of
+// /proc/PID/task/TID/schedstat). A thread that spins is runnable all the time whatever else
+// the host is doing, and a thread that sleeps in the kernel is not: unlike CPU time, this does
+// not shrink when the host is busy or slow, so "is it spinning" does not depend on its speed.
+using RunnableNs = std::map<pid_t, std::uint64_t>;  // by thread id
+void add_runnable_ns(pid_t pid, RunnableNs& into) {
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream f(task.path() / "schedstat");
+    std::uint64_t run = 0, wait = 0;
+    if (f >> run >> wait) into[std::stoi(task.path().filename().string())] = run + wait;
+  }
 }
-std::uint64_t server_cpu_ticks(pid_t pid) {
-  std::uint64_t t = cpu_ticks_of(pid, true);
-  for (pid_t k : children_of(pid)) t += cpu_ticks_of(k, false);
-  return t;
+RunnableNs server_runnable_ns(pid_t pid) {
+  RunnableNs r;
+  add_runnable_ns(pid, r);
+  for (pid_t k : children_of(pid)) add_runnable_ns(k, r);
+  return r;
 }
 
-// Share of one core the server used over `window` (0.5 = half a core).
-double cpu_share_over(pid_t pid, milliseconds window) {
-  const auto t0 = server_cpu_ticks(pid);
+// The largest share of `window` that any one thread of the server was runnable (1.0: it never
+// slept). A busy loop is one thread that never sleeps; many threads that each wake now and then
+// (a pool of 256 waiting with timeouts) are not, though their run-queue waits add up on a busy
+// host, so the check is per thread, not summed.
+double runnable_share_over(pid_t pid, milliseconds window) {
+  const RunnableNs t0 = server_runnable_ns(pid);
   const auto w0 = Clock::now();
   std::this_thread::sleep_for(window);
-  const auto t1 = server_cpu_ticks(pid);
-  const double secs = std::chrono::duration<double>(Clock::now() - w0).count();
-  return static_cast<double>(t1 - t0) / static_cast<double>(sysconf(_SC_CLK_TCK)) / secs;
+  const RunnableNs t1 = server_runnable_ns(pid);
+  const double ns = std::chrono::duration<double, std::nano>(Clock::now() - w0).count();
+  std::uint64_t most = 0;
+  for (const auto& [tid, after] : t1) {
+    const auto it = t0.find(tid);
+    const std::uint64_t before = it == t0.end() ? 0 : it->second;
+    most = std::max(most, after > before ? after - before : 0);
+  }
+  return static_cast<double>(most) / ns;
 }
 constexpr milliseconds kSpinWindow{2000};
 constexpr double kSpinShare = 0.5;
@@ -150,7 +163,7 @@ bool within(const Footprint& now, const Footprint& base) {
 // reaped, after their clients are gone) for the server to come back to `base`.
 Footprint settle_to(pid_t pid, const Footprint& base) {
   Footprint now = footprint(pid);
-  for (int i = 0; i < 300 && !within(now, base); ++i) {
+  for (int i = 0; i < 1200 && !within(now, base); ++i) {
     std::this_thread::sleep_for(milliseconds(50));
     now = footprint(pid);
   }
@@ -269,7 +282,7 @@ TEST_P(FaultsTest, RunningOutOfDescriptorsDegradesAndRecovers) {
     });
 
   // Exhausted and otherwise idle: the server must not be busy.
-  const double share = cpu_share_over(s.pid(), kSpinWindow);
+  const double share = runnable_share_over(s.pid(), kSpinWindow);
   EXPECT_LT(share, kSpinShare) << "the server spins while out of descriptors";
   ASSERT_TRUE(s.process().running()) << s.process().stderr_text();
 
@@ -289,8 +302,8 @@ TEST_P(FaultsTest, RunningOutOfDescriptorsDegradesAndRecovers) {
       ++broken;
   }
   std::cout << "[ exhausted ] " << v.name << ": answered " << answered << ", turned away "
-            << turned_away << ", waiting " << waiting << ", cpu " << share * 100
-            << "% of a core\n";
+            << turned_away << ", waiting " << waiting << ", busiest thread runnable "
+            << share * 100 << "% of the window\n";
   EXPECT_EQ(broken, 0) << "a response was cut short or malformed";
   if (forked_per_connection(v)) {
     EXPECT_EQ(answered, kConns) << "each child has its own descriptors: all are served";
@@ -341,7 +354,7 @@ TEST(ForkedFaults, ParentOutOfDescriptorsQueuesThenServes) {
     conns.emplace_back(s.port());
     ASSERT_TRUE(conns.back().send(get_request("/", "Connection: close\r\n")));
   }
-  const double share = cpu_share_over(s.pid(), kSpinWindow);
+  const double share = runnable_share_over(s.pid(), kSpinWindow);
   EXPECT_LT(share, kSpinShare) << "the parent spins while out of descriptors";
   // A parent already blocked in accept() had its descriptor number reserved before the limit
   // fell, so it may take one client; all the others wait.
@@ -443,7 +456,7 @@ TEST_P(CreationFailureTest, RefusedClientsAreClosedAndTheServerRecovers) {
     ASSERT_TRUE(c.send(get_request("/")));
     EXPECT_EQ(read_reply(c).status, 200) << "a held client lost its service";
   }
-  const double share = cpu_share_over(s.pid(), kSpinWindow);
+  const double share = runnable_share_over(s.pid(), kSpinWindow);
   EXPECT_LT(share, kSpinShare) << "the server spins at its task limit";
   // The load drops; the limit stays. Each client now gets a thread or process again.
   held.clear();
@@ -477,7 +490,7 @@ TEST(PreforkFaults, ReplacementForkFailsUntilASlotFrees) {
   })) << s.process().stderr_text();
   EXPECT_EQ(children_of(s.pid()).size(), kWorkers - 1u);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(http_get(s.port(), "/").status, 200);
-  const double share = cpu_share_over(s.pid(), kSpinWindow);
+  const double share = runnable_share_over(s.pid(), kSpinWindow);
   EXPECT_LT(share, kSpinShare) << "the parent spins retrying the fork";
   other.signal(SIGKILL);
   other.wait(std::chrono::seconds(10));
@@ -638,10 +651,13 @@ INSTANTIATE_TEST_SUITE_P(Models, SetupPoolTest,
 // Closed-loop keep-alive client: GET /, read, again, until told to stop or the server closes.
 struct LoopClient {
   std::atomic<int> complete{0}, truncated{0};
-  void run(std::uint16_t port, const std::atomic<bool>& stop_flag, Clock::time_point deadline) {
+  // max_requests > 0: stop after that many (a count that finishes, whatever the host's speed).
+  void run(std::uint16_t port, const std::atomic<bool>& stop_flag, Clock::time_point deadline,
+           int max_requests) {
     try {
       Conn c(port);
-      while (!stop_flag.load() && Clock::now() < deadline) {
+      while (!stop_flag.load() && Clock::now() < deadline &&
+             (max_requests == 0 || complete.load() < max_requests)) {
         if (!c.send(get_request("/"))) return;
         auto r = read_reply(c);
         if (r.outcome == Outcome::nothing) return;  // closed between requests: fine
@@ -661,9 +677,11 @@ struct LoadRun {
   std::vector<std::thread> threads;
   std::atomic<bool> stop{false};
   explicit LoadRun(std::size_t n) : clients(n) {}
-  void start(std::uint16_t port, milliseconds bound) {
+  // Each client runs until the server closes it, `bound` passes, or it has `max_requests`.
+  void start(std::uint16_t port, milliseconds bound, int max_requests = 0) {
     auto deadline = Clock::now() + bound;
-    for (auto& c : clients) threads.emplace_back([&c, port, this, deadline] { c.run(port, stop, deadline); });
+    for (auto& c : clients)
+      threads.emplace_back([&c, port, this, deadline, max_requests] { c.run(port, stop, deadline, max_requests); });
   }
   void join() {
     for (auto& t : threads) t.join();
@@ -682,32 +700,33 @@ struct LoadRun {
 };
 
 TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
-  constexpr int kClients = 50, kSleepers = 3, kSleepMs = 3000;
+  constexpr int kClients = 50, kSleepers = 3, kSleepMs = 3000, kWarmRequests = 5;
   constexpr std::uint64_t kBytes = 64'000'000;
   const std::string stats = testing::TempDir() + "faults-term-" + std::to_string(getpid()) + ".json";
-  auto s = start({"--stats-file", stats, "--grace", "20000"});
+  // --grace only bounds the stop: the drain below lasts as long as the test holds the large
+  // body, never as long as the host's speed says.
+  auto s = start({"--stats-file", stats, "--grace", "120000"});
   ASSERT_EQ(http_get(s.port(), "/").status, 200);
   const Footprint base = settle_to(s.pid(), footprint(s.pid()));
 
   // Load, then back to the baseline: threads, descriptors and processes all return.
   {
     LoadRun warm(kClients);
-    warm.start(s.port(), milliseconds(1000));
+    warm.start(s.port(), milliseconds(120'000), kWarmRequests);
     warm.join();
-    EXPECT_GT(warm.complete(), kClients);
+    EXPECT_EQ(warm.complete(), kClients * kWarmRequests);
     EXPECT_EQ(warm.truncated(), 0);
   }
   const Footprint after_load = settle_to(s.pid(), base);
   EXPECT_TRUE(within(after_load, base)) << "after load: " << after_load << "; before: " << base;
 
   // In flight at the stop: slow responses (their timers or helper threads running) and a large
-  // body read slowly, all started before the stop; an idle keep-alive connection; and 50
-  // closed-loop clients.
+  // body that its client stops reading after the first bytes, all started before the stop; an
+  // idle keep-alive connection; and 50 closed-loop clients.
   Conn idle(s.port());
   ASSERT_TRUE(idle.send(get_request("/")));
   ASSERT_EQ(read_reply(idle).status, 200);
   const std::uint64_t before = requests_seen(s, stats);
-  std::atomic<int> sleepers_done{0};
   std::vector<Reply> sleeps(kSleepers);
   std::vector<std::thread> slow;
   for (int i = 0; i < kSleepers; ++i)
@@ -715,27 +734,35 @@ TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
       Conn c(s.port());
       c.send(get_request("/sleep?ms=" + std::to_string(kSleepMs)));
       sleeps[i] = read_reply(c);
-      ++sleepers_done;
     });
+  // The large body is the drain the test controls: its client reads the first bytes (the
+  // response has begun), then reads nothing until `go_on`. 64 MB do not fit in the socket
+  // buffers, so until then the server cannot have finished its drain, on any host.
   Reply big;
-  slow.emplace_back([&] {
+  std::promise<void> go_on;
+  std::promise<void> big_begun;
+  slow.emplace_back([&, go = go_on.get_future()] {
     Conn c(s.port());
     c.send(get_request("/bytes?n=" + std::to_string(kBytes)));
-    big = read_reply(c, milliseconds(1));  // about 64 KB a millisecond at most: ~1 s or more
+    c.buffer() = c.read_some();
+    big_begun.set_value();
+    go.wait();
+    big = read_reply(c, milliseconds(1));  // a slow reader: about 64 KB a millisecond at most
   });
   // (EXPECT, not ASSERT, from here on: the client threads must be joined whatever happens.)
-  EXPECT_TRUE(eventually([&] { return requests_seen(s, stats) >= before + kSleepers + 1; }, 250))
+  big_begun.get_future().wait();
+  EXPECT_TRUE(eventually([&] { return requests_seen(s, stats) >= before + kSleepers + 1; }, 3000))
       << "the slow requests were not started";
   LoadRun load(kClients);
-  load.start(s.port(), milliseconds(20'000));
+  load.start(s.port(), milliseconds(120'000));
   // The closed loop is on: the server has started more requests than there are clients.
   EXPECT_TRUE(eventually(
-      [&] { return requests_seen(s, stats) > before + kSleepers + 1 + 2 * kClients; }, 250));
+      [&] { return requests_seen(s, stats) > before + kSleepers + 1 + 2 * kClients; }, 3000));
 
   s.process().signal(SIGTERM);
   // The idle connection is closed: the stop has begun. From then on a newcomer is refused, or
   // closed without an answer, and that happens while the old responses are still being drained
-  // (it does not just wait in a backlog until the server exits).
+  // (it does not just wait in a backlog until the server exits): the large body is unread.
   EXPECT_TRUE(idle.closed_by_peer());
   int refused = 0, dropped = 0, answered = 0;
   for (int i = 0; i < 5; ++i) {
@@ -748,9 +775,10 @@ TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
     }
   }
   EXPECT_EQ(answered, 0) << "a connection made after the stop began was served";
-  EXPECT_EQ(sleepers_done.load(), 0)
-      << "newcomers were only turned away once the drain was over (refused " << refused
+  EXPECT_TRUE(s.process().running())
+      << "the server exited with a response still undelivered (refused " << refused
       << ", dropped " << dropped << ")";
+  go_on.set_value();
 
   for (auto& t : slow) t.join();
   load.join();
@@ -766,7 +794,7 @@ TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
             << dropped << " closed unanswered\n";
   EXPECT_GT(load.complete(), 0);
   EXPECT_EQ(load.truncated(), 0) << "a response in flight at SIGTERM was cut short";
-  EXPECT_EQ(s.process().wait(std::chrono::seconds(40)), 0) << s.process().stderr_text();
+  EXPECT_EQ(s.process().wait(std::chrono::seconds(150)), 0) << s.process().stderr_text();
   EXPECT_TRUE(children_of(getpid()).empty()) << "a process of the server outlived it";
   EXPECT_THROW(Conn{s.port()}, std::runtime_error);
 }
@@ -817,7 +845,10 @@ bool one_get(const sockaddr_in& src, const sockaddr_in& dst, const std::string& 
 class LeakTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(LeakTest, HundredThousandConnectionsLeaveNothingBehind) {
-  constexpr int kConns = 100'000, kThreads = 4;
+  // A process per connection shows the same over 10,000: each is a fork() and a reap (~0.85 ms
+  // here, several times that under a sanitizer), and the count must finish on a slow host.
+  const int kConns = forked_per_connection(GetParam()) ? 10'000 : 100'000;
+  constexpr int kThreads = 4;
   ServerProcess s(GetParam().args);
   for (int i = 0; i < 100; ++i) ASSERT_EQ(http_get(s.port(), "/").status, 200);  // warm up
   // The baseline is taken at rest: a forked server has exactly its workers (none per
@@ -832,8 +863,7 @@ TEST_P(LeakTest, HundredThousandConnectionsLeaveNothingBehind) {
   dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const std::string request = get_request("/");
   std::atomic<int> next{0}, good{0}, bad{0};
-  const auto t0 = Clock::now();
-  const auto deadline = t0 + std::chrono::seconds(200);  // bounds the run, whatever happens
+  const auto t0 = Clock::now();  // for the report only: every connection is bounded by its own timeout
   std::vector<std::thread> clients;
   for (int t = 0; t < kThreads; ++t)
     clients.emplace_back([&, t] {
@@ -842,12 +872,12 @@ TEST_P(LeakTest, HundredThousandConnectionsLeaveNothingBehind) {
       src.sin_family = AF_INET;
       src.sin_addr.s_addr = htonl((127u << 24) | ((10u + static_cast<unsigned>(getpid()) % 200u) << 16) |
                                   ((static_cast<unsigned>(t) + 1u) << 8) | 1u);
-      while (next.fetch_add(1) < kConns && Clock::now() < deadline)
+      while (next.fetch_add(1) < kConns)
         (one_get(src, dst, request) ? good : bad)++;
     });
   for (auto& c : clients) c.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::cout << "[ 100k ] " << GetParam().name << ": " << good.load() << " connections in " << secs
+  std::cout << "[ leak ] " << GetParam().name << ": " << good.load() << " connections in " << secs
             << " s (" << static_cast<int>(good.load() / secs) << "/s), " << bad.load()
             << " failed\n";
   RecordProperty("seconds", std::to_string(secs));

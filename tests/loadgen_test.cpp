@@ -87,7 +87,7 @@ class Nginx {
     proc_ = std::make_unique<Process>(std::vector<std::string>{
         kNginx, "-p", dir_.string(), "-e", (dir_ / "error.log").string(), "-c",
         (dir_ / "nginx.conf").string()});
-    for (int i = 0; i < 500 && !port_accepts(port_); ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 6000 && !port_accepts(port_); ++i) std::this_thread::sleep_for(10ms);
   }
   ~Nginx() {
     proc_->signal(SIGTERM);  // the master stops its worker, then exits
@@ -220,9 +220,11 @@ TEST(LoadgenNginx, RateModeReachesTheAskedRate) {
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 4, 3s);
   c.mode = Mode::rate;
-  c.rate = 2000;
+  // 500/s over 4 connections is one request per connection every 8 ms: a rate any host this
+  // runs on keeps, even sanitized. What is checked is the schedule, to within the window's edges.
+  c.rate = 500;
   const LoadResult r = shootout::load::run_load(c);
-  EXPECT_NEAR(static_cast<double>(r.requests), 6000.0, 6000.0 * 0.02);
+  EXPECT_NEAR(static_cast<double>(r.requests), 1500.0, 1500.0 * 0.02);
   EXPECT_EQ(r.latency.count(), r.requests);
   EXPECT_EQ(r.latency_uncorrected.count(), r.requests);
   // Measured from the intended send time, a latency can only be longer than from the actual one.
@@ -351,7 +353,7 @@ TEST(LoadgenOwnServer, SamplerCountsExitedThreads) {
   c.mode = Mode::idle;
   const LoadResult r = shootout::load::run_load(c);
   ASSERT_EQ(r.idle_alive, 50u);
-  for (int i = 0; i < 200 && shootout::test::thread_count(server.pid()) > 10; ++i)
+  for (int i = 0; i < 6000 && shootout::test::thread_count(server.pid()) > 10; ++i)
     std::this_thread::sleep_for(10ms);
   const auto s = sampler.stop();
   // 100 requests of 2 ms CPU each ran on threads that are gone now: RUSAGE_SELF of the stats
@@ -515,7 +517,7 @@ TEST_P(LoadgenReapedCpu, ChildrenReapedInsideTheWindowAreCounted) {
   sampler.start();
   for (int i = 0; i < kChildren; ++i)
     ASSERT_EQ(shootout::test::http_get(server.port(), "/cpu?us=2000").status, 200);
-  for (int i = 0; i < 500 && !shootout::test::children_of(server.pid()).empty(); ++i)
+  for (int i = 0; i < 6000 && !shootout::test::children_of(server.pid()).empty(); ++i)
     std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(shootout::test::children_of(server.pid()).empty()) << "children not reaped";
   const auto s = sampler.stop();

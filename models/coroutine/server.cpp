@@ -34,6 +34,7 @@
 #include <variant>
 #include <vector>
 
+#include "accept_backoff.hpp"
 #include "control.hpp"
 #include "fiber_socket_io.hpp"
 #include "log.hpp"
@@ -108,24 +109,20 @@ class Scheduler {
     while (!reactor_.stopping()) {
       int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
+        accept_backoff_.reset();
         start_connection(fd);
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!reactor_.wait(listen_fd_, kReadable, FiberClock::time_point::max()))
-          pause_accepting("cannot watch the listener");
+          pause_accepting(ENOMEM);  // the reactor could not watch the listener
       } else if (errno != EINTR && errno != ECONNABORTED) {
-        // EMFILE, ENFILE, ENOBUFS, ENOMEM: leave the connection in the backlog. A fiber sleep,
-        // so the thread serves its connections meanwhile and frees descriptors.
-        pause_accepting(std::strerror(errno));
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: leave the connection in the backlog.
+        pause_accepting(errno);
       }
     }
   }
 
-  void pause_accepting(const char* why) {
-    static RateLimit rl;
-    if (rl.allow()) log_line("accept: {}; retrying in 10 ms", why);
-    counters().errors.fetch_add(1, std::memory_order_relaxed);
-    boost::this_fiber::sleep_for(std::chrono::milliseconds(10));
-  }
+  // A fiber sleep, so the thread serves its connections meanwhile and frees descriptors.
+  void pause_accepting(int err) { boost::this_fiber::sleep_for(accept_backoff_.next_wait(err)); }
 
   // Acceptor fiber: a detached fiber per connection, on a stack from --stack. It is only
   // queued here; it runs when the acceptor parks.
@@ -184,6 +181,7 @@ class Scheduler {
   const ServeOptions& options_;
   const Handler& handler_;
   int listen_fd_;
+  AcceptBackoff accept_backoff_;  // the acceptor fiber's
   WorkPool* pool_;
   StackCache stack_cache_;  // before stacks_: ProtectedStack points into it
   StackAllocator stacks_;

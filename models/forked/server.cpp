@@ -35,6 +35,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "accept_backoff.hpp"
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
@@ -228,15 +229,13 @@ class ForkedServer {
   // errno stays that of accept4 (EINVAL once stop() shut the listener).
   int accept_one() {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) return fd;
-    const int err = errno;
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-      // Out of descriptors: leave the connection in the backlog and try again shortly.
-      static RateLimit rl;
-      if (rl.allow()) log_line("accept: {}; retrying in 10 ms", std::strerror(err));
-      counters().errors.fetch_add(1, std::memory_order_relaxed);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (fd >= 0) {
+      accept_backoff_.reset();
+      return fd;
     }
+    const int err = errno;
+    // Out of descriptors: the connection stays in the backlog; try again after a wait.
+    if (accept_starved(err)) std::this_thread::sleep_for(accept_backoff_.next_wait(err));
     errno = err;
     return -1;  // EINTR, ECONNABORTED, or EINVAL once stop() shut the listener
   }
@@ -277,6 +276,7 @@ class ForkedServer {
   const Handler& handler_;
   const pid_t parent_pid_;
   int listen_fd_ = -1;
+  AcceptBackoff accept_backoff_;  // the accepting thread of this process (parent or worker)
   std::atomic<bool> stopping_{false};
   std::mutex mu_;                       // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;          // a child was reaped, or stopping_ rose

@@ -26,6 +26,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "accept_backoff.hpp"
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
@@ -168,21 +169,11 @@ class ThreadedServer {
   int accept_one() {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd >= 0) {
-      accept_backoff_ms_.store(0, std::memory_order_relaxed);
+      accept_backoff_.reset();
       return fd;
     }
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      // Out of descriptors: leave the connection in the backlog and try again later. The wait
-      // doubles, from 10 ms up to 500 ms, and is shared by every accepting thread: with a pool
-      // of 256 threads, a fixed 10 ms made 25,600 failing accepts a second (15% of a core).
-      int wait = accept_backoff_ms_.load(std::memory_order_relaxed);
-      wait = wait == 0 ? 10 : std::min(wait * 2, 500);
-      accept_backoff_ms_.store(wait, std::memory_order_relaxed);
-      static RateLimit rl;
-      if (rl.allow()) log_line("accept: {}; retrying in {} ms", std::strerror(errno), wait);
-      counters().errors.fetch_add(1, std::memory_order_relaxed);
-      std::this_thread::sleep_for(std::chrono::milliseconds(wait));
-    }
+    // Out of descriptors: the connection stays in the backlog; every accepting thread waits.
+    if (accept_starved(errno)) std::this_thread::sleep_for(accept_backoff_.next_wait(errno));
     return -1;  // EINTR, ECONNABORTED, or EINVAL once stop() shut the listener
   }
 
@@ -229,7 +220,7 @@ class ThreadedServer {
   const Handler& handler_;
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> accept_backoff_ms_{0};  // out of descriptors: how long accepters wait
+  AcceptBackoff accept_backoff_;  // out of descriptors: how long accepters wait (any thread)
   std::mutex mu_;                  // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;     // threads_ fell, or stopping_ rose
   std::unordered_set<int> live_;   // fds of connections being served

@@ -13,6 +13,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <stdexcept>
 
@@ -146,6 +147,18 @@ Response http_get(std::uint16_t port, std::string_view target) {
   Conn c(port);
   c.send(get_request(target));
   return read_response(c);
+}
+
+long slowest_round_trip_ms(std::uint16_t port, int n) {
+  using Clock = std::chrono::steady_clock;
+  Clock::duration slowest{};
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    http_get(port, "/");
+    slowest = std::max(slowest, Clock::now() - t0);
+  }
+  return std::max<long>(1, static_cast<long>(
+                               std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count()));
 }
 
 }  // namespace shootout::test

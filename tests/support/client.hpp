@@ -56,4 +56,10 @@ std::string get_request(std::string_view target, std::string_view extra_headers 
 // One GET on a fresh connection.
 Response http_get(std::uint16_t port, std::string_view target);
 
+// A calibration for tests whose check is "B is answered while A is still running": the longest
+// of `n` round trips of GET / on fresh connections to the server at `port`, measured now, in
+// milliseconds (at least 1). Such a test sizes A at many times this, so that the ordering it
+// checks holds on a slow, loaded or sanitized host as well as on a fast one.
+long slowest_round_trip_ms(std::uint16_t port, int n = 20);
+
 }  // namespace shootout::test

@@ -194,6 +194,14 @@ std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file) {
   return j["requests"].get<std::uint64_t>();
 }
 
+bool await_requests(ServerProcess& s, const std::string& stats_file, std::uint64_t n,
+                    std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (requests_seen(s, stats_file) < n)
+    if (std::chrono::steady_clock::now() > deadline) return false;
+  return true;
+}
+
 std::vector<pid_t> children_of(pid_t pid) {
   std::vector<pid_t> kids;
   std::string dir = "/proc/" + std::to_string(pid) + "/task";

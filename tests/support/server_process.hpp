@@ -81,6 +81,11 @@ class ServerProcess {
 // --stats-file stats_file) rewrites its stats file, and reads "requests" from it (0 if the file
 // is not there yet). Call it in a bounded loop to wait for the server to reach a count.
 std::uint64_t requests_seen(ServerProcess& s, const std::string& stats_file);
+// Asks requests_seen until it reaches n; false if it has not within `bound` (generous: a slow
+// or sanitized host gets there, and only a failing test waits that long). Tests use it to
+// order what they do after the server has taken a request, instead of sleeping.
+bool await_requests(ServerProcess& s, const std::string& stats_file, std::uint64_t n,
+                    std::chrono::milliseconds bound = std::chrono::seconds(60));
 
 // Child processes of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
