@@ -244,7 +244,7 @@ class HttpSession final : public Session {
   // and freed once answered, so an idle keep-alive connection holds only the session object.
   struct Busy {
     std::string input;                   // bytes received and not yet parsed
-    std::optional<RequestParser> parser;  // a request whose header or body is still arriving
+    std::optional<RequestParser> parser;  // a request whose header is complete, its body not
     Work work;                           // the blocking work of the current request
     std::uint64_t bytes_left = 0;        // /bytes: body still to produce
   };
@@ -267,8 +267,9 @@ class HttpSession final : public Session {
   }
 
   // Parses and answers every complete request in `in`, in order, until one needs work, a
-  // resume or a close, or the bytes run out. What is left unparsed goes to busy().input; a
-  // request half received keeps its parser in busy().parser.
+  // resume or a close, or the bytes run out. What is left unparsed goes to busy().input (a
+  // header still arriving from its first byte); a request whose header is complete but whose
+  // body is not keeps its parser in busy().parser.
   Next parse_from(std::string_view in, std::string& out) {
     std::size_t used = 0;
     Next next = Next::read;
@@ -280,10 +281,22 @@ class HttpSession final : public Session {
       std::size_t n = p->put(boost::asio::buffer(in.data() + used, in.size() - used), ec);
       used += n;
       if (ec == http::error::need_more) {
-        // A header still arriving is parsed again from its first byte when the rest comes
-        // (Beast consumes none of it); a parser that consumed bytes must be kept.
-        if (&p == &local && (n > 0 || local->is_header_done()))
-          busy().parser.emplace(std::move(*local));
+        if (!p->is_header_done()) {
+          // A header still arriving is parsed again from its first byte when the rest comes,
+          // so its bytes stay buffered and its parser is dropped, even when Beast consumed
+          // some of them. Beast 1.74 does consume the request line and every whole field
+          // line it finds before the need_more (n > 0), but its header_limit counts from
+          // wherever a put() starts: a parser kept across reads would let the header grow
+          // by the bytes it had already consumed, so the same stream got 431 in one read and
+          // was answered in others (found by fuzz/). RFC 9112 defines a message by its
+          // octets, never by how they arrive: parsed from its first byte, the header gets the
+          // same limit and the same verdict in every split. The cost, a header re-parsed per
+          // read while it trickles in, is bounded by the header limit.
+          used -= n;
+          p.reset();
+        } else if (&p == &local) {
+          busy().parser.emplace(std::move(*local));  // a body (or chunk) still arriving
+        }
         break;
       }
       if (ec) {

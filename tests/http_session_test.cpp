@@ -276,5 +276,51 @@ TEST(HttpSessionFuzzRegression, BodyInALaterReadIsNotARequest) {
   EXPECT_EQ(rs[1].result_int(), 200u);  // the GET after it; no 404 for /smuggled
 }
 
+// Feeds `stream` to a fresh session in pieces of `piece` bytes (the last one shorter), as far
+// as the session reads; returns the session's output with every Date value masked.
+std::string answer_in_pieces(const HandlerConfig& cfg, std::string_view stream,
+                             std::size_t piece, bool& closed) {
+  Driver d(cfg);
+  for (std::size_t at = 0; at < stream.size() && !d.closed; at += piece)
+    d.feed(stream.substr(at, piece));
+  closed = d.closed;
+  for (auto at = d.out.find("\r\nDate: "); at != std::string::npos;
+       at = d.out.find("\r\nDate: ", at + 1))
+    for (auto i = at + 8; i < d.out.size() && d.out[i] != '\r'; ++i) d.out[i] = '#';
+  return d.out;
+}
+
+// "A split changed the output" (issue 15; fuzz/corpus/regress_header_limit_across_reads, the
+// stream in 64-byte pieces): Beast 1.74 consumes the request line and each whole field line
+// of a header that is still arriving, then counts header_limit from where the next put()
+// starts. The session kept that parser, so a header over the limit got in when its first 64
+// bytes held a whole field line (the limit was counted again from byte 63) but was 431 in one
+// read. Now a header is parsed from its first byte until it is complete: one verdict for every
+// split, 431 for this one and an answer for the same request 100 bytes shorter.
+TEST(HttpSessionFuzzRegression, HeaderLimitGivesTheSameVerdictInEverySplit) {
+  HandlerConfig cfg;
+  cfg.header_limit = 1024;
+  const std::string head = "GET / HTTP/1.1\r\nA: " + std::string(42, 'a') + "\r\n";  // 63 bytes
+  ASSERT_EQ(head.size(), 63u);
+  const std::string over = head + "B: " + std::string(971, 'b') + "\r\n\r\n";
+  const std::string under = head + "B: " + std::string(871, 'b') + "\r\n\r\n";
+  for (const auto& [stream, status] : {std::pair{over, 431u}, std::pair{under, 200u}}) {
+    bool whole_closed = false;
+    const std::string whole = answer_in_pieces(cfg, stream, stream.size(), whole_closed);
+    Driver check(cfg);
+    check.out = whole;
+    auto rs = check.responses();
+    ASSERT_EQ(rs.size(), 1u) << whole;
+    EXPECT_EQ(rs[0].result_int(), status);
+    EXPECT_EQ(whole_closed, status == 431u);
+    for (std::size_t piece : {64, 1, 2, 3, 4, 16, 17, 63, 65, 128, 512, 1023}) {
+      bool closed = false;
+      EXPECT_EQ(answer_in_pieces(cfg, stream, piece, closed), whole)
+          << "pieces of " << piece << ", " << stream.size() << "-byte stream";
+      EXPECT_EQ(closed, whole_closed) << "pieces of " << piece;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace shootout
