@@ -27,7 +27,8 @@ CLI::Validator duration_check() {
 
 struct LoadFlags {
   load::LoadConfig config;
-  std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s", interval = "1s";
+  std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s",
+              ramp_timeout = "0s", interval = "1s";
   bool idle = false, json = false;
   int server_pid = 0;
   std::string server_stats;
@@ -40,6 +41,7 @@ int run(const LoadFlags& f) {
     c.warmup = load::parse_duration(f.warmup);
     c.timeout = load::parse_duration(f.timeout);
     c.open_timeout = load::parse_duration(f.open_timeout);
+    c.ramp_timeout = load::parse_duration(f.ramp_timeout);
     if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
     c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
     if (f.server_pid > 0)
@@ -81,6 +83,10 @@ Command add_load_command(CLI::App& app) {
   sub->add_option("--echo", c.echo_size, "Echo protocol: bytes per request, every byte verified")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
   sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
+  sub->add_option("--ramp-timeout", f.ramp_timeout,
+                  "Closed loop: open the window at most this long after the start even if not "
+                  "every connection has been answered (0s: 5 s + 2 ms per connection)")
+      ->check(duration_check())->capture_default_str();
   sub->add_option("--open-timeout", f.open_timeout,
                   "Idle: time after the ramp for every connection's first response")
       ->check(duration_check())->capture_default_str();

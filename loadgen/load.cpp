@@ -101,6 +101,7 @@ void validate(const LoadConfig& c) {
     throw LoadError("--pipeline applies to the closed-loop mode only");
   if (c.timeout.count() <= 0) throw LoadError("--timeout must be positive");
   if (c.open_timeout.count() <= 0) throw LoadError("--open-timeout must be positive");
+  if (c.ramp_timeout.count() < 0) throw LoadError("--ramp-timeout must not be negative");
   if (c.connect_rate < 0) throw LoadError("--connect-rate must not be negative");
   if (c.echo_size > (64u << 20)) throw LoadError("--echo SIZE must be at most 64 MiB");
 }
@@ -228,8 +229,19 @@ void set_deadlines(Plan& plan, const LoadConfig& c) {
   plan.first_round_by = plan.start + ramp + c.open_timeout;
   if (c.mode == Mode::idle)
     plan.deadline = plan.first_round_by + c.duration + c.timeout + std::chrono::seconds(10);
-  else
-    plan.deadline = plan.measure_to + c.timeout + std::chrono::seconds(1);
+}
+
+int answered_once(const std::vector<std::unique_ptr<Worker>>& workers) {
+  int n = 0;
+  for (const auto& w : workers) n += w->answered_once();
+  return n;
+}
+
+// Closed mode's ramp: returns when every connection has had a response or at `bound`.
+void wait_ramp(const std::vector<std::unique_ptr<Worker>>& workers, int connections,
+               Clock::time_point bound) {
+  while (answered_once(workers) < connections && Clock::now() < bound)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
 }
 
 // Idle mode: every worker has finished its first round, or the deadline has passed.
@@ -251,6 +263,7 @@ void merge(LoadResult& r, const std::vector<std::unique_ptr<Worker>>& workers) {
     r.sent_total += s.sent_total;
     r.idle_opened += s.idle_opened;
     r.idle_alive += s.idle_alive;
+    r.connections_in_window += s.connections_in_window;
     r.errors.add(s.errors);
     r.latency.add(s.latency);
     r.latency_uncorrected.add(r.config.mode == Mode::rate ? s.uncorrected : s.latency);
@@ -273,25 +286,45 @@ LoadResult run_load(const LoadConfig& config) {
   LoadResult r;
   r.config = c;
   r.protocol = plan.echo ? "echo" : "http";
+  WindowBounds bounds;
+  plan.window = &bounds;
   plan.start = Clock::now();
-  plan.measure_from = plan.start + c.warmup;
-  plan.measure_to = c.mode == Mode::idle ? Clock::time_point::max() : plan.measure_from + c.duration;
-  if (c.mode == Mode::idle) plan.measure_from = plan.start;
+  if (c.mode == Mode::idle) bounds.set(plan.start, Clock::time_point(Clock::duration(WindowBounds::kNever)));
+  if (c.mode == Mode::rate) bounds.set(plan.start + c.warmup, plan.start + c.warmup + c.duration);
   set_deadlines(plan, c);
+  const auto ramp_bound =
+      plan.start + (c.ramp_timeout.count() > 0
+                        ? c.ramp_timeout
+                        : std::chrono::milliseconds(5'000 + 2 * static_cast<long>(c.connections)));
 
   Window window(c);
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  auto note_ramp = [&] {
+    r.ramp_s = std::chrono::duration<double>(Clock::now() - plan.start).count();
+    r.ramp_reached = static_cast<std::uint64_t>(answered_once(workers));
+  };
   if (c.mode == Mode::idle) {
     wait_first_round(workers, plan.first_round_by);
+    note_ramp();
     window.open();
     std::this_thread::sleep_for(c.duration);
     window.close(r);
     for (auto& w : workers) w->start_final_round();
   } else {
-    std::this_thread::sleep_until(plan.measure_from);
+    if (c.mode == Mode::closed) {
+      wait_ramp(workers, c.connections, std::max(ramp_bound, plan.start + c.warmup));
+      note_ramp();
+      const auto from = std::max(Clock::now(), plan.start + c.warmup);
+      bounds.set(from, from + c.duration);
+    } else {
+      wait_ramp(workers, c.connections, bounds.from_time());
+      note_ramp();
+    }
+    for (auto& w : workers) w->end_window_at(bounds.to_time());
+    std::this_thread::sleep_until(bounds.from_time());
     window.open();
-    std::this_thread::sleep_until(plan.measure_to);
+    std::this_thread::sleep_until(bounds.to_time());
     window.close(r);
   }
   for (auto& t : threads) t.join();

@@ -5,7 +5,9 @@
 //
 // Modes (docs/LOADGEN.md has the details and the JSON schema):
 //   closed  wrk: each connection sends its next request (or batch of `pipeline` requests) when
-//           the previous response has arrived. Latency from the actual send.
+//           the previous response has arrived. Latency from the actual send. The window opens
+//           after the warm-up and once every connection has been answered (the ramp), or at
+//           `ramp_timeout`.
 //   rate    wrk2: `rate` requests/s in total, spread evenly over the connections; latency from
 //           the *intended* send time (coordinated omission corrected), and also from the actual
 //           send (uncorrected).
@@ -51,6 +53,11 @@ struct LoadConfig {
   // count as lost a connection the server is still getting to. What is not answered by then is
   // a timeout error, and idle_opened says how many were.
   std::chrono::milliseconds open_timeout{60'000};
+  // Closed mode: the window opens after the warm-up *and* once every connection has had a
+  // response, so a point is measured at N connections, not at the pace a server takes them on;
+  // but no later than this after the start (0: 5 s + 2 ms per connection). ramp_s and
+  // ramp_reached say how it went.
+  std::chrono::milliseconds ramp_timeout{0};
   double rate = 0;                             // rate mode: requests/s in total
   int pipeline = 1;                            // closed mode: requests per batch
   std::size_t echo_size = 0;                   // > 0: echo protocol, this many bytes a request
@@ -86,6 +93,11 @@ struct LoadResult {
   std::vector<std::uint64_t> per_second;  // responses completed in each second of the window
   std::uint64_t idle_opened = 0;        // idle: connections that got their first response
   std::uint64_t idle_alive = 0;         // idle: ... and their second one after the hold
+  // Concurrency reached. ramp_s: from the start until every connection had had a response (or
+  // the ramp's bound, or the window's opening in rate mode); ramp_reached: connections answered
+  // by then; connections_in_window: connections with a response inside the window.
+  double ramp_s = 0;
+  std::uint64_t ramp_reached = 0, connections_in_window = 0;
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
   std::optional<ServerSample> server;
 

@@ -111,6 +111,10 @@ nlohmann::json LoadResult::to_json() const {
                       {"cpu_us", cpu},
                       {"cpu_us_per_request", requests ? cpu / static_cast<double>(requests) : 0}}},
       {"server", server ? server->to_json() : nlohmann::json(nullptr)},
+      {"concurrency", {{"asked", c.connections},
+                       {"ramp_s", ramp_s},
+                       {"answered_by_ramp_end", ramp_reached},
+                       {"served_in_window", connections_in_window}}},
   };
   if (c.mode == Mode::idle)
     j["idle"] = {{"connections", c.connections}, {"opened", idle_opened}, {"alive_after_hold", idle_alive},
@@ -141,6 +145,13 @@ std::string LoadResult::summary() const {
   if (c.mode == Mode::idle)
     out += fmt::format("  Idle hold: {} of {} connections opened and answered, {} still alive after {:.2f}s\n",
                        idle_opened, c.connections, idle_alive, elapsed_s);
+  if (c.mode != Mode::idle) {
+    if (ramp_reached < static_cast<std::uint64_t>(c.connections))
+      out += fmt::format("  Ramp: only {} of {} connections answered after {:.2f}s; the window "
+                         "opened anyway\n", ramp_reached, c.connections, ramp_s);
+    out += fmt::format("  Connections served in the window: {} of {}\n", connections_in_window,
+                       c.connections);
+  }
   error_lines(out, errors);
   out += fmt::format("Requests/sec: {:>12.2f}\n", requests_per_s());
   out += fmt::format("Transfer/sec: {:>12}\n",

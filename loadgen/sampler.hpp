@@ -59,7 +59,10 @@ struct SamplerConfig {
 
 // One look at the tree.
 struct TreeSnapshot {
-  std::int64_t monotonic_ns = 0;
+  // When the figures were read: from monotonic_ns_begin to monotonic_ns (a snapshot of a tree
+  // of thousands of threads takes a while, and a CPU snapshot is retaken while processes are
+  // reaped under it).
+  std::int64_t monotonic_ns_begin = 0, monotonic_ns = 0;
   std::uint64_t processes = 0, threads = 0;
   std::uint64_t pss_kb = 0, rss_kb = 0;            // memory snapshots only
   std::uint64_t cpu_us = 0, utime_us = 0, stime_us = 0;  // CPU snapshots only
@@ -75,6 +78,8 @@ struct TreeSnapshot {
 struct ServerSample {
   pid_t pid = 0;
   std::string source;       // "stats-file+proc" or "proc"
+  // From the moment the first snapshot began reading to the moment the last one ended: the
+  // CPU counted can only have been used inside it, so cpu_us <= CPUs x window_s.
   double window_s = 0;
   std::uint64_t pss_kb = 0, rss_kb = 0, pss_kb_peak = 0, rss_kb_peak = 0;
   std::uint64_t processes = 0, threads = 0, processes_peak = 0, threads_peak = 0;

@@ -320,14 +320,23 @@ class Connection {
   void record(int status, Clock::time_point now) {
     WorkerStats& s = w_.stats;
     ++s.responses_total;
-    const bool in_window = now >= plan_.measure_from && now < plan_.measure_to;
+    if (!answered_) {
+      answered_ = true;
+      w_.answered_once_.fetch_add(1, std::memory_order_relaxed);
+    }
+    const Clock::time_point from = plan_.window->from_time();
+    const bool in_window = now >= from && now < plan_.window->to_time();
     if (status < 200 || status > 399) ++s.errors.status;
     const std::uint64_t bytes = plan_.echo ? plan_.echo_size : response_bytes_;
     response_bytes_ = 0;
     if (!in_window) return;
+    if (!served_in_window_) {
+      served_in_window_ = true;
+      ++s.connections_in_window;
+    }
     ++s.requests;
     s.bytes_read += bytes;
-    const auto second = static_cast<std::size_t>((now - plan_.measure_from) / std::chrono::seconds(1));
+    const auto second = static_cast<std::size_t>((now - from) / std::chrono::seconds(1));
     if (second < s.per_second.size()) ++s.per_second[second];
     const double actual = std::chrono::duration<double, std::micro>(now - sent_at_).count();
     if (plan_.mode == Mode::rate) {
@@ -447,6 +456,8 @@ class Connection {
   std::uint64_t gen_ = 0;
   int outstanding_ = 0;       // responses still due for the batch sent
   bool second_round_ = false; // idle mode: the first response has arrived
+  bool answered_ = false;          // a response has arrived (any time)
+  bool served_in_window_ = false;  // a response has arrived inside the window
   Clock::time_point sent_at_{}, intended_{}, connect_at_{};
   std::optional<ResponseParser> parser_;
   std::string partial_;
@@ -483,14 +494,8 @@ void Worker::run() {
   if (conns_.empty()) return;
   arm_opener();
   arm_sweep();
-  if (plan_.mode != Mode::idle) {
-    end_.expires_at(plan_.measure_to);
-    end_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) on_end();
-    });
-  } else {
-    arm_deadline(plan_.deadline);  // start_final_round() brings it forward
-  }
+  // Closed and rate mode: the main thread says when the window ends (end_window_at).
+  if (plan_.mode == Mode::idle) arm_deadline(plan_.deadline);  // start_final_round() brings it forward
   ioc_.run();
   // Normally every connection has finished; after the hard deadline some have not. Close
   // them and let their cancelled handlers run, so no operation outlives its memory.
@@ -537,7 +542,17 @@ void Worker::on_end() {
   opener_.cancel();
   for (auto& c : conns_) c->stop();
   if (running_ == 0) return;
-  arm_deadline(plan_.deadline);
+  arm_deadline(Clock::now() + plan_.timeout + std::chrono::seconds(1));
+}
+
+void Worker::end_window_at(Clock::time_point to) {
+  asio::post(ioc_, [this, to] {
+    if (running_ == 0) return;
+    end_.expires_at(to);
+    end_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) on_end();
+    });
+  });
 }
 
 // Past `at` nothing is waited for any more: every connection still running is counted as

@@ -4,8 +4,8 @@
 // thread, and merges their WorkerStats once they have returned.
 //
 // Threads: a Worker is built and its sockets opened on the calling thread *before* its thread
-// starts; from then on only its own thread touches it, except start_final_round() and
-// first_round_done(), which any thread may call. Its stats are read after the thread joined.
+// starts; from then on only its own thread touches it, except start_final_round(),
+// end_window_at(), first_round_done() and answered_once(), which any thread may call. Its stats are read after the thread joined.
 #include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -26,7 +26,28 @@ namespace shootout::load {
 
 using Clock = std::chrono::steady_clock;
 
-// Everything the workers need, fixed before they start; read-only while they run.
+// The measurement window's bounds, in Clock ticks since its epoch. Closed mode opens the window
+// only once every connection has been answered once (or a bound has passed), so the main
+// thread sets them while the workers run; the workers read them with relaxed loads (a response
+// that races the opening is counted on one side or the other, never twice). Until set, both
+// are "never": no response is in the window.
+struct WindowBounds {
+  static constexpr Clock::rep kNever = Clock::duration::max().count();
+  std::atomic<Clock::rep> from{kNever}, to{kNever};
+  void set(Clock::time_point f, Clock::time_point t) {
+    to.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    from.store(f.time_since_epoch().count(), std::memory_order_release);
+  }
+  Clock::time_point from_time() const {
+    return Clock::time_point(Clock::duration(from.load(std::memory_order_acquire)));
+  }
+  Clock::time_point to_time() const {
+    return Clock::time_point(Clock::duration(to.load(std::memory_order_relaxed)));
+  }
+};
+
+// Everything the workers need, fixed before they start; read-only while they run (but for
+// `window`, which the main thread sets once).
 struct Plan {
   Mode mode = Mode::closed;
   bool echo = false;
@@ -39,12 +60,14 @@ struct Plan {
   Clock::duration send_interval{};         // rate: between two sends of one connection
   Clock::duration rate_step{};             // rate: 1/rate, the phase shift between connections
   Clock::duration connect_interval{};      // per worker; zero: open all at once
-  Clock::time_point start, measure_from, measure_to;
+  Clock::time_point start;
+  WindowBounds* window = nullptr;  // owned by run_load(); set once, while the workers run
   // Idle mode: the first round (connect, first response) of every connection is bounded by
   // first_round_by, not by `timeout`; the main thread stops waiting for it then.
   Clock::time_point first_round_by;
   // The hard deadline: no worker waits past it (connections still running then are counted as
-  // connect errors or timeouts). Closed/rate: measure_to + timeout + 1 s. Idle: first_round_by
+  // connect errors or timeouts). Closed/rate: the window's end + timeout + 1 s, armed when the
+  // window ends (end_window_at). Idle: first_round_by
   // + the hold + timeout + 10 s (room for the sampler), brought forward to "now + timeout + 1 s"
   // when the final round starts.
   Clock::time_point deadline;
@@ -60,6 +83,7 @@ struct WorkerStats {
   LatencyHistogram latency, uncorrected;
   std::uint64_t requests = 0, bytes_read = 0, responses_total = 0, sent_total = 0;
   std::uint64_t idle_opened = 0, idle_alive = 0;
+  std::uint64_t connections_in_window = 0;  // connections with a response inside the window
   ErrorCounts errors;
   std::vector<std::uint64_t> per_second;
 };
@@ -82,6 +106,10 @@ class Worker {
   bool first_round_done() const { return first_round_done_.load(std::memory_order_acquire); }
   // Idle mode, any thread: every held connection sends its second request.
   void start_final_round();
+  // Closed and rate mode, any thread, once: the window ends at `to` (the worker stops then).
+  void end_window_at(Clock::time_point to);
+  // Any thread: connections that have had at least one response so far.
+  int answered_once() const { return answered_once_.load(std::memory_order_relaxed); }
 
   WorkerStats stats;
 
@@ -114,6 +142,7 @@ class Worker {
   int first_round_pending_ = 0;
   bool stopping_ = false;
   std::atomic<bool> first_round_done_{false};
+  std::atomic<int> answered_once_{0};
 };
 
 }  // namespace shootout::load

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "command.hpp"
@@ -36,6 +37,7 @@ struct RunFlags {
   double idle_hold_s = 2;
   bool quick = false;
   std::string out;
+  std::string server_args;
   CLI::App* app = nullptr;
 };
 
@@ -118,6 +120,10 @@ std::string resolve(RunFlags& f) {
     f.idle_hold_s = f.app->count("--idle-hold-seconds") ? f.idle_hold_s : 0.5;
   }
   if (f.app->count("--connections")) c.connections = f.connections;
+  {
+    std::istringstream words(f.server_args);
+    for (std::string w; words >> w;) c.server_args.push_back(w);
+  }
   try {
     c.duration = load::parse_duration(f.duration);
     c.warmup = load::parse_duration(f.warmup);
@@ -153,7 +159,8 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"handler", c.handler},     {"path", c.path},
           {"repeat", c.repeat},       {"pin", c.pin},
           {"loadgen_threads", c.threads}, {"nginx_workers", c.nginx_workers},
-          {"connect_rate", c.connect_rate}, {"timeout_ms", c.timeout.count()}};
+          {"connect_rate", c.connect_rate}, {"timeout_ms", c.timeout.count()},
+          {"server_args", c.server_args}};
 }
 
 // Graphs and report; prints where they are. Returns false if gnuplot failed.
@@ -249,6 +256,9 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("--repeat", c.repeat, "Runs per point (fresh server each); medians and spread")
       ->check(CLI::Range(1, 100))->capture_default_str();
   sub->add_flag("--pin", c.pin, "Server on CPU 0, load generator on CPU 1");
+  sub->add_option("--server-args", f->server_args,
+                  "Extra arguments for every model's server, one string (e.g. "
+                  "--server-args='--max-procs 50')");
   sub->add_flag("--quick", f->quick,
                 "Connections 1,100,1000; 1s window, 300ms warm-up, 0.5s idle hold");
   sub->add_option("--out", f->out, "Results folder (default: results/<timestamp>)");

@@ -28,7 +28,8 @@ const std::vector<Graph>& graphs() {
       {"memory", "Server memory (PSS)",
        "Left: the server's whole process tree (PSS, shared pages split between the processes "
        "that map them) while holding N idle keep-alive connections; right: what one connection "
-       "adds, (PSS with N idle connections - PSS before any connection) / N."},
+       "adds, (PSS with N idle connections - PSS before any connection) / the connections held. "
+       "Measured with no load running, so no point of it is load-generator bound."},
       {"latency", "p99 latency",
        "The 99th-percentile response time under closed-loop load: one request in a hundred "
        "waited at least this long."},
@@ -38,6 +39,11 @@ const std::vector<Graph>& graphs() {
       {"cpu", "CPU time per request",
        "User plus system CPU time the server used over the window, divided by the requests it "
        "answered: the cost of one request to the machine."},
+      {"ramp", "Time to take on N connections",
+       "From the first connect of the closed loop until every one of the N connections had had "
+       "its first answer: what accepting costs per connection (a fork, a thread, a fiber, a "
+       "struct). The measurement window opens only then; a point that never got there is "
+       "marked at its bound."},
   };
   return g;
 }
@@ -61,18 +67,20 @@ std::map<std::string, std::vector<const Point*>> series(const Results& r,
 std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "?"; }
 
 // Columns: 1 connections, 2 rps, 3 p99 ms, 4 PSS idle MB, 5 KB/conn, 6 switches/req,
-// 7 CPU us/req, 8 loadgen bound (0/1), 9 rps min, 10 rps max.
+// 7 CPU us/req, 8 loadgen bound (0/1), 9 rps min, 10 rps max, 11 closed window at N (0/1),
+// 12 idle hold at N (0/1), 13 seconds to take on N connections.
 void write_data(const std::string& path, const std::vector<const Point*>& pts) {
   std::ofstream out(path, std::ios::trunc);
   out << "# connections rps p99_ms pss_idle_mb kb_per_conn switches_per_req cpu_us_per_req "
-         "loadgen_bound rps_min rps_max\n";
+         "loadgen_bound rps_min rps_max at_n idle_at_n ramp_s\n";
   for (const Point* p : pts) {
     bool have_mem = p->pss_idle_mb > 0;
     out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
         << (have_mem ? num(p->pss_idle_mb) : "?") << ' '
         << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request)
         << ' ' << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' '
-        << num(p->rps_min) << ' ' << num(p->rps_max) << '\n';
+        << num(p->rps_min) << ' ' << num(p->rps_max) << ' ' << (p->at_n ? 1 : 0) << ' '
+        << (p->idle_at_n ? 1 : 0) << ' ' << num(p->ramp_s) << '\n';
   }
 }
 
@@ -82,8 +90,11 @@ struct Style {
   bool peer = false;
 };
 
-// One `plot` command: a line per server on column `col`, and the loadgen-bound circles.
-std::string plot_command(const std::vector<Style>& styles, int col, bool positive_only) {
+// One `plot` command: a line per server on column `col`; black crosses on the points that did
+// not reach N connections (column `at_n_col` is 0: their label's N is not what was measured);
+// and, for graphs of the loaded window, red circles on the load-generator-bound points.
+std::string plot_command(const std::vector<Style>& styles, int col, bool positive_only,
+                         int at_n_col, bool bound_circles) {
   std::string y = positive_only ? fmt::format("(${0} > 0 ? ${0} : 1/0)", col) : fmt::format("{}", col);
   std::string cmd = "plot ";
   for (const auto& s : styles) {
@@ -92,6 +103,14 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   }
   bool first = true;
   for (const auto& s : styles) {
+    cmd += fmt::format("'{}' using 1:(${} > 0 ? 1/0 : ${}) with points pt 2 ps 3 lw 3 lc rgb "
+                       "'#000000' {}, \\\n  ",
+                       s.file, at_n_col, col, first ? "title 'did not reach N (see table)'" : "notitle");
+    first = false;
+  }
+  first = true;
+  for (const auto& s : styles) {
+    if (!bound_circles) break;
     cmd += fmt::format("'{}' using 1:($8 > 0 ? ${} : 1/0) with points pt 6 ps 3 lw 2 lc rgb "
                        "'#d62728' {}, \\\n  ",
                        s.file, col, first ? "title 'load-generator bound'" : "notitle");
@@ -111,21 +130,24 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st) {
   std::string g;
   if (name == "rps") {
     g = "set title 'Requests per second (closed loop)'\nset ylabel 'requests/s'\nset yrange [0:*]\n" +
-        plot_command(st, 2, false);
+        plot_command(st, 2, false, 11, true);
   } else if (name == "memory") {
     g = "set multiplot layout 1,2\nset title 'Server PSS with N idle connections'\n"
-        "set ylabel 'PSS (MB)'\nset logscale y 10\n" + plot_command(st, 4, true) +
+        "set ylabel 'PSS (MB)'\nset logscale y 10\n" + plot_command(st, 4, true, 12, false) +
         "set title 'Memory per connection'\nset ylabel 'KB per connection'\n" +
-        plot_command(st, 5, true) + "unset multiplot\nunset logscale y\n";
+        plot_command(st, 5, true, 12, false) + "unset multiplot\nunset logscale y\n";
   } else if (name == "latency") {
     g = "set title 'p99 latency (closed loop)'\nset ylabel 'p99 latency (ms)'\nset logscale y 10\n" +
-        plot_command(st, 3, true) + "unset logscale y\n";
+        plot_command(st, 3, true, 11, true) + "unset logscale y\n";
   } else if (name == "switches") {
     g = "set title 'Context switches per request'\nset ylabel 'switches/request'\nset logscale y 10\n" +
-        plot_command(st, 6, true) + "unset logscale y\n";
+        plot_command(st, 6, true, 11, true) + "unset logscale y\n";
+  } else if (name == "ramp") {
+    g = "set title 'Time until all N connections were answered once'\nset ylabel 'seconds'\n"
+        "set logscale y 10\n" + plot_command(st, 13, true, 11, false) + "unset logscale y\n";
   } else {
     g = "set title 'Server CPU time per request'\nset ylabel 'CPU us/request'\nset logscale y 10\n" +
-        plot_command(st, 7, true) + "unset logscale y\n";
+        plot_command(st, 7, true, 11, true) + "unset logscale y\n";
   }
   return g + "set yrange [*:*]\n";
 }

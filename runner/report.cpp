@@ -74,16 +74,20 @@ std::string finding(const Results& r, const std::string& graph) {
     if (graph == "memory") return p.pss_idle_mb;
     if (graph == "latency") return p.p99_us / 1000;
     if (graph == "switches") return p.switches_per_request;
+    if (graph == "ramp") return p.ramp_s;
     return p.cpu_us_per_request;
   };
+  // Only points measured at N are ranked: a point that reached fewer is not what its label says.
+  auto at_n = [&](const Point& p) { return graph == "memory" ? p.idle_at_n : p.at_n; };
   for (const auto& p : r.points) {
-    if (!p.ok() || p.connections != top) continue;
+    if (!p.ok() || p.connections != top || !at_n(p)) continue;
     if (!best || value(p) > value(*best)) best = &p;
     if (!worst || value(p) < value(*worst)) worst = &p;
   }
   if (!best || best == worst) return "";
   const char* unit = graph == "rps" ? " req/s" : graph == "memory" ? " MB" : graph == "latency" ? " ms"
-                   : graph == "switches" ? " switches/request" : " µs/request";
+                   : graph == "switches" ? " switches/request" : graph == "ramp" ? " s"
+                   : " µs/request";
   return fmt::format(" At {} connections the highest is {} ({}{}{}) and the lowest {} ({}{}{}).",
                      top, best->server, fmt_num(value(*best)), unit,
                      best->loadgen_bound ? ", load-generator bound" : "", worst->server,
@@ -97,7 +101,10 @@ std::string graph_sections(const Results& r, const std::string& graph_error) {
   for (const auto& g : graphs()) {
     s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}", g.title, g.title, g.name, g.what,
                      finding(r, g.name));
-    s += fmt::format(" Red circles: load-generator bound. (PNG: `graphs/{}.png`.)\n\n", g.name);
+    s += fmt::format(" Black crosses: points that did not reach N connections (the table says what "
+                     "they reached); they are never ranked.{} (PNG: `graphs/{}.png`.)\n\n",
+                     g.name == "memory" || g.name == "ramp" ? "" : " Red circles: load-generator bound.",
+                     g.name);
   }
   return s;
 }
@@ -117,7 +124,11 @@ std::string table(const Results& r) {
     }
     s += fmt::format(
         "| {} | {} | {} | {}-{} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2f} | {} |\n",
-        p.server, p.connections, fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max),
+        p.server,
+        p.at_n && p.idle_at_n ? std::to_string(p.connections)
+                              : fmt::format("{} (reached {} loaded, {} idle)", p.connections,
+                                            p.reached, p.idle_opened),
+        fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max),
         fmt_num(p.p50_us / 1000), fmt_num(p.p99_us / 1000), p.errors, fmt_num(p.cpu_us_per_request),
         fmt_num(p.switches_per_request), p.switches_complete ? "" : "*", fmt_num(p.pss_baseline_mb),
         fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb), p.processes_peak, p.threads_peak,

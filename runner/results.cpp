@@ -13,7 +13,7 @@ namespace shootout::runner {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     Point, server, kind, connections, status, reason, notes, repeats, window_s, rps, rps_min,
     rps_max, requests, errors, p50_us, p90_us, p99_us, p999_us, max_us, mean_us, p99_min_us,
-    p99_max_us, server_cpu_us, cpu_us_per_request, server_cpu_cores, switches_per_request,
+    p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, server_cpu_us, cpu_us_per_request, server_cpu_cores, switches_per_request,
     voluntary_per_request, involuntary_per_request, switches_complete, processes_peak,
     threads_peak, pss_load_mb, pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened,
     idle_alive, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
@@ -23,7 +23,8 @@ namespace {
 // CSV column order: what people compare first comes first. Every Point field but `runs`.
 const std::vector<std::string>& csv_columns() {
   static const std::vector<std::string> cols = {
-      "server", "kind", "connections", "status", "reason", "repeats", "rps", "rps_min",
+      "server", "kind", "connections", "status", "reason", "repeats", "reached", "at_n",
+      "idle_at_n", "ramp_s", "ramp_reached", "sampler_short", "rps", "rps_min",
       "rps_max", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "p99_min_us",
       "p99_max_us", "requests", "errors", "window_s", "server_cpu_us", "cpu_us_per_request",
       "server_cpu_cores", "switches_per_request", "voluntary_per_request",

@@ -32,6 +32,16 @@ struct Point {
   double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0, mean_us = 0;
   double p99_min_us = 0, p99_max_us = 0;
 
+  // Concurrency reached (medians over the runs). The point is "at N" when at least
+  // kAtNShare of its N connections were served inside the window (reached); otherwise its
+  // figures are kept but drawn apart and labelled "reached K of N", and never ranked.
+  std::uint64_t reached = 0;     // connections with a response inside the window
+  bool at_n = false;
+  double ramp_s = 0;             // time until all N had been answered once (or the bound)
+  std::uint64_t ramp_reached = 0;  // connections answered once by then
+  bool sampler_short = false;    // the server sampler covered < 90% of the window
+  bool idle_at_n = false;        // the idle hold got kAtNShare of N connections answered
+
   // the server over the window
   double server_cpu_us = 0, cpu_us_per_request = 0, server_cpu_cores = 0;
   double switches_per_request = 0, voluntary_per_request = 0, involuntary_per_request = 0;
@@ -42,7 +52,7 @@ struct Point {
   // idle hold: N idle keep-alive connections held open
   double pss_baseline_mb = 0;  // before any connection
   double pss_idle_mb = 0;      // with the N connections idle
-  double mem_per_conn_kb = 0;  // (pss_idle - pss_baseline) / N
+  double mem_per_conn_kb = 0;  // (pss_idle - pss_baseline) / connections held, never < 0
   std::uint64_t idle_opened = 0, idle_alive = 0;
 
   // the load generator over the window
@@ -59,6 +69,10 @@ struct Point {
 // The loadgen-bound rule: the load generator used at least this share of one core per thread
 // during the window, so the number measured is (at least partly) its own ceiling.
 constexpr double kLoadgenBoundShare = 0.90;
+
+// The at-N rule: a point is measured at N connections when at least this share of them got a
+// response inside the window.
+constexpr double kAtNShare = 0.95;
 
 struct Results {
   nlohmann::json meta;         // command line, machine, versions, configuration, timestamps

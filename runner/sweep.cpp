@@ -60,10 +60,10 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
   Launched l;
   l.stats_file = fmt::format("{}/servers/{}.stats.json", c.out_dir, tag);
   std::string log = fmt::format("{}/servers/{}.log", c.out_dir, tag);
-  l.child = std::make_unique<Child>(
-      std::vector<std::string>{c.binary, "serve", "--model", model, "--handler", c.handler,
-                               "--host", "127.0.0.1", "--port", "0", "--stats-file", l.stats_file},
-      log, c.pin ? 0 : -1);
+  std::vector<std::string> argv{c.binary, "serve", "--model", model, "--handler", c.handler,
+                                "--host", "127.0.0.1", "--port", "0", "--stats-file", l.stats_file};
+  argv.insert(argv.end(), c.server_args.begin(), c.server_args.end());
+  l.child = std::make_unique<Child>(argv, log, c.pin ? 0 : -1);
   auto line = l.child->wait_for_line("listening on ", kStartTimeout);
   if (!line) {
     auto st = l.child->poll();
@@ -137,6 +137,13 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   lc.timeout = c.timeout;
   lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
   lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
+  // How long N connections may take to be taken on before the window opens (closed loop) or
+  // the hold begins (idle): 5 s + 2 ms each, beyond the connect ramp. A server that forks per
+  // connection takes ~0.85 ms a fork here, so 10,000 are at N after ~9 s; one that cannot get
+  // there (--max-procs) is measured at what it reached and marked.
+  const milliseconds take_on(5'000 + 2 * static_cast<long>(n));
+  lc.ramp_timeout = lc.warmup + take_on;
+  lc.open_timeout = take_on;
   load::SamplerConfig sc;
   sc.pid = pid;
   sc.stats_file = stats_file;
@@ -183,7 +190,8 @@ std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, mil
 
 // The longest a load run may take: its own plan plus a generous margin.
 milliseconds load_limit(const load::LoadConfig& lc) {
-  return lc.warmup + lc.duration + 2 * lc.timeout + milliseconds(30'000) +
+  return lc.warmup + lc.duration + 2 * lc.timeout + milliseconds(30'000) + lc.ramp_timeout +
+         (lc.mode == load::Mode::idle ? lc.open_timeout : milliseconds(0)) +
          milliseconds(lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0);
 }
 
@@ -302,8 +310,20 @@ void fill_server(Point& p, const std::vector<Run>& ok) {
     return r.closed->requests ? v / static_cast<double>(r.closed->requests) : 0.0;
   };
   auto srv = [](const Run& r) -> const load::ServerSample& { return *r.closed->server; };
+  // The sampler's window may be shorter than the load's when its first snapshot is slow (a
+  // tree of thousands of threads): CPU per request is then taken over the requests of the
+  // part it covered (evenly spread), and the point says so.
+  auto covered = [&](const Run& r) {
+    const double load_s = r.closed->elapsed_s;
+    return load_s > 0 ? std::min(1.0, srv(r).window_s / load_s) : 1.0;
+  };
+  p.sampler_short = std::any_of(ok.begin(), ok.end(), [&](const Run& r) { return covered(r) < 0.9; });
+  if (p.sampler_short)
+    p.notes.push_back(fmt::format("the server sampler covered only {:.0f}% of the window (its "
+                                  "snapshots of the process tree are slow): CPU per request is "
+                                  "over that part", 100 * med(ok, covered)));
   p.server_cpu_us = med(ok, [&](const Run& r) { return double(srv(r).cpu_us); });
-  p.cpu_us_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)); });
+  p.cpu_us_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)) / covered(r); });
   p.server_cpu_cores = med(ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
   p.voluntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw)); });
   p.involuntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nivcsw)); });
@@ -321,14 +341,28 @@ void fill_memory(Point& p, const std::vector<Run>& ok) {
     if (r.idle && r.idle->server) idle.push_back(r);
   if (idle.empty()) return;
   p.pss_idle_mb = med(idle, [](const Run& r) { return r.idle->server->pss_kb / 1024.0; });
-  p.mem_per_conn_kb = med(idle, [&](const Run& r) {
-    return (double(r.idle->server->pss_kb) - double(r.baseline_pss_kb)) / p.connections;
-  });
   p.idle_opened = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_opened); }));
   p.idle_alive = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_alive); }));
-  if (p.idle_opened < static_cast<std::uint64_t>(p.connections))
-    p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer",
-                                  p.idle_opened, p.connections));
+  // Per connection *held*: the memory was read with idle_opened connections open, not N.
+  // PSS can fall between the baseline and the hold (pages freed after the closed loop) by more
+  // than a handful of connections cost: that is noise, said as such, never a negative cost.
+  double fell_kb = 0;
+  p.mem_per_conn_kb = med(idle, [&](const Run& r) {
+    const double held = static_cast<double>(r.idle->idle_opened);
+    const double grew = double(r.idle->server->pss_kb) - double(r.baseline_pss_kb);
+    if (grew < 0) fell_kb = std::max(fell_kb, -grew);
+    return held > 0 ? std::max(0.0, grew) / held : 0.0;
+  });
+  if (fell_kb > 0)
+    p.notes.push_back(fmt::format("idle hold: PSS fell by {:.0f} KB from the baseline while "
+                                  "holding the connections (noise larger than their cost): "
+                                  "counted as 0 per connection", fell_kb));
+  p.idle_at_n = static_cast<double>(p.idle_opened) >= kAtNShare * p.connections;
+  if (!p.idle_at_n) {
+    p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer; "
+                                  "memory per connection is over those {}",
+                                  p.idle_opened, p.connections, p.idle_opened));
+  }
 }
 
 void fill_loadgen(Point& p, const std::vector<Run>& ok, const SweepConfig& c) {
@@ -382,6 +416,14 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
   p.requests = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->requests); }));
   p.errors = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->errors.total()); }));
   if (p.errors) p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
+  p.reached = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->connections_in_window); }));
+  p.ramp_s = med(ok, [](const Run& r) { return r.closed->ramp_s; });
+  p.ramp_reached = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->ramp_reached); }));
+  p.at_n = static_cast<double>(p.reached) >= kAtNShare * p.connections;
+  if (!p.at_n)
+    p.notes.push_back(fmt::format("reached {} of {} connections: only {} were served in the "
+                                  "window ({} answered by the end of the {:.1f} s ramp)",
+                                  p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
   fill_latency(p, ok);
   fill_server(p, ok);
   fill_memory(p, ok);

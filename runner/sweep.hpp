@@ -54,6 +54,8 @@ struct SweepConfig {
   // connections the mean latency is N / throughput, seconds at 10,000: keep it generous.
   std::chrono::milliseconds timeout{10'000};
   std::string out_dir;
+  // Extra arguments for every model's `shootout serve` (e.g. --max-procs 50); peers ignore them.
+  std::vector<std::string> server_args;
 };
 
 // The planned wall time of one run of one point (for the ETA), in seconds.

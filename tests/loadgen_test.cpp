@@ -327,6 +327,63 @@ TEST(LoadgenOwnServer, IdleHoldKeepsEveryConnection) {
   std::filesystem::remove_all(dir);
 }
 
+// Closed mode opens its window only once every connection has been answered: a server that
+// forks per connection is measured at N, not at the pace it takes connections on.
+TEST(LoadgenOwnServer, ClosedWindowOpensOnceEveryConnectionIsAnswered) {
+  ServerProcess server({"--model", "forked"});
+  LoadConfig c = quick(own_url(server), 200, 1s);
+  c.threads = 2;
+  c.ramp_timeout = 300s;  // a bound only: the ramp ends when all 200 have been answered
+  c.timeout = 60s;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.ramp_reached, 200u);
+  EXPECT_EQ(r.connections_in_window, 200u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(r.to_json()["concurrency"]["served_in_window"].get<int>(), 200);
+  EXPECT_EQ(server.stop(), 0);
+}
+
+// A server that cannot take on N (at most 5 live children) is not reported at N: the ramp
+// gives up at its bound with 5 answered, and only those 5 are served in the window (each keeps
+// its child; the other 15 wait in the backlog, time out and reconnect).
+TEST(LoadgenOwnServer, ConnectionsTheServerCannotTakeAreNotCountedAsServed) {
+  ServerProcess server({"--model", "forked", "--max-procs", "5"});
+  LoadConfig c = quick(own_url(server), 20, 1s);
+  c.ramp_timeout = 1s;
+  c.timeout = 500ms;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_LE(r.ramp_reached, 5u);
+  EXPECT_GT(r.connections_in_window, 0u);
+  EXPECT_LE(r.connections_in_window, 5u);
+  EXPECT_GT(r.errors.timeout, 0u);
+  EXPECT_NE(r.summary().find("served in the window: " + std::to_string(r.connections_in_window) +
+                             " of 20"),
+            std::string::npos)
+      << r.summary();
+  EXPECT_EQ(server.stop(), 0);
+}
+
+// CPU over a window can never exceed the CPUs times the window, over short windows as well as
+// long ones (a window timed from the end of a slow first snapshot gave 13.5 cores on 2).
+TEST(LoadgenOwnServer, ServerCpuNeverExceedsTheCoresOverTheWindow) {
+  auto dir = temp_dir("cores");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "threaded", "--stats-file", stats});
+  const double cpus = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+  for (auto window : {100ms, 300ms, 1500ms}) {
+    LoadConfig c = quick(own_url(server, "/cpu?us=2000"), 8, window);
+    c.server = shootout::load::SamplerConfig{server.pid(), stats, 50ms};
+    const LoadResult r = shootout::load::run_load(c);
+    ASSERT_TRUE(r.server.has_value());
+    EXPECT_GT(r.server->cpu_us, 0u);
+    EXPECT_LE(static_cast<double>(r.server->cpu_us), cpus * r.server->window_s * 1e6)
+        << "window " << window.count() << " ms: " << r.server->cpu_us << " us of CPU in "
+        << r.server->window_s << " s on " << cpus << " CPUs";
+  }
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LoadgenOwnServer, EchoVerifiesEveryByte) {
   ServerProcess server({"--model", "threaded", "--handler", "echo"});
   LoadConfig c = quick("tcp://127.0.0.1:" + std::to_string(server.port()), 4, 1s);

@@ -242,6 +242,41 @@ void expect_peer_answers(const std::string& peer) {
 TEST(RunnerPeers, NginxAnswersFromGeneratedConfig) { expect_peer_answers("nginx"); }
 TEST(RunnerPeers, ApacheEventAnswersFromGeneratedConfig) { expect_peer_answers("apache-event"); }
 
+// A point is labelled N only when N connections were served in its window. The forked model
+// capped at 50 live children, swept at 200 connections, serves 50 at a time (the other 150
+// wait in the backlog, their requests time out and they reconnect): the point keeps its
+// figures but says it reached at most 50, and the report never ranks it.
+TEST(RunnerTruth, APointThatCannotReachNIsMarkedWithWhatItReached) {
+  fs::path dir = temp_dir("truth");
+  std::string err;
+  ASSERT_EQ(run_cli({"run", "--models", "forked", "--server-args=--max-procs 50", "--connections",
+                     "200", "--duration", "1s", "--warmup", "100ms", "--timeout", "1s",
+                     "--idle-hold-seconds", "0.2", "--out", dir.string()},
+                    300s, &err),
+            0)
+      << err;
+  auto j = nlohmann::json::parse(read_file(dir / "results.json"));
+  ASSERT_EQ(j["points"].size(), 1u);
+  const auto& p = j["points"][0];
+  ASSERT_EQ(p["status"], "ok") << p.dump();
+  EXPECT_EQ(p["connections"].get<int>(), 200);
+  EXPECT_FALSE(p["at_n"].get<bool>()) << p.dump();
+  EXPECT_LE(p["reached"].get<int>(), 50) << p.dump();
+  EXPECT_GT(p["reached"].get<int>(), 0) << p.dump();
+  EXPECT_LE(p["ramp_reached"].get<int>(), 50) << p.dump();
+  EXPECT_FALSE(p["idle_at_n"].get<bool>()) << p.dump();
+  EXPECT_LE(p["idle_opened"].get<int>(), 50) << p.dump();
+  EXPECT_GE(p["mem_per_conn_kb"].get<double>(), 0.0);
+  bool said = false;
+  for (const auto& n : p["notes"]) said = said || n.get<std::string>().find("reached") == 0;
+  EXPECT_TRUE(said) << p["notes"].dump();
+  const std::string report = read_file(dir / "report.md");
+  EXPECT_NE(report.find("200 (reached "), std::string::npos) << report;
+  const std::string csv = read_file(dir / "results.csv");
+  EXPECT_NE(csv.find("\nforked,model,200,ok,"), std::string::npos) << csv;
+  fs::remove_all(dir);
+}
+
 TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
   fs::path dir = temp_dir("interrupt");
   Process p({shootout_binary(), "run", "--models", two_models().front(), "--connections",
