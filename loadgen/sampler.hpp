@@ -73,6 +73,7 @@ struct TreeSnapshot {
   std::optional<std::uint64_t> server_requests;   // the stats file's `requests`
   bool alive = true;                              // the root pid still existed
   int cpu_attempts = 0;  // CPU snapshots: passes needed until no process was reaped mid-way
+  bool cpu_consistent = true;  // CPU snapshots: a pass with no process reaped mid-way was found
 };
 
 struct ServerSample {
@@ -92,6 +93,9 @@ struct ServerSample {
   double sampler_cpu_us = 0;       // CPU the snapshots cost the sampling process
   double snapshot_ms_max = 0;      // longest single snapshot (wall time)
   bool server_exited = false;
+  // False when a CPU snapshot could not be taken at one instant (children reaped under every
+  // pass): cpu_us may then count a child's past CPU in the window. Say so; never use it.
+  bool cpu_consistent = true;
   nlohmann::json to_json() const;
 };
 

@@ -2,6 +2,8 @@
 // the table of every point, failures and caps.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -13,6 +15,7 @@ namespace shootout::runner {
 namespace {
 
 std::string fmt_num(double v, int digits = 3) {
+  if (!std::isfinite(v)) return "?";  // a figure that was not measured or could not be true
   if (v == 0) return "0";
   if (v >= 1000) return fmt::format("{:.0f}", v);
   return fmt::format("{:.{}g}", v, digits);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -68,7 +69,14 @@ nlohmann::json to_json(const Point& p) {
   return j;
 }
 
-Point point_from_json(const nlohmann::json& j) { return j.get<Point>(); }
+// A figure that was not measured or could not be true is NaN in a Point and null in JSON
+// (nlohmann writes NaN as null); read back, null is NaN again.
+Point point_from_json(const nlohmann::json& j) {
+  nlohmann::json copy = j;
+  for (auto& [key, value] : copy.items())
+    if (value.is_null() && key != "runs") value = std::numeric_limits<double>::quiet_NaN();
+  return copy.get<Point>();
+}
 
 nlohmann::json to_json(const Results& r) {
   nlohmann::json j;

@@ -6,7 +6,10 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <limits>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -322,9 +325,27 @@ void fill_server(Point& p, const std::vector<Run>& ok) {
     p.notes.push_back(fmt::format("the server sampler covered only {:.0f}% of the window (its "
                                   "snapshots of the process tree are slow): CPU per request is "
                                   "over that part", 100 * med(ok, covered)));
-  p.server_cpu_us = med(ok, [&](const Run& r) { return double(srv(r).cpu_us); });
-  p.cpu_us_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)) / covered(r); });
-  p.server_cpu_cores = med(ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
+  // A CPU figure that cannot be true (more than the CPUs over the window, or a snapshot that
+  // could not be taken at one instant) is not used: said, and left out of the medians.
+  const double cpus = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  std::vector<Run> cpu_ok;
+  for (const auto& r : ok) {
+    const auto& s = srv(r);
+    const double cores = s.cpu_us / 1e6 / std::max(1e-9, s.window_s);
+    if (s.cpu_consistent && cores <= cpus) {
+      cpu_ok.push_back(r);
+      continue;
+    }
+    p.notes.push_back(fmt::format(
+        "a run's server CPU was not used: {:.2f} s over a {:.2f} s window on {:.0f} CPUs{}",
+        s.cpu_us / 1e6, s.window_s, cpus,
+        s.cpu_consistent ? " (more than the CPUs can give)"
+                         : " (children were reaped under every snapshot pass)"));
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  p.server_cpu_us = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return double(srv(r).cpu_us); });
+  p.cpu_us_per_request = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)) / covered(r); });
+  p.server_cpu_cores = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
   p.voluntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw)); });
   p.involuntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nivcsw)); });
   p.switches_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw + srv(r).nivcsw)); });
