@@ -85,7 +85,7 @@ Command add_load_command(CLI::App& app) {
   sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
   sub->add_option("--ramp-timeout", f.ramp_timeout,
                   "Closed loop: open the window at most this long after the start even if not "
-                  "every connection has been answered (0s: 5 s + 2 ms per connection)")
+                  "every connection has been answered (0s: 5 s + 10 ms per connection)")
       ->check(duration_check())->capture_default_str();
   sub->add_option("--open-timeout", f.open_timeout,
                   "Idle: time after the ramp for every connection's first response")

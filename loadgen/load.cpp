@@ -292,10 +292,12 @@ LoadResult run_load(const LoadConfig& config) {
   if (c.mode == Mode::idle) bounds.set(plan.start, Clock::time_point(Clock::duration(WindowBounds::kNever)));
   if (c.mode == Mode::rate) bounds.set(plan.start + c.warmup, plan.start + c.warmup + c.duration);
   set_deadlines(plan, c);
-  const auto ramp_bound =
+  const auto ramp_bound = std::max(
+      plan.start + c.warmup,
       plan.start + (c.ramp_timeout.count() > 0
                         ? c.ramp_timeout
-                        : std::chrono::milliseconds(5'000 + 2 * static_cast<long>(c.connections)));
+                        : std::chrono::milliseconds(5'000 + 10 * static_cast<long>(c.connections))));
+  if (c.mode == Mode::closed) plan.first_round_by = ramp_bound;
 
   Window window(c);
   std::vector<std::thread> threads;
@@ -313,7 +315,7 @@ LoadResult run_load(const LoadConfig& config) {
     for (auto& w : workers) w->start_final_round();
   } else {
     if (c.mode == Mode::closed) {
-      wait_ramp(workers, c.connections, std::max(ramp_bound, plan.start + c.warmup));
+      wait_ramp(workers, c.connections, ramp_bound);
       note_ramp();
       const auto from = std::max(Clock::now(), plan.start + c.warmup);
       bounds.set(from, from + c.duration);

@@ -55,7 +55,7 @@ struct LoadConfig {
   std::chrono::milliseconds open_timeout{60'000};
   // Closed mode: the window opens after the warm-up *and* once every connection has had a
   // response, so a point is measured at N connections, not at the pace a server takes them on;
-  // but no later than this after the start (0: 5 s + 2 ms per connection). ramp_s and
+  // but no later than this after the start (0: 5 s + 10 ms per connection). ramp_s and
   // ramp_reached say how it went.
   std::chrono::milliseconds ramp_timeout{0};
   double rate = 0;                             // rate mode: requests/s in total

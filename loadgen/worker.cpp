@@ -122,14 +122,18 @@ class Connection {
   }
 
   void check_timeout(Clock::time_point now) {
-    // Idle mode's first round waits for the server as long as the plan allows: a connection
-    // still in the backlog, or on its way to a new thread or process, is not lost.
-    const bool opening = plan_.mode == Mode::idle && !second_round_;
-    if (state_ == State::connecting &&
-        (opening ? now > plan_.first_round_by : now - connect_at_ > plan_.timeout))
+    // Idle mode's first round, and closed mode's first answer of each connection (the ramp),
+    // wait for the server as long as the plan allows: a connection still in the backlog, or on
+    // its way to a new thread or process, is not lost.
+    const bool opening = plan_.mode == Mode::idle ? !second_round_
+                                                  : plan_.mode == Mode::closed && !answered_;
+    auto late = [&](Clock::time_point since) {
+      const Clock::time_point due = since + plan_.timeout;
+      return now > (opening ? std::max(due, plan_.first_round_by) : due);
+    };
+    if (state_ == State::connecting && late(connect_at_))
       fail(ErrorKind::connect);
-    else if (state_ == State::active && outstanding_ > 0 &&
-             (opening ? now > plan_.first_round_by : now - sent_at_ > plan_.timeout))
+    else if (state_ == State::active && outstanding_ > 0 && late(sent_at_))
       fail(ErrorKind::timeout);
   }
 

@@ -63,7 +63,8 @@ struct Plan {
   Clock::time_point start;
   WindowBounds* window = nullptr;  // owned by run_load(); set once, while the workers run
   // Idle mode: the first round (connect, first response) of every connection is bounded by
-  // first_round_by, not by `timeout`; the main thread stops waiting for it then.
+  // first_round_by, not by `timeout`; the main thread stops waiting for it then. Closed mode:
+  // the ramp's bound, for each connection's first answer.
   Clock::time_point first_round_by;
   // The hard deadline: no worker waits past it (connections still running then are counted as
   // connect errors or timeouts). Closed/rate: the window's end + timeout + 1 s, armed when the

@@ -141,10 +141,11 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
   lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
   // How long N connections may take to be taken on before the window opens (closed loop) or
-  // the hold begins (idle): 5 s + 2 ms each, beyond the connect ramp. A server that forks per
-  // connection takes ~0.85 ms a fork here, so 10,000 are at N after ~9 s; one that cannot get
-  // there (--max-procs) is measured at what it reached and marked.
-  const milliseconds take_on(5'000 + 2 * static_cast<long>(n));
+  // the hold begins (idle): 5 s + 10 ms each, beyond the connect ramp. The forked server took
+  // on ~160 connections a second under load on 2026-12-01 (a fork of a threaded parent, not
+  // the 0.85 ms of a small process), so 10,000 are at N after about a minute; one that cannot
+  // get there (--max-procs) is measured at what it reached and marked.
+  const milliseconds take_on(5'000 + 10 * static_cast<long>(n));
   lc.ramp_timeout = lc.warmup + take_on;
   lc.open_timeout = take_on;
   load::SamplerConfig sc;
