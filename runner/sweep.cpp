@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <condition_variable>
 #include <exception>
@@ -269,8 +270,12 @@ Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, 
   return run;
 }
 
+// Of the runs that have the figure: NaN (not measured, or not true) is left out, and is the
+// answer when no run has it.
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
+  std::erase_if(v, [](double x) { return std::isnan(x); });
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
   std::sort(v.begin(), v.end());
   std::size_t m = v.size() / 2;
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
@@ -373,8 +378,9 @@ void fill_memory(Point& p, const std::vector<Run>& ok) {
     const double held = static_cast<double>(r.idle->idle_opened);
     const double grew = double(r.idle->server->pss_kb) - double(r.baseline_pss_kb);
     if (grew < 0) fell_kb = std::max(fell_kb, -grew);
-    return held > 0 ? std::max(0.0, grew) / held : 0.0;
+    return held > 0 ? std::max(0.0, grew) / held : std::numeric_limits<double>::quiet_NaN();
   });
+  // (No connection held in any run: no per-connection figure at all, NaN, "?" in the report.)
   if (fell_kb > 0)
     p.notes.push_back(fmt::format("idle hold: PSS fell by {:.0f} KB from the baseline while "
                                   "holding the connections (noise larger than their cost): "
