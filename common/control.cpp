@@ -22,16 +22,31 @@ sigset_t server_signals() {
   for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&set, s);
   return set;
 }
+
+// Signals the server has no use for whose default action would end the process. Someone else's
+// SIGHUP (a closed terminal, a "reload" meant for nginx), SIGALRM or real-time signal must not
+// take the server down or cut its responses, so they are ignored. Left at their defaults on
+// purpose: SIGQUIT and SIGKILL (a person's "die now"), the fault signals (SIGSEGV, SIGBUS,
+// SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS: a fault must stay fatal, and sanitizers catch
+// them), SIGXCPU and SIGXFSZ (limits someone set on purpose), SIGPROF (a profiler's).
+void ignore_unused_signals() {
+  for (int s : {SIGHUP, SIGPIPE, SIGALRM, SIGVTALRM, SIGIO, SIGPWR, SIGSTKFLT})
+    std::signal(s, SIG_IGN);
+  for (int s = SIGRTMIN; s <= SIGRTMAX; ++s) std::signal(s, SIG_IGN);
+}
 }  // namespace
 
 void block_server_signals() {
-  std::signal(SIGPIPE, SIG_IGN);
+  ignore_unused_signals();  // SIGPIPE among them: writes use MSG_NOSIGNAL anyway
   sigset_t set = server_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 void unblock_signals_in_child(void (*on_stop)(int)) {
-  for (int s : {SIGUSR1, SIGUSR2, SIGCHLD}) std::signal(s, SIG_DFL);
+  // SIGUSR1 and SIGUSR2 mean something to the parent's control thread only: a child (which
+  // has none) ignores them, so one sent to the whole process group ends no connection.
+  for (int s : {SIGUSR1, SIGUSR2}) std::signal(s, SIG_IGN);
+  std::signal(SIGCHLD, SIG_DFL);
   struct sigaction sa {};
   sa.sa_handler = on_stop;
   sigemptyset(&sa.sa_mask);
@@ -81,7 +96,7 @@ void SignalActions::on_signal(int sig) {
       stopping_ = true;
       callbacks_.on_stop();
       break;
-    default:
+    default:  // SIGUSR2 from outside (SignalFd): the server has no use for it
       break;
   }
 }
@@ -100,7 +115,9 @@ SignalControl::SignalControl(Callbacks callbacks, std::string stats_file, std::s
 }
 
 SignalControl::~SignalControl() {
-  // SIGUSR2 is the control thread's own "quit" signal.
+  // SIGUSR2, sent by this destructor after quitting_ is set, is the control thread's own "quit"
+  // signal. One from outside, with quitting_ still false, is ignored (see run()).
+  quitting_.store(true);
   pthread_kill(thread_.native_handle(), SIGUSR2);
   thread_.join();
   actions_.write_stats();
@@ -113,7 +130,14 @@ void SignalControl::run() {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGUSR2) return;
+    // Only our own SIGUSR2 ends the thread: if an outside one did, nobody would receive
+    // SIGTERM and SIGINT any more (blocked in every thread), and the server could not be
+    // stopped. quitting_ is set before the destructor sends its SIGUSR2, so that one (or an
+    // outside one merged with it) is always seen with quitting_ true.
+    if (sig == SIGUSR2) {
+      if (quitting_.load()) return;
+      continue;
+    }
     actions_.on_signal(sig);
   }
 }

@@ -3,18 +3,23 @@
 //
 //   block_server_signals()  main thread, first thing, before any thread exists: blocks SIGTERM,
 //                           SIGINT, SIGUSR1, SIGUSR2 and SIGCHLD in every thread created later,
-//                           and ignores SIGPIPE (writes use MSG_NOSIGNAL anyway).
+//                           and ignores the signals the server does not use whose default would
+//                           end it: SIGHUP, SIGPIPE (writes use MSG_NOSIGNAL anyway), SIGALRM,
+//                           SIGVTALRM, SIGIO, SIGPWR, SIGSTKFLT and the real-time signals.
 //   SignalControl           starts the control thread. The first SIGTERM or SIGINT runs
 //                           on_stop (once); a second one exits at once with status 1. SIGUSR1
 //                           writes the stats file. SIGCHLD runs on_child (forked model).
-//                           Callbacks run on the control thread.
+//                           SIGUSR2 from outside is ignored: only the destructor's own SIGUSR2
+//                           ends the thread, which must live as long as the server, since no
+//                           other thread receives SIGTERM. Callbacks run on the control thread.
 //   SignalFd                the same actions without a thread: a signalfd that an event loop
 //                           watches, calling handle() when it is readable (the evented
 //                           model, whose process then needs no thread besides its loops).
 //   unblock_signals_in_child(on_stop)  a forked child (which inherits the parent's blocked set)
-//                           installs `on_stop` for SIGTERM and SIGINT (no SA_RESTART), restores
-//                           the default for the others, and only then unblocks them, so a stop
-//                           signal already pending reaches the child's own handler.
+//                           installs `on_stop` for SIGTERM and SIGINT (no SA_RESTART), ignores
+//                           SIGUSR1 and SIGUSR2 (the parent's business), restores the default
+//                           for SIGCHLD, and only then unblocks them, so a stop signal already
+//                           pending reaches the child's own handler.
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -71,7 +76,8 @@ class SignalControl {
  private:
   void run();
   SignalActions actions_;
-  std::atomic<bool> started_{false};  // the control thread has reached run()
+  std::atomic<bool> started_{false};   // the control thread has reached run()
+  std::atomic<bool> quitting_{false};  // set by the destructor before its SIGUSR2
   std::thread thread_;
 };
 

@@ -28,17 +28,26 @@ void burn_cpu(std::chrono::microseconds amount) {
 WorkResult read_file(const std::string& path, std::uint64_t limit) {
   WorkResult r;
   // O_NOFOLLOW: a symlink planted in the served directory cannot point outside it.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise block this thread forever (in
+  // the coroutine model, every fiber of its scheduler with it); non-blocking, the open returns
+  // at once and fstat turns it away. O_NOCTTY: a terminal device must not become ours.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
-    r.error = errno;
+    // A socket (ENXIO) or a device without a driver (ENODEV, ENXIO): there is something by that
+    // name, and it is not a file we serve. The handler answers EINVAL with 403, as for a FIFO.
+    r.error = (errno == ENXIO || errno == ENODEV) ? EINVAL : errno;
     return r;
   }
+  // Only a regular file is served: a FIFO, a socket or a device is 403 (EINVAL) before any byte
+  // of it is read, a directory 403 (EISDIR).
   struct stat st{};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     r.error = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
     ::close(fd);
     return r;
   }
+  // O_NONBLOCK was for the open: the reads of a regular file stay the plain blocking reads.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   if (static_cast<std::uint64_t>(st.st_size) > limit) {
     r.error = EFBIG;
     ::close(fd);

@@ -10,6 +10,10 @@
 //                             every started response completes, newcomers are turned away
 //                             while the drain goes on (a body the test holds unread), exit 0,
 //                             nothing left behind
+//   unused signals            SIGUSR2, SIGHUP, SIGALRM, real-time signals...: ignored by the
+//                             server and its children, which keep serving and stop on SIGTERM
+//   evented shutdown order    pool work of a client that reset outlives the loops' drain: the
+//                             pool is joined before the loops (and their inboxes) are freed
 //   100,000 connections       no descriptor, thread or process left over afterwards (10,000
 //                             for a process per connection: each is a fork)
 //
@@ -799,7 +803,106 @@ TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
   EXPECT_THROW(Conn{s.port()}, std::runtime_error);
 }
 
+// ---- 3b. Signals the server has no use for ------------------------------------------------
+
+// True while `sig` is pending for the whole process `pid` (ShdPnd in /proc/PID/status): sent
+// with kill(2) and not yet taken by the thread that receives it (the control thread's sigwait,
+// or the evented loop's signalfd).
+bool pending_for_process(pid_t pid, int sig) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("ShdPnd:", 0) == 0)
+      return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1u;
+  return false;
+}
+
+// Signals someone else may send the server that it does not use: SIGUSR2 (also the control
+// thread's private "quit", which an outside one used to trigger, leaving SIGTERM and SIGINT
+// blocked in every thread for good), and signals whose default action ends the process.
+std::vector<int> unused_signals() {
+  return {SIGHUP,    SIGPIPE,  SIGALRM,      SIGVTALRM, SIGIO,   SIGPWR,
+          SIGSTKFLT, SIGRTMIN, SIGRTMIN + 1, SIGRTMAX,  SIGUSR2};
+}
+
+// Each unused signal is sent to the server and to each of its children (as a signal to the
+// process group would reach them), SIGUSR1 to the children too (the parent's, not theirs). The
+// test waits until the server has taken its SIGUSR2 (no longer pending), then requires that
+// nothing died: the server still answers, on a connection opened before (served by a child in
+// the forked models) and a new one; its signal receiver is alive (SIGUSR1 still rewrites the
+// stats file); and SIGTERM still stops it cleanly.
+TEST_P(FaultsTest, UnusedSignalsAreIgnoredAndSigtermStillStops) {
+  const std::string stats =
+      testing::TempDir() + "faults-signals-" + std::to_string(getpid()) + ".json";
+  auto s = start({"--stats-file", stats});
+  Conn kept(s.port());
+  ASSERT_TRUE(kept.send(get_request("/")));
+  ASSERT_EQ(read_reply(kept).status, 200);
+  for (int sig : unused_signals()) ASSERT_EQ(::kill(s.pid(), sig), 0) << strsignal(sig);
+  for (pid_t child : children_of(s.pid())) {
+    for (int sig : unused_signals()) ::kill(child, sig);
+    ::kill(child, SIGUSR1);
+  }
+  ASSERT_TRUE(eventually([&] { return !pending_for_process(s.pid(), SIGUSR2); }))
+      << "nobody in the server took the SIGUSR2";
+  std::filesystem::remove(stats);
+  s.process().signal(SIGUSR1);
+  const bool stats_written = eventually([&] { return std::filesystem::exists(stats); });
+  // Asked only now: a process killed by a signal may take a moment to become a zombie.
+  ASSERT_TRUE(s.process().running())
+      << "a signal the server does not use killed it: " << s.process().stderr_text();
+  EXPECT_TRUE(stats_written) << "SIGUSR1 is no longer received: the signal receiver is gone";
+  ASSERT_TRUE(kept.send(get_request("/")));
+  EXPECT_EQ(read_reply(kept).status, 200) << "the process or thread serving it was killed";
+  EXPECT_EQ(http_get(s.port(), "/").status, 200);
+  stop_cleanly(s);
+  std::filesystem::remove(stats);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, FaultsTest, ::testing::ValuesIn(all_variants()), variant_name);
+
+// ---- 3c. Evented: pool work that outlives its connection at shutdown ----------------------
+
+class EventedShutdownTest : public FaultsTest {};
+
+// An offloaded /cpu whose client resets while it runs, then SIGTERM: the loops have nothing
+// left to drain and return at once, while a pool thread still burns. When the burn ends the
+// job posts its result to the inbox of the loop that submitted it, so the pool must be joined
+// before the loops (and their inboxes) are freed. It was the other way round: a use after
+// free, silent in a Release build (valgrind shows it), a heap-use-after-free report and exit 1
+// under ASan (CI's sanitizer stage). The order is the server's own: the pool's threads start with its first
+// job, and once they exist the loop is inside that submit and finishes it before it looks at
+// the reset; the loop has dropped the connection once its descriptor is closed; and 2 s of a
+// thread's CPU cannot be spent in less than 2 s, so the job is still running then. (With
+// select, which cannot report a hang-up on a descriptor it does not watch, the loop learns of
+// the reset only when the job's result arrives and the write fails: there the test checks
+// the plain path.)
+TEST_P(EventedShutdownTest, PoolWorkOfAResetClientEndsBeforeTheLoopsAreFreed) {
+  auto args = GetParam().args;
+  if (!has_flag(GetParam(), "--offload-cpu")) args.push_back("--offload-cpu");
+  ServerProcess s(args);
+  const int loops_only = tasks_of(s.pid());
+  const int fds_idle = fd_count(s.pid());
+  Conn c(s.port());
+  ASSERT_TRUE(c.send(get_request("/cpu?us=2000000")));
+  ASSERT_TRUE(eventually([&] { return tasks_of(s.pid()) > loops_only; }))
+      << "the helper pool never started";
+  linger lg{1, 0};  // close with a reset
+  setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  c.close();
+  ASSERT_TRUE(eventually([&] { return fd_count(s.pid()) <= fds_idle; }))
+      << "the loop never dropped the connection";
+  s.process().signal(SIGTERM);
+  EXPECT_EQ(s.process().wait(std::chrono::seconds(60)), 0) << s.process().stderr_text();
+  EXPECT_EQ(s.process().stderr_text().find("Sanitizer"), std::string::npos)
+      << s.process().stderr_text();
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, EventedShutdownTest,
+                         ::testing::ValuesIn(variants_where([](const Variant& v) {
+                           return is_model(v, "evented");
+                         })),
+                         variant_name);
 
 // ---- 4. 100,000 connections ---------------------------------------------------------------
 

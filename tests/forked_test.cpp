@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -247,22 +248,66 @@ TEST_P(ForkedGraceTest, StragglersAreKilledAfterTheGracePeriod) {
 INSTANTIATE_TEST_SUITE_P(Forms, ForkedGraceTest, ::testing::Values(0, 2),
                          [](const auto& p) { return p.param ? "prefork" : "per_connection"; });
 
-TEST_F(ForkedTest, WorkersStopWhenTheParentIsKilled) {
-  ServerProcess s({"--model", "forked", "--prefork", "2"});
-  ASSERT_TRUE(eventually([&] { return children_of(s.pid()).size() == 2; }));
-  auto workers = children_of(s.pid());
+// The parent is SIGKILLed (nobody stops the children, nobody bounds their drain with --grace
+// any more): every child must die with it, whatever it is doing. Here: a child parked in a
+// /sleep of 60 s, one blocked writing a 1 GB body to a client that reads none of it (with an
+// idle timeout of 10 minutes, so only the death signal can end it), one waiting on an idle
+// keep-alive connection and, in a pool, the idle workers blocked in accept4. A stop handler
+// could not end the first two (it lets a response finish) nor a worker that entered accept4
+// just after checking its flag, so the death signal (PR_SET_PDEATHSIG) is SIGKILL. Afterwards
+// every client sees its connection end and nobody listens on the port any more. Both forms.
+class ForkedParentDeathTest : public ForkedTest, public ::testing::WithParamInterface<int> {};
+
+bool in_accept4(pid_t pid) {  // the system call the process is blocked in (/proc/PID/syscall)
+  std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
+  long nr = -1;
+  return (f >> nr) && nr == SYS_accept4;
+}
+
+TEST_P(ForkedParentDeathTest, ChildrenInAcceptOrServingDieWithTheirKilledParent) {
+  const int workers = GetParam();
+  std::vector<std::string> args{"--model", "forked", "--idle-timeout", "600000", "--stats-file",
+                                stats_path()};
+  if (workers > 0) args.insert(args.end(), {"--prefork", std::to_string(workers)});
+  ServerProcess s(args);
+  if (workers > 0) {
+    ASSERT_TRUE(eventually([&] { return children_of(s.pid()).size() == std::size_t(workers); }));
+  }
+  Conn idle(s.port());  // answered once, then idle
+  ASSERT_TRUE(idle.send(get_request("/")));
+  ASSERT_EQ(read_response(idle).status, 200);
+  Conn stuck(s.port());  // never reads its body
+  ASSERT_TRUE(stuck.send(get_request("/bytes?n=1000000000")));
+  Conn sleeper(s.port());
+  ASSERT_TRUE(sleeper.send(get_request("/sleep?ms=60000")));
+  wait_for_requests(s, 3);  // all three have reached their children
+  const auto kids = children_of(s.pid());
+  ASSERT_EQ(kids.size(), workers > 0 ? std::size_t(workers) : 3u);
+  if (workers > 0) {
+    ASSERT_TRUE(eventually([&] {
+      return std::any_of(kids.begin(), kids.end(), in_accept4);
+    })) << "no idle worker is blocked in accept4";
+  }
+
   s.process().signal(SIGKILL);
-  ASSERT_EQ(s.process().wait(std::chrono::seconds(10)), 128 + SIGKILL);
-  // PR_SET_PDEATHSIG sends each worker SIGTERM; they are now our children (subreaper).
-  for (pid_t w : workers) {
-    bool gone = eventually([&] { return ::waitpid(w, nullptr, WNOHANG) == w; });
-    EXPECT_TRUE(gone) << "worker " << w << " outlived its parent";
+  ASSERT_EQ(s.process().wait(std::chrono::seconds(60)), 128 + SIGKILL);
+  // The children are now ours (subreaper): reap each one, or kill it if it outlived the bound.
+  for (pid_t k : kids) {
+    bool gone = eventually([&] { return ::waitpid(k, nullptr, WNOHANG) == k; });
+    EXPECT_TRUE(gone) << "child " << k << " outlived its parent";
     if (!gone) {
-      ::kill(w, SIGKILL);
-      ::waitpid(w, nullptr, 0);
+      ::kill(k, SIGKILL);
+      ::waitpid(k, nullptr, 0);
     }
   }
+  EXPECT_TRUE(children_of(getpid()).empty()) << "a process of the server outlived it";
+  for (Conn* c : {&idle, &sleeper}) EXPECT_EQ(c->read_all(), "");  // ended, unanswered
+  EXPECT_THROW(Conn{s.port()}, std::runtime_error) << "something still listens on the port";
+  std::filesystem::remove(stats_path());
 }
+
+INSTANTIATE_TEST_SUITE_P(Forms, ForkedParentDeathTest, ::testing::Values(0, 4),
+                         [](const auto& p) { return p.param ? "prefork" : "per_connection"; });
 
 }  // namespace
 }  // namespace shootout::test

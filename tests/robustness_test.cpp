@@ -8,18 +8,25 @@
 // No timing thresholds: a test waits for an outcome (a close, an answer) within a generous
 // bound, and the only orderings asserted are causal ("the normal client was answered while the
 // slow ones were still open").
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -489,6 +496,91 @@ TEST_P(Robustness, ClientsThatVanishWithoutReading) {
     Conn(s.port()).send(get_request("/") + get_request("/bytes?n=300000") + get_request("/"));
   }
   still_serves(s);
+  stop_cleanly(s);
+}
+
+// ---- /file: only regular files ----------------------------------------------------------
+
+// A directory for --root with one regular file, hello.txt, and one name of each kind that is
+// not a regular file: a FIFO with no writer (a blocking open of it for reading never returns),
+// a Unix socket, a directory, a symlink to the FIFO and, where this host lets us make and open
+// one, a character device (a copy of /dev/null). Removed at the end.
+struct NonRegularRoot {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("shootout-nonregular-" + std::to_string(getpid()));
+  std::vector<std::string> names;  // every name here must be refused
+  NonRegularRoot() {
+    namespace fs = std::filesystem;
+    fs::remove_all(dir);
+    fs::create_directories(dir / "subdir");
+    std::ofstream(dir / "hello.txt") << "file body\n";
+    if (::mkfifo((dir / "fifo").c_str(), 0644) == 0) names.push_back("fifo");
+    fs::create_symlink(dir / "fifo", dir / "link-to-fifo");
+    names.push_back("link-to-fifo");
+    int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    const std::string path = (dir / "socket").string();
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (sock >= 0 && path.size() < sizeof a.sun_path &&
+        ::bind(sock, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      names.push_back("socket");  // the name stays after the socket is closed
+    if (sock >= 0) ::close(sock);
+    names.push_back("subdir");
+    const std::string dev = (dir / "null-device").string();
+    if (::mknod(dev.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0) {
+      int fd = ::open(dev.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) {
+        ::close(fd);
+        names.push_back("null-device");
+      } else {
+        ::unlink(dev.c_str());  // a nodev mount, a devices cgroup: the server could not open it
+      }
+    }
+  }
+  ~NonRegularRoot() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// GET /file of anything but a regular file is answered 403 at once: the name exists and the
+// server refuses to serve it (RFC 9110 section 15.5.4), as it already did for a directory and
+// a symlink; 404 would say there is nothing by that name. The server opens with O_NONBLOCK and
+// checks the type with fstat before it reads a byte, so no thread ever waits on the FIFO's
+// missing writer (before, it did: forever, and in the coroutine model that stalled every
+// connection of the scheduler; in the evented model each such request took a helper thread
+// for good). Four connections ask at once (as many as the evented pool has threads, more than
+// the coroutine model has schedulers), each is still usable for the regular file afterwards,
+// and a normal client is served after each kind.
+TEST_P(Robustness, NonRegularFilesAre403AtOnceAndBlockNoThread) {
+  NonRegularRoot root;
+  ASSERT_FALSE(root.names.empty());
+  ASSERT_EQ(root.names.front(), "fifo") << "cannot make a FIFO in " << root.dir;
+  std::cout << "[ non-regular ] names tried:";
+  for (const auto& n : root.names) std::cout << ' ' << n;
+  std::cout << '\n';
+  auto s = start({"--root", root.dir.string()});
+  constexpr int kConns = 4;
+  for (const auto& name : root.names) {
+    SCOPED_TRACE(name);
+    std::vector<Conn> conns;
+    for (int i = 0; i < kConns; ++i) {
+      conns.emplace_back(s.port());
+      conns.back().set_timeout_ms(60'000);  // only a broken server makes a client wait long
+      ASSERT_TRUE(conns.back().send(get_request("/file?name=" + name)));
+    }
+    for (auto& c : conns) {
+      auto r = read_response(c);
+      ASSERT_EQ(r.status, 403) << "no answer (0) means a server thread is stuck on the name";
+      EXPECT_TRUE(r.keep_alive);
+      ASSERT_TRUE(c.send(get_request("/file?name=hello.txt")));
+      auto ok = read_response(c);
+      EXPECT_EQ(ok.status, 200);
+      EXPECT_EQ(ok.body, "file body\n");
+    }
+    still_serves(s);
+  }
   stop_cleanly(s);
 }
 

@@ -14,6 +14,13 @@
 // WorkResult tagged with (fd, generation), which the loop checks against the live connection.
 // Lock order: a pool thread releases the pool lock before it takes an inbox lock; the loop
 // holds the inbox lock only for the swap. No thread ever holds both.
+//
+// Ownership and lifetimes: each EventLoop owns its Inbox; the HelperPool is owned by whoever
+// runs the loops (run_evented) and shared by all of them. A job keeps a raw pointer to the
+// inbox it was submitted with and posts to it when its work ends, even if the connection (or
+// the loop's run()) is long gone. So every Inbox a job may post to must outlive the pool's
+// destructor, which runs the jobs still queued and joins the threads: destroy the pool first,
+// the loops after it.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -32,7 +39,8 @@ struct Completion {
   WorkResult result;
 };
 
-// One per loop. Owns the loop's wake-up eventfd, which also carries stop requests.
+// One per loop, a member of it. Owns the loop's wake-up eventfd, which also carries stop
+// requests. Must outlive every pool job submitted with it (see the header comment).
 class Inbox {
  public:
   Inbox();   // throws std::system_error if eventfd fails
@@ -66,7 +74,9 @@ class HelperPool {
   // `threads` threads, started with the first job (libuv's way): until some request needs
   // blocking work, the server's process has no thread besides its loops.
   explicit HelperPool(int threads) : threads_(threads, ThreadPool::Start::on_first_post) {}
-  // The destructor (ThreadPool's) lets the jobs queued so far run, then joins the threads.
+  // The destructor (ThreadPool's) lets the jobs queued so far run, each posting to its inbox,
+  // then joins the threads. Call it after every loop has returned from run() (no submit can
+  // come any more) and before any loop is destroyed (their inboxes must still be there).
 
   // Any thread. Throws std::system_error if no pool thread runs and the kernel refuses to
   // start one; the job is then not queued (the caller runs it itself).

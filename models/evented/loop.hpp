@@ -28,7 +28,9 @@
 //
 // Threads: every member function runs on the loop's thread, except request_stop(), which any
 // thread may call. The loop owns its connections' sockets, its poller and its inbox; it does
-// not own the listener (the caller closes it after run() returns) or the pool.
+// not own the listener (the caller closes it after run() returns) or the pool. Pool jobs it
+// submitted point at its inbox, so the caller destroys the pool (joining its threads) before
+// the loop, even when the loop's connections went away before their work ended.
 #include <atomic>
 #include <cstdint>
 #include <functional>

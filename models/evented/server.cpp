@@ -11,8 +11,14 @@
 // after it has drained and the other loops still drain (up to --grace), a signal waits.
 // Shutdown: each loop stops accepting, closes its idle connections, finishes in-flight
 // responses (a /sleep timer, pool work, a long /bytes) and returns; main joins the loops, then
-// the pool. If a loop ran out of --grace, the process leaves at once with status 1 (a pool
-// thread may still be busy with work nobody will read).
+// the pool (which first runs the jobs still queued or running: work for a connection that went
+// away meanwhile, posted to an inbox nobody reads any more), and only then frees the loops.
+// If a loop ran out of --grace, the process leaves at once with status 1 (a pool thread may
+// still be busy with work nobody will read).
+//
+// Ownership: run_evented() owns the listeners, the loops and the pool; each loop owns its
+// inbox, and a pool job holds a pointer to the inbox of the loop that submitted it, so the
+// pool is destroyed (its threads joined) before the loops.
 #include "server.hpp"
 
 #include <unistd.h>
@@ -62,8 +68,12 @@ std::vector<int> open_listeners(const ServeOptions& options) {
 
 int run_evented(const ServeOptions& options, const Handler& handler) {
   std::vector<int> listeners = open_listeners(options);
-  HelperPool pool(options.pool_threads);
+  // Declared before the pool, so destroyed after it (locals die in reverse order): a job still
+  // on the pool when the loops have finished (an offloaded /cpu whose client reset) posts its
+  // result to its loop's inbox, so the pool's destructor, which lets such a job run and joins
+  // its threads, must have run before any loop (and its inbox) is freed.
   std::vector<std::unique_ptr<EventLoop>> loops;
+  HelperPool pool(options.pool_threads);
   for (int fd : listeners) loops.push_back(std::make_unique<EventLoop>(options, handler, pool, fd));
   auto stop_all = [&loops] {
     for (auto& loop : loops) loop->request_stop();

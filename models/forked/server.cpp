@@ -16,7 +16,8 @@
 // and in every worker) and sends SIGTERM to every child. A child's own handler sets its flag and
 // shuts the read side of its connection, so a child parked in read() sees EOF while a child busy
 // with a response finishes it. main waits up to --grace for the last child, then SIGKILLs the
-// stragglers and still reaps them: no process outlives the server.
+// stragglers and still reaps them: no process outlives the server. If the parent itself is
+// killed (SIGKILL), the kernel SIGKILLs every child (PR_SET_PDEATHSIG, see enter_child()).
 // Accounting: children are reaped as soon as SIGCHLD arrives, so getrusage(RUSAGE_CHILDREN) in
 // the stats file holds every finished child; counters() live in a shared page mapped before fork.
 #include "server.hpp"
@@ -190,16 +191,25 @@ class ForkedServer {
     return pid;
   }
 
-  // Child: first thing after fork. The child inherited the parent's mask (every server signal
-  // blocked, as the control thread expects); it installs its own stop handler and only then
-  // unblocks, so a SIGTERM already pending reaches that handler. No SA_RESTART, so a worker
-  // blocked in accept() returns EINTR and checks its flag.
+  // Child: first thing after fork.
+  //
+  // If the parent dies without stopping us (SIGKILL, a crash), we die with it: no orphan keeps
+  // serving from the listener it shares with the other workers, and nobody would bound its
+  // drain any more (--grace is the parent's). SIGKILL, not SIGTERM: the stop handler cannot end
+  // a worker that enters accept4() just after its flag check (the listener, which a real stop
+  // shuts first, is not shut here), nor one inside a /sleep or a write to a client that does
+  // not read. The death signal comes when the thread that forked us ends: main, which forks
+  // every child and lives as long as the process. Checked once more right after the prctl, in
+  // case the parent died before it (we are then already someone else's child).
+  //
+  // The child inherited the parent's mask (every server signal blocked, as the control thread
+  // expects); it installs its own stop handler and only then unblocks, so a SIGTERM already
+  // pending reaches that handler. No SA_RESTART, so a worker blocked in accept() returns EINTR
+  // and checks its flag.
   void enter_child() {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent_pid_) _exit(0);
     unblock_signals_in_child(on_child_stop);
-    // If the parent dies without stopping us (SIGKILL), we are told to stop too: no orphan
-    // keeps serving. Checked once more in case it died before the prctl.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent_pid_) child_stopping.store(true);
   }
 
   // Child, process per connection.
