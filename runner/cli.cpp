@@ -60,7 +60,8 @@ std::string timestamp(const char* format) {
 }
 
 // Ctrl-C (SIGINT) or SIGTERM: kill every server started, let the sweep return what it has. A
-// second one exits at once. SIGUSR2 from the main thread ends the watcher at the end of the run.
+// second one exits at once. SIGUSR2 from the main thread ends the watcher at the end of the run
+// (flagged first: a SIGUSR2 from anyone else is ignored).
 class StopWatcher {
  public:
   StopWatcher() {
@@ -69,6 +70,7 @@ class StopWatcher {
     thread_ = std::thread([this] { watch(); });
   }
   ~StopWatcher() {
+    quitting_.store(true);
     ::pthread_kill(thread_.native_handle(), SIGUSR2);
     thread_.join();
   }
@@ -87,7 +89,11 @@ class StopWatcher {
     sigset_t set = signals();
     for (;;) {
       int sig = 0;
-      if (::sigwait(&set, &sig) != 0 || sig == SIGUSR2) return;
+      if (::sigwait(&set, &sig) != 0) return;
+      if (sig == SIGUSR2) {
+        if (quitting_.load()) return;
+        continue;  // someone else's SIGUSR2: not ours to end the watcher with
+      }
       runner::kill_all_children();
       if (stop_.exchange(true)) ::_exit(130);
       fmt::print(stderr, "\nshootout run: interrupted; servers killed, writing the results so far "
@@ -95,6 +101,7 @@ class StopWatcher {
     }
   }
   std::atomic<bool> stop_{false};
+  std::atomic<bool> quitting_{false};  // set by the destructor before its own SIGUSR2
   std::thread thread_;
 };
 

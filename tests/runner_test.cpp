@@ -278,7 +278,9 @@ TEST(RunnerTruth, APointThatCannotReachNIsMarkedWithWhatItReached) {
 }
 
 TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
-  fs::path dir = temp_dir("interrupt");
+  for (bool stray_sigusr2 : {false, true}) {
+  SCOPED_TRACE(stray_sigusr2 ? "after a stray SIGUSR2" : "plain");
+  fs::path dir = temp_dir(stray_sigusr2 ? "interrupt-usr2" : "interrupt");
   Process p({shootout_binary(), "run", "--models", two_models().front(), "--connections",
              "1,10,100,1000", "--duration", "2s", "--warmup", "100ms", "--idle-hold-seconds",
              "0.2", "--out", dir.string()});
@@ -287,6 +289,20 @@ TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
   while (!fs::exists(dir / "results.json") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(fs::exists(dir / "results.json")) << p.stderr_text();
+  // Someone else's SIGUSR2 must not end the thread that watches for Ctrl-C.
+  if (stray_sigusr2) {
+    p.signal(SIGUSR2);
+    // Taken by the watcher before Ctrl-C comes (sigwait would pick SIGINT first otherwise).
+    auto usr2_pending = [&] {
+      std::istringstream st(read_file("/proc/" + std::to_string(p.pid()) + "/status"));
+      for (std::string line; std::getline(st, line);)
+        if (line.rfind("ShdPnd:", 0) == 0)
+          return (std::stoull(line.substr(7), nullptr, 16) >> (SIGUSR2 - 1)) & 1u;
+      return 0ull;
+    };
+    for (int i = 0; i < 6000 && usr2_pending(); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(usr2_pending());
+  }
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(60s), 130) << p.stderr_text();
   auto j = nlohmann::json::parse(read_file(dir / "results.json"));
@@ -301,6 +317,7 @@ TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
     EXPECT_EQ(cmd.find(dir.string() + "/servers"), std::string::npos) << e.path() << ": " << cmd;
   }
   fs::remove_all(dir);
+  }
 }
 
 TEST(RunnerCli, BadFlagsExit2) {
