@@ -8,8 +8,10 @@
 // Each input is driven twice, once whole and once in the chosen pieces, the way every model
 // drives a session (on_input after Next::read, on_resume after Next::resume, on_work_done after
 // Next::work, nothing after Next::close). Work completes at once with a fake result: no sleep,
-// no burnt CPU, no file opened. Then it checks (and aborts, which libFuzzer reports as a crash):
-//   - both runs wrote the same bytes (Date values masked): a split never changes the answer;
+// no burnt CPU, no file opened; the clock is frozen (time() below). Then it checks (and aborts,
+// which libFuzzer reports as a crash):
+//   - both runs wrote the same bytes (Date values masked), closed alike and, if open, agree on
+//     mid_request(): a split never changes the answer (check_split: no allowance);
 //   - the output is a sequence of complete, well-formed responses (Beast's response parser),
 //     one per request that a reference request parser finds in the stream, in order, a HEAD
 //     answered without a body, each keep-alive exactly when its request keeps the connection;
@@ -26,6 +28,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -161,15 +164,31 @@ bool unreliable_framing(const http::request_parser<http::string_body>& p) {
 std::vector<Expect> expected_responses(std::string_view stream) {
   std::vector<Expect> all;
   std::optional<http::request_parser<http::string_body>> p;
+  // The handler counts a chunked body against its limit itself (common/http_handler.cpp): the
+  // chunk sizes added up, each once its chunk-size line is complete, extensions included.
+  // Beast checks a chunk's size before the line's extensions, so a line whose extension never
+  // ends would be 413 here and still waiting in the handler. A Content-Length over the limit is
+  // rejected as soon as the header is complete by both.
+  std::uint64_t chunks = 0;  // the sizes of the current request's chunks so far
+  auto count_chunk = [&chunks](std::uint64_t size, boost::beast::string_view,
+                               boost::beast::error_code& ec) {
+    if (size > kBodyLimit - chunks) ec = http::error::body_limit;
+    else chunks += size;
+  };
   while (!stream.empty()) {
     if (!p) {
-      p.emplace();
+      p.emplace();  // not eager: put() stops once the header is complete, to set up the body
       p->header_limit(static_cast<std::uint32_t>(kHeaderLimit));
       p->body_limit(kBodyLimit);
-      p->eager(true);
+      p->on_chunk_header(count_chunk);
+      chunks = 0;
     }
     boost::beast::error_code ec;
     stream.remove_prefix(p->put(boost::asio::buffer(stream.data(), stream.size()), ec));
+    if (!ec && p->is_header_done() && !p->eager()) {
+      if (p->chunked()) p->body_limit(std::numeric_limits<std::uint64_t>::max());  // counted
+      p->eager(true);
+    }
     if ((ec && ec != http::error::need_more) || unreliable_framing(*p)) {
       all.push_back({false, true});  // answered 400/413/414/431, then closed
       break;
@@ -214,52 +233,23 @@ std::string mask_dates(std::string s) {
   return s;
 }
 
-// The status of the one response in `out`, 0 if it is not exactly one response.
-unsigned only_response_status(std::string_view out) {
-  http::response_parser<http::string_body> p;
-  p.eager(true);
-  boost::beast::error_code ec;
-  std::size_t used = p.put(boost::asio::buffer(out.data(), out.size()), ec);
-  return !ec && p.is_done() && used == out.size() ? p.get().result_int() : 0;
-}
-
-// True for the statuses of a request rejected as malformed (each answered, then closed).
-bool rejection(unsigned status) {
-  return status == 400 || status == 413 || status == 414 || status == 431;
-}
-
-// `run`'s output without its last response if that is a rejection that closed the connection
-// (`rejected` then true). No body this handler writes contains "HTTP/1.1 ", so the last
-// occurrence starts the last response.
-std::string before_rejection(const Run& run, bool& rejected) {
-  rejected = false;
-  auto at = run.out.rfind("HTTP/1.1 ");
-  if (!run.closed || at == std::string::npos) return mask_dates(run.out);
-  rejected = rejection(only_response_status(std::string_view(run.out).substr(at)));
-  return mask_dates(rejected ? run.out.substr(0, at) : run.out);
-}
-
-// A split never changes the answer to a request, with one allowance: Beast 1.74 finds some bad
-// bytes sooner or later depending on where reads end. After a need_more it parses the rest of
-// a header (or of a chunked body's trailer) only once a blank line has arrived (basic_parser's
-// skip_), so a bad line ("Host: x\r\0...") is rejected at once in one read but only later in
-// pieces, or the other way round, or as 431 (the header limit reached while waiting) instead
-// of 400. So both runs must have answered the same responses before that request, and each
-// must then either have rejected it and closed, or still be waiting for more of it (the
-// server's request timeout ends such a wait); at least one of them rejected it.
+// A split never changes the answer: both runs wrote the same bytes (Date masked) and closed
+// alike, and when both are still open they agree whether a request is half received (which
+// picks the server's request timeout or its idle timeout). No allowance: this check used to
+// let a malformed request be rejected in one run and rejected differently, or later, in the
+// other, blamed on Beast 1.74 re-parsing bytes after a need_more. The differences were the
+// handler's, and are fixed (docs/SANITIZERS.md, "What the fuzzer found"): a header is parsed
+// from its first byte until it is complete, and the body limit counts each chunk once.
 void check_split(const Run& whole, const Run& split, std::string_view stream) {
-  if (mask_dates(whole.out) == mask_dates(split.out) && whole.closed == split.closed) return;
-  bool whole_rejected = false, split_rejected = false;
-  bool same_before = before_rejection(whole, whole_rejected) ==
-                     before_rejection(split, split_rejected);
-  auto settled = [](const Run& r, bool rejected) {
-    return rejected || (!r.closed && r.mid_request);
-  };
-  if (same_before && (whole_rejected || split_rejected) && settled(whole, whole_rejected) &&
-      settled(split, split_rejected))
+  if (mask_dates(whole.out) == mask_dates(split.out) && whole.closed == split.closed &&
+      (whole.closed || whole.mid_request == split.mid_request))
     return;
-  fail("a split changed the output", "whole:\n" + whole.out + "\nsplit:\n" + split.out +
-                                         "\nstream:\n" + std::string(stream));
+  auto state = [](const Run& r) {
+    return std::string(r.closed ? " (closed)" : r.mid_request ? " (mid-request)" : "");
+  };
+  fail("a split changed the output", "whole" + state(whole) + ":\n" + whole.out + "\nsplit" +
+                                         state(split) + ":\n" + split.out + "\nstream:\n" +
+                                         std::string(stream));
 }
 
 }  // namespace
