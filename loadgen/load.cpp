@@ -294,9 +294,7 @@ LoadResult run_load(const LoadConfig& config) {
   set_deadlines(plan, c);
   const auto ramp_bound = std::max(
       plan.start + c.warmup,
-      plan.start + (c.ramp_timeout.count() > 0
-                        ? c.ramp_timeout
-                        : std::chrono::milliseconds(5'000 + 10 * static_cast<long>(c.connections))));
+      plan.start + (c.ramp_timeout.count() > 0 ? c.ramp_timeout : take_on_bound(c.connections)));
   if (c.mode == Mode::closed) plan.first_round_by = ramp_bound;
 
   Window window(c);

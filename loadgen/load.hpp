@@ -126,6 +126,12 @@ Target parse_target(std::string_view url);
 // "250ms", "5s", "2m", "1h", or a plain number of seconds.
 std::chrono::milliseconds parse_duration(std::string_view text);
 
+// How long `connections` connections may take to be taken on by a server (a fork or a thread
+// each): 5 s + 10 ms per connection. The default of ramp_timeout (after the warm-up).
+inline std::chrono::milliseconds take_on_bound(int connections) {
+  return std::chrono::milliseconds(5'000 + 10 * static_cast<long>(connections));
+}
+
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns {soft, hard} after.
 std::pair<std::uint64_t, std::uint64_t> raise_fd_limit();
 

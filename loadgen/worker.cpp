@@ -125,8 +125,7 @@ class Connection {
     // Idle mode's first round, and closed mode's first answer of each connection (the ramp),
     // wait for the server as long as the plan allows: a connection still in the backlog, or on
     // its way to a new thread or process, is not lost.
-    const bool opening = plan_.mode == Mode::idle ? !second_round_
-                                                  : plan_.mode == Mode::closed && !answered_;
+    const bool opening = plan_.mode != Mode::rate && !answered_;
     auto late = [&](Clock::time_point since) {
       const Clock::time_point due = since + plan_.timeout;
       return now > (opening ? std::max(due, plan_.first_round_by) : due);

@@ -146,7 +146,7 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   // on ~160 connections a second under load on 2026-12-01 (a fork of a threaded parent, not
   // the 0.85 ms of a small process), so 10,000 are at N after about a minute; one that cannot
   // get there (--max-procs) is measured at what it reached and marked.
-  const milliseconds take_on(5'000 + 10 * static_cast<long>(n));
+  const milliseconds take_on = load::take_on_bound(n);
   lc.ramp_timeout = lc.warmup + take_on;
   lc.open_timeout = take_on;
   load::SamplerConfig sc;
