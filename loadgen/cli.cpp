@@ -44,8 +44,11 @@ int run(const LoadFlags& f) {
     c.ramp_timeout = load::parse_duration(f.ramp_timeout);
     if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
     c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
-    if (f.server_pid > 0)
+    if (f.server_pid > 0) {
       c.server = load::SamplerConfig{f.server_pid, f.server_stats, load::parse_duration(f.interval)};
+      // The server's own sockets are those on the port it is loaded on.
+      c.server->port = load::parse_target(c.url).port;
+    }
     const load::LoadResult r = load::run_load(c);
     const std::string out = f.json ? r.to_json().dump(2) + "\n" : r.summary();
     std::fwrite(out.data(), 1, out.size(), stdout);

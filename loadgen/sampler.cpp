@@ -1,8 +1,15 @@
 #include "sampler.hpp"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>  // struct rtattr
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -135,6 +142,105 @@ void add_memory(pid_t pid, TreeSnapshot& s) {
   auto text = read_small(path, buf, sizeof buf);
   s.rss_kb += field_after(text, "\nRss:");
   s.pss_kb += field_after(text, "\nPss:");
+  // The page tables belong to the process's mm, shared by its threads: one VmPTE per process.
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  char status[4096];
+  s.pte_kb += field_after(read_small(path, status, sizeof status), "\nVmPTE:");
+}
+
+constexpr std::size_t align4(std::size_t n) { return (n + 3) & ~std::size_t{3}; }
+
+// The server's own TCP sockets (local port `port`, IPv4 and IPv6) from the kernel's sock_diag
+// dump, into `s`: how many, and the buffer memory charged to them. TIME_WAIT and NEW_SYN_RECV
+// (half-open request) sockets are left out: they are small stand-ins, not full sockets, and carry no
+// memory figures. Returns false if the dump failed.
+bool add_sockets(std::uint16_t port, TreeSnapshot& s) {
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return false;
+  bool ok = true;
+  for (int family : {AF_INET, AF_INET6}) {
+    struct {
+      nlmsghdr nlh;
+      inet_diag_req_v2 req;
+    } msg{};
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.req.sdiag_family = static_cast<std::uint8_t>(family);
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    constexpr unsigned kTimeWait = 6, kNewSynRecv = 12;  // TCP_TIME_WAIT, TCP_NEW_SYN_RECV
+    msg.req.idiag_states = ~((1u << kTimeWait) | (1u << kNewSynRecv));
+    msg.req.idiag_ext = 1 << (INET_DIAG_SKMEMINFO - 1);
+    msg.req.id.idiag_sport = htons(port);  // the kernel filters the dump on it
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    const auto* to = reinterpret_cast<const sockaddr*>(&kernel);
+    if (::sendto(fd, &msg, sizeof msg, 0, to, sizeof kernel) < 0) {
+      ok = false;
+      break;
+    }
+    // On the heap: this code is linked into `shootout serve` too, and a thread_local buffer
+    // would be carried by every thread of a thread-per-connection server.
+    std::vector<char> storage(1 << 16);
+    char* buf = storage.data();  // new[] aligns for any nlmsghdr
+    for (bool done = false; !done;) {
+      const ssize_t got = ::recv(fd, buf, storage.size(), 0);
+      if (got <= 0) {
+        ok = false;
+        break;
+      }
+      // Walked by hand rather than with NLMSG_NEXT/RTA_NEXT, whose C casts -Wold-style-cast
+      // flags; the layout is the same (every header and payload 4-byte aligned).
+      const auto size = static_cast<std::size_t>(got);
+      for (std::size_t at = 0; !done && at + sizeof(nlmsghdr) <= size;) {
+        nlmsghdr h{};
+        std::memcpy(&h, buf + at, sizeof h);
+        if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > size) {
+          ok = false;
+          done = true;
+          break;
+        }
+        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) {
+          ok = ok && h.nlmsg_type == NLMSG_DONE;
+          done = true;
+          break;
+        }
+        const std::size_t body = at + align4(sizeof h), end = at + h.nlmsg_len;
+        at += align4(h.nlmsg_len);
+        inet_diag_msg m{};
+        if (body + sizeof m > end) continue;
+        std::memcpy(&m, buf + body, sizeof m);
+        if (ntohs(m.id.idiag_sport) != port) continue;  // in case the kernel did not filter
+        ++s.sockets;
+        constexpr std::uint8_t kListen = 10;  // TCP_LISTEN
+        if (m.idiag_state != kListen) ++s.connected_sockets;
+        for (std::size_t a = body + align4(sizeof m); a + sizeof(rtattr) <= end;) {
+          rtattr attr{};
+          std::memcpy(&attr, buf + a, sizeof attr);
+          if (attr.rta_len < sizeof attr || a + attr.rta_len > end) break;
+          if (attr.rta_type == INET_DIAG_SKMEMINFO) {
+            std::uint32_t v[SK_MEMINFO_VARS] = {};
+            std::memcpy(v, buf + a + align4(sizeof attr),
+                        std::min(sizeof v, attr.rta_len - align4(sizeof attr)));
+            // What is charged to the socket (and counted in sockstat's "mem"): the receive
+            // queue, the memory reserved ahead, the send queue, options and the backlog.
+            // wmem_alloc is part of the send queue already in flight below TCP: not counted
+            // twice.
+            s.socket_buffer_bytes += std::uint64_t{v[SK_MEMINFO_RMEM_ALLOC]} +
+                                     v[SK_MEMINFO_FWD_ALLOC] + v[SK_MEMINFO_WMEM_QUEUED] +
+                                     v[SK_MEMINFO_OPTMEM] + v[SK_MEMINFO_BACKLOG];
+          }
+          a += align4(attr.rta_len);
+        }
+      }
+    }
+    // A kernel without IPv6 answers the AF_INET6 dump with an error: no IPv6 sockets, the
+    // IPv4 count stands.
+    if (!ok && family == AF_INET6) ok = true;
+    if (!ok) break;
+  }
+  ::close(fd);
+  return ok;
 }
 
 // Context switches of every live task of `pid` into `s`; returns the tasks' run time in µs
@@ -259,6 +365,7 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
   if (!with_cpu) {
     const std::int64_t begin = monotonic_ns();
     TreeSnapshot s = read_tree(tree_of(config.pid, all_processes()), with_memory, false, false);
+    if (with_memory && config.port != 0) s.sockets_measured = add_sockets(config.port, s);
     s.monotonic_ns_begin = begin;
     s.monotonic_ns = monotonic_ns();
     s.tcp_mem_bytes = tcp_mem_bytes();
@@ -291,6 +398,32 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
   s.cpu_us = s.utime_us + s.stime_us + s.untracked_us;
   s.tcp_mem_bytes = tcp_mem_bytes();
   return s;
+}
+
+TreeSnapshot server_sockets(std::uint16_t port) {
+  TreeSnapshot s;
+  s.sockets_measured = add_sockets(port, s);
+  return s;
+}
+
+std::uint64_t socket_object_bytes() {
+  static const std::uint64_t bytes = [] {
+    std::unordered_map<std::string, std::uint64_t> size{
+        {"TCP", 2368}, {"sock_inode_cache", 832}, {"filp", 192}, {"dentry", 192}};
+    std::ifstream in("/proc/slabinfo");
+    // "name active_objs num_objs objsize ...": the object size is the fourth word.
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream words(line);
+      std::string name;
+      std::uint64_t active = 0, total = 0, objsize = 0;
+      if (words >> name >> active >> total >> objsize && size.count(name) && objsize > 0)
+        size[name] = objsize;
+    }
+    std::uint64_t sum = 0;
+    for (const auto& [name, b] : size) sum += b;
+    return sum;
+  }();
+  return bytes;
 }
 
 ServerSampler::ServerSampler(SamplerConfig config) : config_(std::move(config)) {
@@ -374,6 +507,12 @@ ServerSample ServerSampler::stop() {
   r.processes = last_memory.processes;
   r.threads = last_memory.threads;
   r.tcp_mem_bytes = last_memory.tcp_mem_bytes;
+  r.pte_kb = last_memory.pte_kb;
+  r.kernel_stack_kb = last_memory.threads * kKernelStackKb;
+  r.sockets_measured = last_memory.sockets_measured;
+  r.sockets = last_memory.sockets;
+  r.socket_buffer_bytes = last_memory.socket_buffer_bytes;
+  r.socket_object_bytes = last_memory.sockets * socket_object_bytes();
   r.cpu_consistent = first_.cpu_consistent && last.cpu_consistent;
   auto delta = [](std::uint64_t b, std::uint64_t a) { return b > a ? b - a : 0; };
   r.utime_us = delta(last.utime_us, first_.utime_us);
@@ -398,6 +537,10 @@ ServerSample ServerSampler::stop() {
 }
 
 nlohmann::json ServerSample::to_json() const {
+  auto kb_or_null = [this](std::uint64_t bytes) {
+    return sockets_measured ? nlohmann::json(static_cast<double>(bytes) / 1024.0)
+                            : nlohmann::json(nullptr);
+  };
   nlohmann::json j = {
       {"pid", pid},
       {"source", source},
@@ -416,6 +559,10 @@ nlohmann::json ServerSample::to_json() const {
       {"switches_complete", switches_complete},
       {"tcp_mem_bytes", {{"start", tcp_mem_bytes_start}, {"end", tcp_mem_bytes},
                          {"peak", tcp_mem_bytes_peak}}},
+      {"sockets", sockets_measured ? nlohmann::json(sockets) : nlohmann::json(nullptr)},
+      {"kernel_kb", {{"page_tables", pte_kb}, {"stacks", kernel_stack_kb},
+                     {"socket_buffers", kb_or_null(socket_buffer_bytes)},
+                     {"socket_objects", kb_or_null(socket_object_bytes)}}},
       {"requests", server_requests ? nlohmann::json(*server_requests) : nlohmann::json(nullptr)},
       {"sampler_cpu_us", sampler_cpu_us},
       {"snapshot_ms_max", snapshot_ms_max},

@@ -14,6 +14,10 @@
 //   switches    voluntary and involuntary context switches during the window, likewise.
 //   tcp_mem     kernel TCP socket buffer memory (/proc/net/sockstat "mem", pages), system-wide:
 //               on loopback it includes the load generator's sockets too.
+//   kernel      what the kernel holds for the tree beside its user-space pages (memory
+//               snapshots): page tables (VmPTE of each process), kernel stacks (threads x
+//               kKernelStackKb) and, given the server's port, its own TCP sockets (sock_diag:
+//               each one's struct objects plus the buffer memory charged to it).
 //
 // How exited threads and reaped children are counted (see docs/LOADGEN.md):
 //   * With a stats file (our servers): the sampler sends SIGUSR1, waits until the file's
@@ -30,9 +34,10 @@
 //     (reported with "switches_complete": false).
 //
 // Cost: one snapshot reads /proc/N/stat for every process on the machine (to find the tree),
-// smaps_rollup for each process of the tree (memory snapshots only) and one status file per
-// live thread of the tree (CPU snapshots only: at start and stop). The periodic thread takes
-// memory snapshots only. sampler_cpu_us in the result is what the snapshots cost this process.
+// smaps_rollup and status for each process of the tree and one sock_diag dump of the server's
+// sockets (memory snapshots only), and one status file per live thread of the tree (CPU
+// snapshots only: at start and stop). The periodic thread takes memory snapshots only.
+// sampler_cpu_us in the result is what the snapshots cost this process.
 //
 // Threads: start() and stop() from one thread (the one that owns the sampler); the periodic
 // snapshots run on the sampler's own thread. Not copyable.
@@ -55,7 +60,23 @@ struct SamplerConfig {
   std::string stats_file;                    // "" = /proc only
   std::chrono::milliseconds interval{1000};  // memory snapshots in between; 0 = none
   std::chrono::milliseconds stats_wait{2000};  // how long to wait for the stats file
+  // The server's listening port. Its own sockets are those of this network namespace whose
+  // local port is this one (the listener and every connection it accepted): /proc/net/sockstat
+  // counts every socket of the machine, the load generator's ends of loopback connections
+  // included. 0 = sockets not measured.
+  std::uint16_t port = 0;
 };
+
+// A thread's kernel stack: THREAD_SIZE, 16 KiB on x86-64 (since Linux 3.15) and arm64, each
+// allocated whole (vmalloc'ed with CONFIG_VMAP_STACK, counted in /proc/meminfo KernelStack).
+// No per-process file gives it; threads x this is what the tree's threads hold.
+constexpr std::uint64_t kKernelStackKb = 16;
+
+// What the kernel allocates for one TCP socket beside its buffers: struct tcp_sock (slab
+// "TCP"), its socket inode ("sock_inode_cache"), its struct file ("filp") and the file's
+// dentry ("dentry"), from /proc/slabinfo's object sizes (root only; when unreadable, the
+// sizes read on Linux 6.18 x86-64: 2368 + 832 + 192 + 192 bytes).
+std::uint64_t socket_object_bytes();
 
 // One look at the tree.
 struct TreeSnapshot {
@@ -69,6 +90,14 @@ struct TreeSnapshot {
   std::uint64_t untracked_us = 0;  // live tasks' run time beyond their tick-sampled utime+stime
   std::uint64_t nvcsw = 0, nivcsw = 0;
   std::uint64_t tcp_mem_bytes = 0;
+  // Memory snapshots: VmPTE summed over the tree; with a port, the server's sockets and the
+  // buffer memory charged to them (sk_rmem_alloc + sk_forward_alloc + sk_wmem_queued +
+  // optmem + backlog, as sock_diag's SKMEMINFO gives it). sockets_measured false: no port,
+  // or the sock_diag dump failed.
+  std::uint64_t pte_kb = 0;
+  std::uint64_t sockets = 0, socket_buffer_bytes = 0;
+  std::uint64_t connected_sockets = 0;  // of `sockets`, those not listening
+  bool sockets_measured = false;
   bool from_stats_file = false;                   // root figures from the server's report
   std::optional<std::uint64_t> server_requests;   // the stats file's `requests`
   bool alive = true;                              // the root pid still existed
@@ -88,6 +117,13 @@ struct ServerSample {
   std::uint64_t nvcsw = 0, nivcsw = 0;
   bool switches_complete = false;  // true when exited threads / reaped children are included
   std::uint64_t tcp_mem_bytes = 0, tcp_mem_bytes_start = 0, tcp_mem_bytes_peak = 0;
+  // Kernel memory at the last memory snapshot (see TreeSnapshot): page tables, kernel stacks
+  // (threads x kKernelStackKb), the server's sockets, their buffers and their objects
+  // (sockets x socket_object_bytes()), in bytes so that a difference of two is exact.
+  // sockets_measured false: the socket figures are absent.
+  std::uint64_t pte_kb = 0, kernel_stack_kb = 0;
+  std::uint64_t sockets = 0, socket_buffer_bytes = 0, socket_object_bytes = 0;
+  bool sockets_measured = false;
   std::optional<std::uint64_t> server_requests;  // delta of the stats file's `requests`
   std::uint64_t memory_samples = 0;
   double sampler_cpu_us = 0;       // CPU the snapshots cost the sampling process
@@ -98,6 +134,11 @@ struct ServerSample {
   bool cpu_consistent = true;
   nlohmann::json to_json() const;
 };
+
+// The server's own TCP sockets now (those on `port`), alone: sockets, connected_sockets,
+// socket_buffer_bytes and sockets_measured of the result are set, nothing else. Cheap (one
+// sock_diag dump), unlike a memory snapshot of a large tree.
+TreeSnapshot server_sockets(std::uint16_t port);
 
 // Takes one snapshot now. with_memory reads smaps_rollup; with_cpu reads the CPU and per-thread
 // context switches (and asks the stats file, if given). Throws nothing: a process that vanishes

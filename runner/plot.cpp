@@ -24,12 +24,30 @@ const std::vector<Graph>& graphs() {
   static const std::vector<Graph> g = {
       {"rps", "Requests per second",
        "Closed-loop throughput: requests completed per second of the measurement window, with "
-       "every connection sending its next request as soon as the previous answer arrived."},
+       "every connection sending its next request as soon as the previous answer arrived. A red "
+       "circle marks a load-generator-bound point: the load generator, sharing the machine, was "
+       "the limit, so its req/s is the load generator's ceiling, not the server's (the server "
+       "did at least this much); the server-capacity graph compares servers there."},
+      {"capacity", "Server capacity (requests per server CPU-second)",
+       "10^6 / the server's CPU µs per request: how many requests per second one core of server "
+       "CPU answers at this load. It compares servers fairly whatever the load generator did, "
+       "so it has no red circles; a server that was not saturated (a bound point) spent what "
+       "it spent at that load, and an event loop gets cheaper per request as it gets busier, "
+       "so there its capacity is a floor. Points whose CPU figure is not valid are not drawn."},
       {"memory", "Server memory (PSS)",
        "Left: the server's whole process tree (PSS, shared pages split between the processes "
        "that map them) while holding N idle keep-alive connections; right: what one connection "
        "adds, (PSS with N idle connections - PSS before any connection) / the connections held. "
        "Measured with no load running, so no point of it is load-generator bound."},
+      {"memory-whole", "Whole memory per connection (user space + kernel)",
+       "Left: what one idle connection costs in all, the user-space PSS per connection plus "
+       "what the kernel holds for it: the server's own TCP sockets (each socket's kernel "
+       "objects and the buffer memory charged to it; the load generator's ends are not "
+       "counted), page tables (VmPTE of every process) and kernel stacks (16 KiB per thread), "
+       "each (with N idle connections - before any connection) / the connections held. Right: "
+       "the same four parts stacked, per server, at the largest connection count held at N "
+       "(points that did not hold N are not in the bars). Not counted: task_struct and other "
+       "per-thread or per-process kernel objects, epoll entries."},
       {"latency", "p99 latency",
        "The 99th-percentile response time under closed-loop load: one request in a hundred "
        "waited at least this long."},
@@ -68,11 +86,14 @@ std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) :
 
 // Columns: 1 connections, 2 rps, 3 p99 ms, 4 PSS idle MB, 5 KB/conn, 6 switches/req,
 // 7 CPU us/req, 8 loadgen bound (0/1), 9 rps min, 10 rps max, 11 closed window at N (0/1),
-// 12 idle hold at N (0/1), 13 seconds to take on N connections.
+// 12 idle hold at N (0/1), 13 seconds to take on N connections, 14 requests per server
+// CPU-second, 15 whole KB/conn (user + kernel), 16 kernel KB/conn, 17 sockets KB/conn,
+// 18 page tables KB/conn, 19 kernel stacks KB/conn.
 void write_data(const std::string& path, const std::vector<const Point*>& pts) {
   std::ofstream out(path, std::ios::trunc);
   out << "# connections rps p99_ms pss_idle_mb kb_per_conn switches_per_req cpu_us_per_req "
-         "loadgen_bound rps_min rps_max at_n idle_at_n ramp_s\n";
+         "loadgen_bound rps_min rps_max at_n idle_at_n ramp_s capacity_rps whole_kb_per_conn "
+         "kernel_kb_per_conn sock_kb_per_conn pte_kb_per_conn stack_kb_per_conn\n";
   for (const Point* p : pts) {
     bool have_mem = p->pss_idle_mb > 0;
     out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
@@ -80,8 +101,37 @@ void write_data(const std::string& path, const std::vector<const Point*>& pts) {
         << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request)
         << ' ' << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' '
         << num(p->rps_min) << ' ' << num(p->rps_max) << ' ' << (p->at_n ? 1 : 0) << ' '
-        << (p->idle_at_n ? 1 : 0) << ' ' << num(p->ramp_s) << '\n';
+        << (p->idle_at_n ? 1 : 0) << ' ' << num(p->ramp_s) << ' ' << num(p->capacity_rps);
+    for (double kb : {p->whole_per_conn_kb, p->kernel_per_conn_kb, p->sock_per_conn_kb,
+                      p->pte_per_conn_kb, p->stack_per_conn_kb})
+      out << ' ' << (have_mem ? num(kb) : "?");
+    out << '\n';
   }
+}
+
+// The largest connection count at which some server held N idle connections with every part
+// of its memory measured: the stacked bars compare the servers there. 0 if none.
+int breakdown_connections(const Results& r) {
+  int top = 0;
+  for (const auto& p : r.points)
+    if (p.ok() && p.idle_at_n && std::isfinite(p.whole_per_conn_kb) && p.pss_idle_mb > 0)
+      top = std::max(top, p.connections);
+  return top;
+}
+
+// graphs/data/breakdown.dat: a row per server held at N at `top` connections, its memory per
+// connection in four parts (KB): user-space PSS, sockets, page tables, kernel stacks.
+void write_breakdown(const std::string& path, const Results& r, int top,
+                     const std::vector<std::string>& order) {
+  std::ofstream out(path, std::ios::trunc);
+  out << fmt::format("# memory per idle connection at {} connections, KB\n", top)
+      << "# server user_pss sockets page_tables kernel_stacks\n";
+  for (const auto& name : order)
+    for (const auto& p : r.points)
+      if (p.server == name && p.ok() && p.connections == top && p.idle_at_n &&
+          std::isfinite(p.whole_per_conn_kb) && p.pss_idle_mb > 0)
+        out << name << ' ' << num(p.mem_per_conn_kb) << ' ' << num(p.sock_per_conn_kb) << ' '
+            << num(p.pte_per_conn_kb) << ' ' << num(p.stack_per_conn_kb) << '\n';
 }
 
 struct Style {
@@ -126,9 +176,57 @@ std::string common_setup() {
          "set datafile missing '?'\nset pointintervalbox 0\n";
 }
 
-std::string graph_body(const std::string& name, const std::vector<Style>& st) {
+// The stacked bars of the whole-memory figure: one per server at `top` connections.
+std::string breakdown_plot(int top) {
+  return fmt::format(
+      "set title 'Memory per idle connection at {} connections, by part'\n"
+      "unset logscale x\nset xlabel ''\nset ylabel 'KB per connection'\nset yrange [0:*]\n"
+      "set style data histograms\nset style histogram rowstacked\n"
+      "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset xtics rotate by -30\n"
+      "plot 'graphs/data/breakdown.dat' using 2:xtic(1) title 'user space (PSS)' lc rgb "
+      "'#1f77b4', '' using 3 title 'sockets' lc rgb '#ff7f0e', '' using 4 title 'page tables' "
+      "lc rgb '#2ca02c', '' using 5 title 'kernel stacks' lc rgb '#d62728'\n"
+      "set logscale x 10\nset xlabel 'concurrent connections'\nset xtics norotate autofreq\n"
+      "set style fill empty\nset style data points\n",
+      top);
+}
+
+// An empty frame that says why: gnuplot fails ("x range is invalid") on a plot none of whose
+// points is defined, which would lose every graph after it (results written before a figure
+// existed, or a sweep where no point has it).
+std::string placeholder(const std::string& why) {
+  return fmt::format("set label 1 '{}' at graph 0.5,0.5 center\nplot [1:10] [1:10] 1/0 notitle\n"
+                     "unset label 1\n",
+                     why);
+}
+
+// What the newer graphs can draw: `capacity`/`whole`/`ramp` whether any point has that figure,
+// `breakdown_top` the connection count of the whole-memory figure's bars (0: no bars).
+struct Drawable {
+  bool capacity = false, whole = false, ramp = false;
+  int breakdown_top = 0;
+};
+
+std::string graph_body(const std::string& name, const std::vector<Style>& st,
+                       const Drawable& can) {
   std::string g;
-  if (name == "rps") {
+  if (name == "capacity") {
+    g = "set title 'Server capacity: requests per server CPU-second'\n"
+        "set ylabel 'requests per CPU-second'\nset logscale y 10\n" +
+        (can.capacity ? plot_command(st, 14, true, 11, false)
+                      : placeholder("no point has a valid CPU figure")) +
+        "unset logscale y\n";
+  } else if (name == "memory-whole") {
+    const int breakdown_top = can.breakdown_top;
+    g = fmt::format("set multiplot layout 1,{}\n", breakdown_top > 0 ? 2 : 1) +
+        "set title 'Whole memory per idle connection (user + kernel)'\n"
+        "set ylabel 'KB per connection'\nset logscale y 10\n" +
+        (can.whole ? plot_command(st, 15, true, 12, false)
+                   : placeholder("kernel memory was not measured in these results")) +
+        "unset logscale y\n" +
+        (breakdown_top > 0 ? breakdown_plot(breakdown_top) : std::string{}) +
+        "unset multiplot\n";
+  } else if (name == "rps") {
     g = "set title 'Requests per second (closed loop)'\nset ylabel 'requests/s'\nset yrange [0:*]\n" +
         plot_command(st, 2, false, 11, true);
   } else if (name == "memory") {
@@ -144,7 +242,10 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st) {
         plot_command(st, 6, true, 11, true) + "unset logscale y\n";
   } else if (name == "ramp") {
     g = "set title 'Time until all N connections were answered once'\nset ylabel 'seconds'\n"
-        "set logscale y 10\n" + plot_command(st, 13, true, 11, false) + "unset logscale y\n";
+        "set logscale y 10\n" +
+        (can.ramp ? plot_command(st, 13, true, 11, false)
+                  : placeholder("the time to take on N was not measured in these results")) +
+        "unset logscale y\n";
   } else {
     g = "set title 'Server CPU time per request'\nset ylabel 'CPU us/request'\nset logscale y 10\n" +
         plot_command(st, 7, true, 11, true) + "unset logscale y\n";
@@ -184,6 +285,16 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
   std::vector<std::string> order;
   auto s = series(r, order);
   std::vector<Style> styles;
+  Drawable can;
+  can.breakdown_top = breakdown_connections(r);
+  write_breakdown(dir + "/graphs/data/breakdown.dat", r, can.breakdown_top, order);
+  for (const auto& p : r.points) {
+    if (!p.ok()) continue;
+    can.capacity = can.capacity || (std::isfinite(p.capacity_rps) && p.capacity_rps > 0);
+    can.whole = can.whole || (p.pss_idle_mb > 0 && std::isfinite(p.whole_per_conn_kb) &&
+                              p.whole_per_conn_kb > 0);
+    can.ramp = can.ramp || (std::isfinite(p.ramp_s) && p.ramp_s > 0);
+  }
   for (const auto& name : order) {
     if (!s.count(name)) continue;  // no ok point: nothing to draw
     write_data(dir + "/graphs/data/" + name + ".dat", s[name]);
@@ -195,13 +306,13 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
   std::string script = "# Generated by shootout; run from the results folder: gnuplot graphs/plot.gp\n" +
                        common_setup();
   for (const auto& g : graphs()) {
-    std::string size = g.name == "memory" ? "1400,560" : "960,560";
+    std::string size = g.name.rfind("memory", 0) == 0 ? "1400,560" : "960,560";
     script += fmt::format("\nset terminal svg size {} dynamic background '#ffffff' font 'sans,12'\n"
                           "set output 'graphs/{}.svg'\n{}",
-                          size, g.name, graph_body(g.name, styles));
+                          size, g.name, graph_body(g.name, styles, can));
     script += fmt::format("set terminal {} size {} font 'sans,10' background '#ffffff'\n"
                           "set output 'graphs/{}.png'\n{}",
-                          png, size, g.name, graph_body(g.name, styles));
+                          png, size, g.name, graph_body(g.name, styles, can));
   }
   script += "set output\n";
   std::ofstream(dir + "/graphs/plot.gp", std::ios::trunc) << script;

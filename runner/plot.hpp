@@ -4,8 +4,10 @@
 //
 // Files written into DIR:
 //   graphs/data/<server>.dat   the plotted columns, one file per model or peer
+//   graphs/data/breakdown.dat  memory per connection by part, per server, at one N
 //   graphs/plot.gp             the gnuplot script (re-run it by hand to tweak a graph)
-//   graphs/<name>.svg, .png    rps, memory, latency, switches, cpu
+//   graphs/<name>.svg, .png    rps, capacity, memory, memory-whole, latency, switches, cpu,
+//                              ramp
 //   report.md                  the graphs, a sentence on each, the table, failures and caps
 //
 // Main thread; runs gnuplot as a child process and waits for it.
@@ -17,7 +19,7 @@
 namespace shootout::runner {
 
 struct Graph {
-  std::string name;   // file stem: rps, memory, latency, switches, cpu
+  std::string name;   // file stem: rps, capacity, memory, memory-whole, latency, ...
   std::string title;
   std::string what;   // one sentence: what the graph shows
 };

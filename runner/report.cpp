@@ -74,27 +74,63 @@ std::string finding(const Results& r, const std::string& graph) {
   const Point* worst = nullptr;
   auto value = [&](const Point& p) {
     if (graph == "rps") return p.rps;
+    if (graph == "capacity") return p.capacity_rps;
     if (graph == "memory") return p.pss_idle_mb;
+    if (graph == "memory-whole") return p.whole_per_conn_kb;
     if (graph == "latency") return p.p99_us / 1000;
     if (graph == "switches") return p.switches_per_request;
     if (graph == "ramp") return p.ramp_s;
     return p.cpu_us_per_request;
   };
   // Only points measured at N are ranked: a point that reached fewer is not what its label says.
-  auto at_n = [&](const Point& p) { return graph == "memory" ? p.idle_at_n : p.at_n; };
+  // Nor is a figure that was not measured or could not be true (NaN).
+  auto at_n = [&](const Point& p) {
+    return graph.rfind("memory", 0) == 0 ? p.idle_at_n : p.at_n;
+  };
   for (const auto& p : r.points) {
-    if (!p.ok() || p.connections != top || !at_n(p)) continue;
+    if (!p.ok() || p.connections != top || !at_n(p) || !std::isfinite(value(p))) continue;
     if (!best || value(p) > value(*best)) best = &p;
     if (!worst || value(p) < value(*worst)) worst = &p;
   }
   if (!best || best == worst) return "";
-  const char* unit = graph == "rps" ? " req/s" : graph == "memory" ? " MB" : graph == "latency" ? " ms"
+  const char* unit = graph == "rps" ? " req/s" : graph == "capacity" ? " requests per CPU-second"
+                   : graph == "memory-whole" ? " KB per connection"
+                   : graph == "memory" ? " MB" : graph == "latency" ? " ms"
                    : graph == "switches" ? " switches/request" : graph == "ramp" ? " s"
                    : " µs/request";
+  // Bound marks belong to figures of the loaded window that the load generator limited; the
+  // capacity and the idle hold's memory are not such figures.
+  const bool marks = graph != "capacity" && graph.rfind("memory", 0) != 0;
+  auto bound = [&](const Point& p) {
+    return marks && p.loadgen_bound ? ", load-generator bound" : "";
+  };
   return fmt::format(" At {} connections the highest is {} ({}{}{}) and the lowest {} ({}{}{}).",
-                     top, best->server, fmt_num(value(*best)), unit,
-                     best->loadgen_bound ? ", load-generator bound" : "", worst->server,
-                     fmt_num(value(*worst)), unit, worst->loadgen_bound ? ", load-generator bound" : "");
+                     top, best->server, fmt_num(value(*best)), unit, bound(*best), worst->server,
+                     fmt_num(value(*worst)), unit, bound(*worst));
+}
+
+// The whole-memory figure in words: per server held at N at the largest connection count,
+// what a connection costs and of what it is made. Points not held at N are left out.
+std::string whole_memory_words(const Results& r) {
+  int top = 0;
+  for (const auto& p : r.points)
+    if (p.ok() && p.idle_at_n && std::isfinite(p.whole_per_conn_kb))
+      top = std::max(top, p.connections);
+  if (top == 0) return "";
+  std::string s = fmt::format(" Per idle connection at {} connections (user space + sockets + "
+                              "page tables + kernel stacks):", top);
+  bool first = true;
+  for (const auto& p : r.points) {
+    if (!p.ok() || p.connections != top || !p.idle_at_n || !std::isfinite(p.whole_per_conn_kb))
+      continue;
+    s += fmt::format("{} {} {} KB ({} + {} + {} + {}){}", first ? "" : ";", p.server,
+                     fmt_num(p.whole_per_conn_kb), fmt_num(p.mem_per_conn_kb),
+                     fmt_num(p.sock_per_conn_kb), fmt_num(p.pte_per_conn_kb),
+                     fmt_num(p.stack_per_conn_kb), p.kernel_fell ? " (a kernel part fell below "
+                     "its baseline: counted 0)" : "");
+    first = false;
+  }
+  return s + ".";
 }
 
 std::string graph_sections(const Results& r, const std::string& graph_error) {
@@ -102,12 +138,13 @@ std::string graph_sections(const Results& r, const std::string& graph_error) {
   if (!graph_error.empty()) s += fmt::format("**The graphs could not be drawn:** {}\n\n", graph_error);
   s += bound_words(r);
   for (const auto& g : graphs()) {
-    s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}", g.title, g.title, g.name, g.what,
-                     finding(r, g.name));
+    s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}{}", g.title, g.title, g.name, g.what,
+                     finding(r, g.name), g.name == "memory-whole" ? whole_memory_words(r) : "");
+    const bool circles = g.name != "memory" && g.name != "memory-whole" && g.name != "ramp" &&
+                         g.name != "capacity";
     s += fmt::format(" Black crosses: points that did not reach N connections (the table says what "
                      "they reached); they are never ranked.{} (PNG: `graphs/{}.png`.)\n\n",
-                     g.name == "memory" || g.name == "ramp" ? "" : " Red circles: load-generator bound.",
-                     g.name);
+                     circles ? " Red circles: load-generator bound." : "", g.name);
   }
   return s;
 }
@@ -115,26 +152,35 @@ std::string graph_sections(const Results& r, const std::string& graph_error) {
 std::string table(const Results& r) {
   std::string s =
       "## Numbers\n\nMedians over the repeats; req/s spread is min-max. CPU and switches are per "
-      "request over the window; PSS idle is with N idle keep-alive connections; lg CPU is the "
-      "load generator's CPU in cores.\n\n"
-      "| server | conns | req/s | spread | p50 ms | p99 ms | errors | CPU µs/req | switches/req "
-      "| PSS base MB | PSS idle MB | KB/conn | procs | threads | lg CPU | bound |\n"
-      "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+      "request over the window; req/CPU-s is the server capacity, 10^6 / CPU µs per request; "
+      "PSS idle is with N idle keep-alive connections; KB/conn is user-space PSS per connection "
+      "held, kernel KB/conn what the kernel holds for it (sockets + page tables + kernel "
+      "stacks; † a part fell below its baseline and counts 0), whole the two together; lg CPU "
+      "is the load generator's CPU in cores.\n\n"
+      "| server | conns | req/s | spread | p50 ms | p99 ms | errors | CPU µs/req | req/CPU-s "
+      "| switches/req | PSS base MB | PSS idle MB | KB/conn | kernel KB/conn | whole KB/conn "
+      "| procs | threads | lg CPU | bound |\n"
+      "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+      "|---|\n";
   for (const auto& p : r.points) {
     if (!p.ok()) {
-      s += fmt::format("| {} | {} | {} | | | | | | | | | | | | | |\n", p.server, p.connections, p.status);
+      s += fmt::format("| {} | {} | {} | | | | | | | | | | | | | | | | |\n", p.server,
+                       p.connections, p.status);
       continue;
     }
     s += fmt::format(
-        "| {} | {} | {} | {}-{} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2f} | {} |\n",
+        "| {} | {} | {} | {}-{} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {}{} | {} | {} "
+        "| {} | {:.2f} | {} |\n",
         p.server,
         p.at_n && p.idle_at_n ? std::to_string(p.connections)
                               : fmt::format("{} (reached {} loaded, {} idle)", p.connections,
                                             p.reached, p.idle_opened),
         fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max),
         fmt_num(p.p50_us / 1000), fmt_num(p.p99_us / 1000), p.errors, fmt_num(p.cpu_us_per_request),
-        fmt_num(p.switches_per_request), p.switches_complete ? "" : "*", fmt_num(p.pss_baseline_mb),
-        fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb), p.processes_peak, p.threads_peak,
+        fmt_num(p.capacity_rps), fmt_num(p.switches_per_request), p.switches_complete ? "" : "*",
+        fmt_num(p.pss_baseline_mb), fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb),
+        fmt_num(p.kernel_per_conn_kb), p.kernel_fell ? " †" : "", fmt_num(p.whole_per_conn_kb),
+        p.processes_peak, p.threads_peak,
         p.loadgen_cpu_cores, p.loadgen_bound ? "**bound**" : "");
   }
   return s + "\n\\* switches of threads or processes that exited during the window are not "
@@ -167,7 +213,10 @@ std::string method() {
          "request as soon as the answer arrives. Over that window it samples the server's "
          "process tree (CPU time, context switches, PSS, processes, threads). Then it opens N "
          "fresh connections, makes one request on each and holds them idle for the idle-hold "
-         "time: the PSS at the end is the memory graph's figure. Then it stops the server "
+         "time: the PSS at the end is the memory graph's figure, and the kernel's part (the "
+         "server's own TCP sockets from sock_diag, page tables from VmPTE, 16 KiB of kernel "
+         "stack per thread), read at the same two moments, the whole-memory graph's. Then it "
+         "stops the server "
          "(SIGTERM) and checks it exited cleanly. Peers (nginx, Apache) get generated "
          "configurations (`peers/<name>-<N>/`), serve the same 13-byte `Hello, World!` from a "
          "file, and are sampled from /proc. Apache pre-spawns its workers for N connections, so "

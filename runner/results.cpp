@@ -14,10 +14,14 @@ namespace shootout::runner {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     Point, server, kind, connections, status, reason, notes, repeats, window_s, rps, rps_min,
     rps_max, requests, errors, p50_us, p90_us, p99_us, p999_us, max_us, mean_us, p99_min_us,
-    p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, server_cpu_us, cpu_us_per_request, server_cpu_cores, switches_per_request,
+    p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, server_cpu_us,
+    cpu_us_per_request, server_cpu_cores, capacity_rps, switches_per_request,
     voluntary_per_request, involuntary_per_request, switches_complete, processes_peak,
     threads_peak, pss_load_mb, pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened,
-    idle_alive, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
+    idle_alive, threads_baseline, threads_idle, sockets_idle, kernel_baseline_mb,
+    kernel_idle_mb, sock_per_conn_kb, pte_per_conn_kb, stack_per_conn_kb, kernel_per_conn_kb,
+    whole_per_conn_kb, kernel_fell, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads,
+    loadgen_bound, runs)
 
 namespace {
 
@@ -28,11 +32,13 @@ const std::vector<std::string>& csv_columns() {
       "idle_at_n", "ramp_s", "ramp_reached", "sampler_short", "rps", "rps_min",
       "rps_max", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "p99_min_us",
       "p99_max_us", "requests", "errors", "window_s", "server_cpu_us", "cpu_us_per_request",
-      "server_cpu_cores", "switches_per_request", "voluntary_per_request",
+      "server_cpu_cores", "capacity_rps", "switches_per_request", "voluntary_per_request",
       "involuntary_per_request", "switches_complete", "processes_peak", "threads_peak",
       "pss_baseline_mb", "pss_load_mb", "pss_idle_mb", "mem_per_conn_kb", "idle_opened",
-      "idle_alive", "loadgen_cpu_us", "loadgen_cpu_cores", "loadgen_threads", "loadgen_bound",
-      "notes"};
+      "idle_alive", "threads_baseline", "threads_idle", "sockets_idle", "kernel_baseline_mb",
+      "kernel_idle_mb", "sock_per_conn_kb", "pte_per_conn_kb", "stack_per_conn_kb",
+      "kernel_per_conn_kb", "whole_per_conn_kb", "kernel_fell", "loadgen_cpu_us",
+      "loadgen_cpu_cores", "loadgen_threads", "loadgen_bound", "notes"};
   return cols;
 }
 
@@ -73,9 +79,18 @@ nlohmann::json to_json(const Point& p) {
 // (nlohmann writes NaN as null); read back, null is NaN again.
 Point point_from_json(const nlohmann::json& j) {
   nlohmann::json copy = j;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
   for (auto& [key, value] : copy.items())
-    if (value.is_null() && key != "runs") value = std::numeric_limits<double>::quiet_NaN();
-  return copy.get<Point>();
+    if (value.is_null() && key != "runs") value = nan;
+  // Results written before these figures existed: capacity follows from the CPU figure; the
+  // kernel's memory was not measured ("?", not 0).
+  Point p = copy.get<Point>();
+  if (!j.contains("capacity_rps"))
+    p.capacity_rps = p.cpu_us_per_request > 0 ? 1e6 / p.cpu_us_per_request : nan;
+  if (!j.contains("kernel_per_conn_kb"))
+    p.kernel_baseline_mb = p.kernel_idle_mb = p.sock_per_conn_kb = p.pte_per_conn_kb =
+        p.stack_per_conn_kb = p.kernel_per_conn_kb = p.whole_per_conn_kb = nan;
+  return p;
 }
 
 nlohmann::json to_json(const Results& r) {

@@ -44,6 +44,10 @@ struct Point {
 
   // the server over the window
   double server_cpu_us = 0, cpu_us_per_request = 0, server_cpu_cores = 0;
+  // Server capacity: requests per second of server CPU, 1e6 / cpu_us_per_request. What the
+  // server's CPU could serve, whatever the load generator managed to send (a load-generator-
+  // bound point's req/s is the load generator's ceiling). NaN where the CPU figure is not valid.
+  double capacity_rps = 0;
   double switches_per_request = 0, voluntary_per_request = 0, involuntary_per_request = 0;
   bool switches_complete = false;
   std::uint64_t processes_peak = 0, threads_peak = 0;
@@ -54,6 +58,19 @@ struct Point {
   double pss_idle_mb = 0;      // with the N connections idle
   double mem_per_conn_kb = 0;  // (pss_idle - pss_baseline) / connections held, never < 0
   std::uint64_t idle_opened = 0, idle_alive = 0;
+
+  // idle hold, the kernel's side: what the kernel holds for the server beside its user-space
+  // pages, measured at the same two moments as PSS. Page tables (VmPTE summed over the
+  // processes), kernel stacks (threads x 16 KiB) and the server's own TCP sockets (the
+  // sockets on its port: their objects plus the buffer memory charged to them). Per
+  // connection held, each part never < 0 (a part that fell below its baseline counts 0 and
+  // sets kernel_fell); NaN where not measured (sockets of a run without sock_diag).
+  std::uint64_t threads_baseline = 0, threads_idle = 0, sockets_idle = 0;
+  double kernel_baseline_mb = 0, kernel_idle_mb = 0;
+  double sock_per_conn_kb = 0, pte_per_conn_kb = 0, stack_per_conn_kb = 0;
+  double kernel_per_conn_kb = 0;  // the three parts' sum
+  double whole_per_conn_kb = 0;   // mem_per_conn_kb + kernel_per_conn_kb
+  bool kernel_fell = false;
 
   // the load generator over the window
   double loadgen_cpu_us = 0;

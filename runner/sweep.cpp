@@ -10,8 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <condition_variable>
+#include <limits>
+#include <map>
 #include <exception>
 #include <mutex>
 #include <filesystem>
@@ -50,6 +51,7 @@ struct Run {
   std::vector<std::string> notes;
   std::optional<load::LoadResult> closed, idle;
   std::uint64_t baseline_pss_kb = 0;
+  load::TreeSnapshot baseline;        // the server before any connection: PSS and kernel parts
 };
 
 std::string run_tag(const std::string& server, int connections, int repeat) {
@@ -152,6 +154,7 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   load::SamplerConfig sc;
   sc.pid = pid;
   sc.stats_file = stats_file;
+  sc.port = port;
   sc.interval = milliseconds(500);
   lc.server = sc;
   return lc;
@@ -206,7 +209,17 @@ void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progr
   load::SamplerConfig base;
   base.pid = l.child->pid();
   base.stats_file = l.stats_file;
-  run.baseline_pss_kb = load::snapshot_tree(base, true, false).pss_kb;
+  base.port = l.port;
+  // Before any connection means the listener alone: the start-up check's connect (a peer's
+  // readiness probe) leaves a server-side socket, with a page of buffer, until the server
+  // closes it; counted in the baseline it made a 1-connection point's sockets "fall" by 4 KB.
+  // So wait for it to go, up to 2 s (then the baseline is taken as it is, and a fall is said).
+  const auto settle = std::chrono::steady_clock::now() + milliseconds(2000);
+  while (load::server_sockets(l.port).connected_sockets > 0 &&
+         std::chrono::steady_clock::now() < settle)
+    std::this_thread::sleep_for(milliseconds(20));
+  run.baseline = load::snapshot_tree(base, true, false);
+  run.baseline_pss_kb = run.baseline.pss_kb;
 
   progress.phase("closed loop");
   auto lc = load_config(c, l.port, n, l.child->pid(), l.stats_file);
@@ -352,6 +365,12 @@ void fill_server(Point& p, const std::vector<Run>& ok) {
   p.server_cpu_us = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return double(srv(r).cpu_us); });
   p.cpu_us_per_request = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)) / covered(r); });
   p.server_cpu_cores = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
+  // Requests per server CPU-second. Only from a valid, positive CPU figure: a run whose CPU was
+  // not used, or a window in which the sampler saw no CPU at all, has no capacity (NaN, "?"),
+  // never an infinite or negative one.
+  p.capacity_rps = std::isfinite(p.cpu_us_per_request) && p.cpu_us_per_request > 0
+                       ? 1e6 / p.cpu_us_per_request
+                       : nan;
   p.voluntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw)); });
   p.involuntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nivcsw)); });
   p.switches_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw + srv(r).nivcsw)); });
@@ -359,6 +378,76 @@ void fill_server(Point& p, const std::vector<Run>& ok) {
   p.processes_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).processes_peak); }));
   p.threads_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).threads_peak); }));
   p.pss_load_mb = med(ok, [&](const Run& r) { return srv(r).pss_kb_peak / 1024.0; });
+}
+
+// The kernel's part of one server's memory at one moment, KB.
+struct KernelParts {
+  double sockets = 0, page_tables = 0, stacks = 0;  // sockets: NaN when not measured
+  double total() const { return sockets + page_tables + stacks; }
+};
+
+KernelParts kernel_parts(const load::TreeSnapshot& s) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  KernelParts k;
+  k.sockets = s.sockets_measured
+                  ? (double(s.sockets) * double(load::socket_object_bytes()) +
+                     double(s.socket_buffer_bytes)) / 1024.0
+                  : nan;
+  k.page_tables = double(s.pte_kb);
+  k.stacks = double(s.threads * load::kKernelStackKb);
+  return k;
+}
+
+KernelParts kernel_parts(const load::ServerSample& s) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  KernelParts k;
+  k.sockets = s.sockets_measured
+                  ? double(s.socket_object_bytes + s.socket_buffer_bytes) / 1024.0
+                  : nan;
+  k.page_tables = double(s.pte_kb);
+  k.stacks = double(s.kernel_stack_kb);
+  return k;
+}
+
+// The kernel's memory per connection held, beside PSS (runs with an idle hold only). Each part
+// is (with the connections held - before any connection) / held, as for PSS; a part that fell
+// below its baseline (a thread pool shrinking, page tables freed after the closed loop) counts
+// 0, is said in a note and sets kernel_fell: never a negative cost.
+void fill_kernel_memory(Point& p, const std::vector<Run>& idle) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::map<std::string, double> fell;  // part -> largest fall over the runs, KB
+  auto per_conn = [&](const Run& r, const char* part, double KernelParts::*field) {
+    const double held = static_cast<double>(r.idle->idle_opened);
+    const double grew =
+        kernel_parts(*r.idle->server).*field - kernel_parts(r.baseline).*field;
+    if (std::isnan(grew) || held <= 0) return nan;
+    if (grew < 0) fell[part] = std::max(fell[part], -grew);
+    return std::max(0.0, grew) / held;
+  };
+  auto part = [&](const char* name, double KernelParts::*field) {
+    return med(idle, [&](const Run& r) { return per_conn(r, name, field); });
+  };
+  p.sock_per_conn_kb = part("sockets", &KernelParts::sockets);
+  p.pte_per_conn_kb = part("page tables", &KernelParts::page_tables);
+  p.stack_per_conn_kb = part("kernel stacks", &KernelParts::stacks);
+  // The sum of the parts' medians (not the median of the sums), so that the stacked bars and
+  // the table add up; with one run they are the same.
+  p.kernel_per_conn_kb = p.sock_per_conn_kb + p.pte_per_conn_kb + p.stack_per_conn_kb;
+  p.whole_per_conn_kb = p.mem_per_conn_kb + p.kernel_per_conn_kb;
+  auto idle_server = [](const Run& r) -> const load::ServerSample& { return *r.idle->server; };
+  p.kernel_baseline_mb = med(idle, [](const Run& r) { return kernel_parts(r.baseline).total(); });
+  p.kernel_idle_mb = med(idle, [&](const Run& r) { return kernel_parts(idle_server(r)).total(); });
+  p.kernel_baseline_mb /= 1024;
+  p.kernel_idle_mb /= 1024;
+  auto count = [&](auto f) { return static_cast<std::uint64_t>(med(idle, f)); };
+  p.threads_baseline = count([](const Run& r) { return double(r.baseline.threads); });
+  p.threads_idle = count([&](const Run& r) { return double(idle_server(r).threads); });
+  p.sockets_idle = count([&](const Run& r) { return double(idle_server(r).sockets); });
+  p.kernel_fell = !fell.empty();
+  for (const auto& [what, kb] : fell)
+    p.notes.push_back(fmt::format("idle hold: the server's {} fell by {:.0f} KB from the baseline "
+                                  "while holding the connections: counted as 0 per connection",
+                                  what, kb));
 }
 
 void fill_memory(Point& p, const std::vector<Run>& ok) {
@@ -385,6 +474,7 @@ void fill_memory(Point& p, const std::vector<Run>& ok) {
     p.notes.push_back(fmt::format("idle hold: PSS fell by {:.0f} KB from the baseline while "
                                   "holding the connections (noise larger than their cost): "
                                   "counted as 0 per connection", fell_kb));
+  fill_kernel_memory(p, idle);
   p.idle_at_n = static_cast<double>(p.idle_opened) >= kAtNShare * p.connections;
   if (!p.idle_at_n) {
     p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer; "
@@ -419,6 +509,15 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
       if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end()) p.notes.push_back(note);
     if (r.failure.empty()) ok.push_back(r);
     nlohmann::json j{{"failure", r.failure}, {"baseline_pss_kb", r.baseline_pss_kb}};
+    // The kernel parts before any connection (with the connections held: idle.server).
+    j["baseline_kernel"] = {
+        {"threads", r.baseline.threads}, {"page_tables_kb", r.baseline.pte_kb},
+        {"stacks_kb", r.baseline.threads * load::kKernelStackKb},
+        {"sockets",
+         r.baseline.sockets_measured ? nlohmann::json(r.baseline.sockets) : nlohmann::json()},
+        {"socket_buffers_kb", r.baseline.sockets_measured
+                                  ? nlohmann::json(r.baseline.socket_buffer_bytes / 1024)
+                                  : nlohmann::json()}};
     if (r.closed) j["closed"] = r.closed->to_json();
     if (r.idle) j["idle"] = r.idle->to_json();
     p.runs.push_back(j);

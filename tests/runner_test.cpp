@@ -5,8 +5,11 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -16,6 +19,7 @@
 #include "machine.hpp"
 #include "peers/peers.hpp"
 #include "process.hpp"
+#include "results.hpp"
 #include "server_process.hpp"
 
 namespace fs = std::filesystem;
@@ -94,7 +98,7 @@ int RunnerSweep::status_ = -1;
 std::string RunnerSweep::stderr_;
 
 void expect_graphs(const fs::path& dir) {
-  for (const char* g : {"rps", "memory", "latency", "switches", "cpu"})
+  for (const char* g : {"rps", "capacity", "memory", "memory-whole", "latency", "switches", "cpu"})
     for (const char* ext : {".svg", ".png"}) {
       fs::path f = dir / "graphs" / (std::string(g) + ext);
       ASSERT_TRUE(fs::exists(f)) << f;
@@ -130,6 +134,94 @@ TEST_F(RunnerSweep, DrawsGraphsAndReport) {
   EXPECT_NE(report.find("![Requests per second](graphs/rps.svg)"), std::string::npos);
   EXPECT_NE(report.find("Load-generator-bound points"), std::string::npos);
   for (const auto& m : models_) EXPECT_NE(report.find("| " + m + " | 10 |"), std::string::npos) << m;
+}
+
+// Issue #16, items 5 and 6: the server capacity (requests per server CPU-second) and the
+// memory the kernel holds beside PSS, per connection, on the same short sweep.
+TEST_F(RunnerSweep, CapacityAndKernelMemoryPerConnection) {
+  ASSERT_EQ(status_, 0) << stderr_;
+  const std::string csv = read_file(dir_ / "results.csv");
+  std::string header = ",";  // every column between commas
+  header += csv.substr(0, csv.find('\n'));
+  header += ',';
+  for (const char* col : {"capacity_rps", "threads_baseline", "threads_idle", "sockets_idle",
+                          "kernel_baseline_mb", "kernel_idle_mb", "sock_per_conn_kb",
+                          "pte_per_conn_kb", "stack_per_conn_kb", "kernel_per_conn_kb",
+                          "whole_per_conn_kb", "kernel_fell"})
+    EXPECT_NE(header.find(std::string(",") + col + ","), std::string::npos) << col;
+  const auto j = nlohmann::json::parse(read_file(dir_ / "results.json"));
+  std::map<std::pair<std::string, int>, nlohmann::json> by;
+  for (const auto& p : j["points"]) {
+    by[{p["server"].get<std::string>(), p["connections"].get<int>()}] = p;
+    SCOPED_TRACE(p.dump());
+    // Capacity follows from a valid, positive CPU figure, else it is null (NaN): never
+    // infinite, never negative.
+    const auto& cpu = p["cpu_us_per_request"];
+    if (cpu.is_number() && cpu.get<double>() > 0) {
+      ASSERT_TRUE(p["capacity_rps"].is_number());
+      EXPECT_DOUBLE_EQ(p["capacity_rps"].get<double>(), 1e6 / cpu.get<double>());
+    } else {
+      EXPECT_TRUE(p["capacity_rps"].is_null());
+    }
+    // Every part is measured here (sock_diag works as root and as a user) and never negative.
+    double parts = 0;
+    for (const char* part : {"sock_per_conn_kb", "pte_per_conn_kb", "stack_per_conn_kb"}) {
+      ASSERT_TRUE(p[part].is_number()) << part;
+      EXPECT_GE(p[part].get<double>(), 0.0) << part;
+      parts += p[part].get<double>();
+    }
+    EXPECT_NEAR(p["kernel_per_conn_kb"].get<double>(), parts, 1e-6);
+    EXPECT_NEAR(p["whole_per_conn_kb"].get<double>(),
+                p["mem_per_conn_kb"].get<double>() + parts, 1e-6);
+    // The server's sockets with the connections held: its listener and one per connection.
+    const auto held = p["idle_opened"].get<std::uint64_t>();
+    ASSERT_GT(held, 0u);
+    EXPECT_GE(p["sockets_idle"].get<std::uint64_t>(), held + 1);
+    EXPECT_GT(p["sock_per_conn_kb"].get<double>(), 0.0);
+    // Kernel stacks are 16 KiB per thread the connections added, over the connections held.
+    const auto base = p["threads_baseline"].get<double>();
+    const auto idle = p["threads_idle"].get<double>();
+    EXPECT_DOUBLE_EQ(p["stack_per_conn_kb"].get<double>(),
+                     16.0 * std::max(0.0, idle - base) / static_cast<double>(held));
+  }
+  // A thread per connection: ten held connections are ten more threads than one, each with its
+  // kernel stack, so the point's kernel-stack share grows with its threads.
+  if (by.count({"threaded", 10}) && by.count({"threaded", 1})) {
+    const auto& one = by[{"threaded", 1}];
+    const auto& ten = by[{"threaded", 10}];
+    EXPECT_GT(ten["threads_idle"].get<int>(), one["threads_idle"].get<int>()) << ten.dump();
+    EXPECT_GE(ten["threads_idle"].get<int>() - ten["threads_baseline"].get<int>(), 10);
+    EXPECT_GE(ten["stack_per_conn_kb"].get<double>(), 16.0) << ten.dump();
+  }
+  // A process per connection: each child has page tables of its own.
+  if (by.count({"forked", 10})) {
+    const auto& forked = by[{"forked", 10}];
+    EXPECT_GT(forked["pte_per_conn_kb"].get<double>(), 0.0) << forked.dump();
+  }
+  const std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("(requests per server CPU-second)](graphs/capacity.svg)"),
+            std::string::npos);
+  EXPECT_NE(report.find("| req/CPU-s |"), std::string::npos);
+  EXPECT_NE(report.find("Per idle connection at 10 connections"), std::string::npos) << report;
+  EXPECT_TRUE(fs::exists(dir_ / "graphs/data/breakdown.dat"));
+}
+
+// Results written before capacity and the kernel's memory existed: capacity follows from the
+// CPU figure (none from an invalid one), the kernel parts were not measured (NaN, not 0).
+TEST(RunnerResults, OlderResultsGetCapacityFromCpuAndNoKernelFigures) {
+  nlohmann::json j = {{"server", "evented"}, {"connections", 10}, {"cpu_us_per_request", 50.0}};
+  auto p = shootout::runner::point_from_json(j);
+  EXPECT_DOUBLE_EQ(p.capacity_rps, 20'000.0);
+  EXPECT_TRUE(std::isnan(p.kernel_per_conn_kb));
+  EXPECT_TRUE(std::isnan(p.whole_per_conn_kb));
+  j["cpu_us_per_request"] = nullptr;
+  p = shootout::runner::point_from_json(j);
+  EXPECT_TRUE(std::isnan(p.capacity_rps));
+  // And a NaN is written out as null (results.json), and read back as NaN again.
+  p.capacity_rps = std::numeric_limits<double>::quiet_NaN();
+  const auto written = nlohmann::json::parse(shootout::runner::to_json(p).dump());
+  EXPECT_TRUE(written["capacity_rps"].is_null());
+  EXPECT_TRUE(std::isnan(shootout::runner::point_from_json(written).capacity_rps));
 }
 
 TEST_F(RunnerSweep, PlotRedrawsFromResultsJson) {
