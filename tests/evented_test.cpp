@@ -1,17 +1,22 @@
 // The evented model beyond the shared integration suite: the poller backends against each
 // other, the loop driven in-process over socketpairs (a callback closing another connection of
 // the same ready batch), and real server processes for the slow reader, the /cpu stall,
-// EMFILE, select's FD_SETSIZE limit and the output cap.
+// EMFILE, select's FD_SETSIZE limit, the output cap on every path that adds output, and timers
+// that never fire early.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/select.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -329,7 +334,7 @@ TEST(EventedServer, SlowReaderDoesNotDelayOtherClients) {
 // Which of two connections' responses shows up first, watched by one poll() loop.
 // Returns true if `second` became readable while `first` had not (yet) been answered.
 bool answered_before(int second, int first) {
-  for (int i = 0; i < 1200; ++i) {  // bounded: 1,200 × 100 ms
+  for (int i = 0; i < 3000; ++i) {  // bounded: 3,000 × 100 ms (a burn on a loaded host)
     pollfd p[2] = {{first, POLLIN, 0}, {second, POLLIN, 0}};
     if (::poll(p, 2, 100) <= 0) continue;
     if (p[0].revents) return false;  // first answered (alone or together): no overtaking
@@ -355,6 +360,11 @@ TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
   const long burn_us = 1000 * std::max(1500L, 100 * test::slowest_round_trip_ms(s.port()));
   const std::uint64_t before = requests_seen(s, stats);
   Conn cpu(s.port()), hello(s.port());
+  // A burn is CPU time: with busy loops beside the test a 3 s burn took over 15 s on the clock
+  // (the client's default wait). Both answers are waited for as long as only a broken server
+  // would take.
+  cpu.set_timeout_ms(300'000);
+  hello.set_timeout_ms(300'000);
   ASSERT_TRUE(cpu.send(test::get_request("/cpu?us=" + std::to_string(burn_us))));
   // Send the GET / only once the server has taken the /cpu request (its count goes up by one).
   ASSERT_TRUE(await_requests(s, stats, before + 1));
@@ -432,6 +442,247 @@ TEST(EventedServer, OutputCapClosesAClientThatDoesNotRead) {
   EXPECT_TRUE(refused) << "the server kept queueing output for a client that never reads";
   EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
   EXPECT_NE(stderr_of(s).find("queued more than 100000 bytes"), std::string::npos);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+
+// ---- the output cap on every path, and the timers (issue #17, items 2 and 5) --------------
+
+// A line of /proc/PID/status, in KiB ("VmHWM:" is the peak resident set); -1 if absent.
+long status_kib(pid_t pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
+  return -1;
+}
+
+// Waits (bounded; only a failing server takes that long) until the server's stderr holds
+// `text`, or `give_up` says to stop looking.
+bool await_stderr(ServerProcess& s, const std::string& text, const std::function<bool()>& give_up,
+                  std::chrono::seconds bound = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (stderr_of(s).find(text) == std::string::npos) {
+    if (give_up() || std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// True if the server ended the connection: after whatever the socket buffers still hold, EOF or
+// a reset (false if it merely went quiet for the receive timeout).
+bool ended_by_server(Conn& c) {
+  char b[65536];
+  for (;;) {
+    ssize_t n = ::recv(c.fd(), b, sizeof b, 0);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    return n == 0 || errno == ECONNRESET;
+  }
+}
+
+// A directory under the test temp dir with one file of `size` bytes, removed at the end.
+struct FileRoot {
+  std::string dir;
+  explicit FileRoot(std::size_t size) {
+    dir = testing::TempDir() + "evented-root-" + std::to_string(getpid());
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/big", std::ios::binary) << std::string(size, 'f');
+  }
+  ~FileRoot() { std::filesystem::remove_all(dir); }
+};
+
+// Sends `burst` on a connection that never reads, then requires that the cap closes it (the
+// server says "queued more than"), that the server's peak memory (VmHWM) stays within 16 caps of
+// the baseline measured before the burst (where it grew by hundreds of MiB when the cap missed
+// a path), and that a normal client is answered meanwhile and after (`normal` checks one).
+void expect_closed_by_the_cap(ServerProcess& s, std::size_t cap, const std::string& burst,
+                              const std::function<void()>& normal) {
+  normal();  // warms up what the answers need (the pool's threads, the loop's buffers)
+  const long base_kib = status_kib(s.pid(), "VmHWM:");
+  ASSERT_GT(base_kib, 0);
+  const long bound_kib = base_kib + 16 * static_cast<long>(cap / 1024);
+  Conn greedy(s.port());
+  ASSERT_TRUE(greedy.send(burst));
+  EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
+  const bool capped = await_stderr(s, "queued more than " + std::to_string(cap) + " bytes", [&] {
+    return status_kib(s.pid(), "VmRSS:") > bound_kib;  // growing past the bound: stop here
+  });
+  EXPECT_TRUE(capped) << "not closed by the cap; VmRSS " << status_kib(s.pid(), "VmRSS:")
+                      << " KiB against a baseline of " << base_kib << " KiB";
+  const long peak_kib = status_kib(s.pid(), "VmHWM:");
+  EXPECT_LE(peak_kib, bound_kib) << "peak " << peak_kib << " KiB, baseline " << base_kib;
+  std::printf("[ info ] VmHWM %ld KiB before the burst, %ld KiB after (cap %zu KiB)\n", base_kib,
+              peak_kib, cap / 1024);
+  if (capped) {
+    EXPECT_TRUE(ended_by_server(greedy));
+  }
+  normal();
+  EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
+}
+
+// The pool-job path: a client pipelines 100 /file requests for a 2 MiB file and never reads.
+// Each answer is added by a finished pool job with no new input, so a cap checked only when
+// input is read never saw them.
+TEST(EventedOutputCap, AnswersAddedByPoolJobsAreCounted) {
+  constexpr std::size_t kFile = 2 << 20, kCap = 4 << 20;
+  FileRoot root(kFile);
+  ServerProcess s({"--model", "evented", "--root", root.dir, "--max-output",
+                   std::to_string(kCap)});
+  Conn normal(s.port());
+  std::string burst;
+  for (int i = 0; i < 100; ++i) burst += test::get_request("/file?name=big");  // 200 MiB answered
+  expect_closed_by_the_cap(s, kCap, burst, [&] {
+    ASSERT_TRUE(normal.send(test::get_request("/file?name=big")));
+    EXPECT_EQ(test::read_response(normal).body.size(), kFile);
+  });
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// The timer path, and requests parsed from input the session had buffered: groups of a
+// /sleep?ms=0 and 30 /bytes?n=65536 (each answered at once, 64 KiB), all in one read. Every
+// group after the first is answered from a timer's callback, with no new input: about 85 MiB
+// from one 63 KiB burst, where the cap was not looked at.
+TEST(EventedOutputCap, AnswersAddedByTimersAreCounted) {
+  constexpr std::size_t kCap = 4 << 20;
+  ServerProcess s({"--model", "evented", "--max-output", std::to_string(kCap)});
+  std::string burst;
+  while (burst.size() < 60'000) {
+    burst += test::get_request("/sleep?ms=0");
+    for (int i = 0; i < 30; ++i) burst += test::get_request("/bytes?n=65536");
+  }
+  ASSERT_LT(burst.size(), 64u * 1024);  // one read of the loop's buffer
+  Conn normal(s.port());
+  expect_closed_by_the_cap(s, kCap, burst, [&] {
+    ASSERT_TRUE(
+        normal.send(test::get_request("/sleep?ms=1") + test::get_request("/bytes?n=65536")));
+    EXPECT_EQ(test::read_response(normal).body, "slept 1 ms\n");
+    EXPECT_EQ(test::read_response(normal).body.size(), 65536u);
+  });
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// A /sleep?ms=20 answer cannot leave the server less than 20 ms after its request arrived, so
+// no client can measure less (a lower bound: causality, not a timing threshold). 50
+// connections, each sending its next request as soon as its answer arrives, keep the loop
+// waking at every moment, so a due time rounded down to a millisecond, or computed from a clock
+// read earlier in the batch, is found.
+TEST(EventedTimers, SleepIsNeverAnsweredEarly) {
+  using Clock = std::chrono::steady_clock;
+  ServerProcess s({"--model", "evented"});
+  constexpr int kConns = 50, kEach = 100;
+  std::vector<Conn> conns;
+  std::vector<Clock::time_point> sent(kConns);
+  std::vector<int> left(kConns, kEach);
+  const std::string request = test::get_request("/sleep?ms=20");
+  for (int i = 0; i < kConns; ++i) conns.emplace_back(s.port());
+  for (int i = 0; i < kConns; ++i) {
+    sent[i] = Clock::now();
+    ASSERT_TRUE(conns[i].send(request));
+  }
+  auto fastest = Clock::duration::max();
+  int answered = 0, busy = kConns;
+  const auto give_up = Clock::now() + std::chrono::seconds(60);
+  while (busy > 0 && Clock::now() < give_up) {
+    std::vector<pollfd> fds;
+    std::vector<int> index;
+    for (int i = 0; i < kConns; ++i)
+      if (left[i] > 0) {
+        fds.push_back({conns[i].fd(), POLLIN, 0});
+        index.push_back(i);
+      }
+    if (::poll(fds.data(), fds.size(), 1000) <= 0) continue;
+    for (std::size_t k = 0; k < fds.size(); ++k) {
+      if (!fds[k].revents) continue;
+      const int i = index[k];
+      const auto arrived = Clock::now();
+      auto r = test::read_response(conns[i]);
+      ASSERT_EQ(r.body, "slept 20 ms\n") << "connection " << i;
+      fastest = std::min(fastest, arrived - sent[i]);
+      ++answered;
+      if (--left[i] == 0) {
+        --busy;
+        continue;
+      }
+      sent[i] = Clock::now();
+      ASSERT_TRUE(conns[i].send(request));
+    }
+  }
+  EXPECT_EQ(answered, kConns * kEach);
+  const auto fastest_us = std::chrono::duration_cast<std::chrono::microseconds>(fastest).count();
+  std::printf("[ info ] fastest /sleep?ms=20 round trip: %.2f ms\n", fastest_us / 1000.0);
+  EXPECT_GE(fastest_us, 20'000) << "a 20 ms timer fired early";
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// While an inline /cpu?us=1000000 burns, the latest moment at which the server's CPU clock was
+// still more than 50 ms short of the burn: the burn (which counts the loop thread's own CPU time)
+// cannot have ended before it, so neither can anything the loop does after the burn have begun.
+// A lower bound that holds however slowly a loaded host runs the burn. Watches until `c` has
+// something to read (the /cpu answer), bounded by 60 s.
+std::chrono::steady_clock::time_point burn_not_over_at(pid_t server, std::int64_t cpu_before,
+                                                       Conn& c) {
+  using Clock = std::chrono::steady_clock;
+  clockid_t clock;
+  EXPECT_EQ(::clock_getcpuclockid(server, &clock), 0);
+  auto not_over = Clock::now();
+  for (int i = 0; i < 60'000 && !readable_now(c.fd(), 0); ++i) {
+    const auto when = Clock::now();  // read before the CPU clock: the bound is then safe
+    timespec cpu{};
+    ::clock_gettime(clock, &cpu);
+    if (cpu.tv_sec * 1'000'000'000LL + cpu.tv_nsec - cpu_before < 950'000'000LL) not_over = when;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return not_over;
+}
+
+std::int64_t cpu_ns(pid_t pid) {
+  clockid_t clock;
+  timespec cpu{};
+  if (::clock_getcpuclockid(pid, &clock) != 0 || ::clock_gettime(clock, &cpu) != 0) return -1;
+  return cpu.tv_sec * 1'000'000'000LL + cpu.tv_nsec;
+}
+
+// An inline /cpu holds the loop's thread for a second of its CPU time. A /sleep?ms=300
+// pipelined behind it is asked for once the /cpu is done, so its answer cannot come before 300
+// ms after the burn's end; a due time computed from the clock read before the /cpu fires as
+// soon as the burn ends.
+TEST(EventedTimers, SleepAfterAnInlineCpuCountsFromTheEndOfTheCpu) {
+  using Clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  ServerProcess s({"--model", "evented"});  // no --offload-cpu: /cpu runs on the loop
+  Conn c(s.port());
+  c.set_timeout_ms(60'000);
+  const std::int64_t cpu_before = cpu_ns(s.pid());
+  ASSERT_GE(cpu_before, 0);
+  ASSERT_TRUE(c.send(test::get_request("/cpu?us=1000000") + test::get_request("/sleep?ms=300")));
+  const auto not_over = burn_not_over_at(s.pid(), cpu_before, c);
+  EXPECT_EQ(test::read_response(c).body, "burned 1000000 us\n");
+  EXPECT_EQ(test::read_response(c).body, "slept 300 ms\n");
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - not_over).count();
+  std::printf("[ info ] /sleep?ms=300 answered %ld ms after the /cpu was last seen burning\n",
+              static_cast<long>(ms));
+  EXPECT_GE(ms, 300);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// The idle deadline, too: a connection becomes idle when its /cpu answer has gone, after the
+// burn, and must then live --idle-timeout (500 ms) more; from the clock read before the burn,
+// its deadline had passed as soon as it was armed.
+TEST(EventedTimers, IdleTimeoutAfterAnInlineCpuCountsFromTheAnswer) {
+  using Clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  ServerProcess s({"--model", "evented", "--idle-timeout", "500"});
+  Conn c(s.port());
+  c.set_timeout_ms(60'000);
+  const std::int64_t cpu_before = cpu_ns(s.pid());
+  ASSERT_GE(cpu_before, 0);
+  ASSERT_TRUE(c.send(test::get_request("/cpu?us=1000000")));
+  const auto not_over = burn_not_over_at(s.pid(), cpu_before, c);
+  EXPECT_EQ(test::read_response(c).body, "burned 1000000 us\n");
+  EXPECT_TRUE(c.closed_by_peer());
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - not_over).count();
+  std::printf("[ info ] idle connection closed %ld ms after its /cpu was last seen burning\n",
+              static_cast<long>(ms));
+  EXPECT_GE(ms, 500);
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
 

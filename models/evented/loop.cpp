@@ -4,11 +4,13 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 
 #include "log.hpp"
 #include "net.hpp"
@@ -21,6 +23,8 @@ namespace {
 constexpr std::size_t kReadBuffer = 64 * 1024;  // shared by every connection of the loop
 constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
 constexpr std::int64_t kAcceptPauseMs = 100;
+constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is copied and merged
+constexpr std::size_t kMaxIov = 64;              // chunks handed to one sendmsg
 
 std::int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -28,7 +32,8 @@ std::int64_t steady_ns() {
       .count();
 }
 
-// Milliseconds from `now` to `due`, rounded up so a timer never fires early, clamped to int.
+// Milliseconds from `now` to `due`, clamped to int. `now` is rounded down, so a poll that sleeps
+// this long wakes no earlier than `due`; and a timer runs only once now_ has reached its due.
 int ms_until(std::int64_t due, std::int64_t now) {
   std::int64_t d = due - now;
   if (d <= 0) return 0;
@@ -39,10 +44,13 @@ bool transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == E
 
 }  // namespace
 
-// Output the socket has not taken yet. Exists only while some is pending.
+// Output the socket has not taken yet, in order. Exists only while some is pending. A chunk
+// leaves as soon as the socket has taken all of it, so the queue holds what is unsent plus the
+// sent part of its first chunk, never what went out long ago; `unsent` is what the cap counts.
 struct EventLoop::Output {
-  std::string data;
-  std::size_t sent = 0;
+  std::deque<std::string> chunks;
+  std::size_t sent = 0;    // bytes of chunks.front() already sent
+  std::size_t unsent = 0;  // bytes of every chunk not sent yet
 };
 
 // One connection: 64 bytes, plus the Session (a few bytes while idle). No buffers while idle:
@@ -105,7 +113,14 @@ bool EventLoop::run_once() {
   return !timed_out_;
 }
 
-void EventLoop::update_time() { now_ = (steady_ns() - epoch_ns_) / 1'000'000; }
+void EventLoop::update_time() { read_clock(); }
+
+// Rounded down: a deadline compared with now_ is never seen as passed before it has.
+std::int64_t EventLoop::read_clock() {
+  std::int64_t ns = steady_ns() - epoch_ns_;
+  now_ = ns / 1'000'000;
+  return ns;
+}
 
 // /sleep timers and the accept pause first, then the connection deadlines. An expired
 // connection is only marked: it closes in this iteration's close phase.
@@ -350,26 +365,41 @@ void EventLoop::on_readable(Conn& c, bool end_pending) {
     c.after = Next::close;
     return rearm(c);
   }
-  // A client that keeps sending while not reading our replies: the queue only grows.
-  if (c.output && c.output->data.size() - c.output->sent > options_.max_output) {
-    static RateLimit rl;
-    if (rl.allow()) log_line("a connection queued more than {} bytes of output; closing it",
-                             options_.max_output);
-    return close_later(c);
-  }
+  // Over the cap already (one batch of output may be, see flush): whatever this input makes
+  // would close the connection anyway, so do not make it.
+  if (c.output && c.output->unsent > options_.max_output) return close_over_cap(c);
   advance(c, c.session->on_input({in_.data(), static_cast<std::size_t>(n)}, out_));
 }
 
 void EventLoop::on_writable(Conn& c) {
   if (!c.output) return;
   Output& o = *c.output;
-  ssize_t n = ::send(c.fd, o.data.data() + o.sent, o.data.size() - o.sent, MSG_NOSIGNAL);
+  iovec iov[kMaxIov];
+  msghdr msg{};
+  msg.msg_iov = iov;
+  std::size_t skip = o.sent;
+  for (std::string& chunk : o.chunks) {
+    if (msg.msg_iovlen == kMaxIov) break;
+    iov[msg.msg_iovlen++] = {chunk.data() + skip, chunk.size() - skip};
+    skip = 0;
+  }
+  ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL);
   if (n < 0) {
     if (!transient(errno)) close_later(c);
     return;
   }
-  o.sent += static_cast<std::size_t>(n);
-  if (o.sent < o.data.size()) return idle_timeouts_.arm(c, now_);  // progress: re-arm stall timer
+  o.unsent -= static_cast<std::size_t>(n);
+  for (std::size_t left = static_cast<std::size_t>(n); left > 0;) {
+    std::size_t rest = o.chunks.front().size() - o.sent;
+    if (left < rest) {
+      o.sent += left;
+      break;
+    }
+    left -= rest;
+    o.chunks.pop_front();  // sent: its memory goes now, not when the whole queue has drained
+    o.sent = 0;
+  }
+  if (o.unsent > 0) return idle_timeouts_.arm(c, now_);  // progress: re-arm stall timer
   c.output.reset();
   switch (c.after) {
     case Next::close:
@@ -400,7 +430,11 @@ void EventLoop::advance(Conn& c, Next next) {
       // on purpose, and any work the pool cannot take (no helper thread could be started)
       // rather than failing the request.
       if ((w.kind == Work::Kind::cpu && !options_.offload_cpu) || !start_work(c)) {
-        next = c.session->on_work_done(run_work_inline(w), out_);
+        WorkResult result = run_work_inline(w);
+        // Up to 10 s of /cpu: every timer and deadline armed after this, in this batch, starts
+        // now, not at the clock read before the work.
+        update_time();
+        next = c.session->on_work_done(std::move(result), out_);
         continue;
       }
     }
@@ -408,37 +442,85 @@ void EventLoop::advance(Conn& c, Next next) {
   }
 }
 
-// Writes out_ straight from the loop-wide buffer; only what the socket refuses is copied into
-// the connection's Output. Returns false if the connection broke (it is then closing).
+// Writes out_ straight from the loop-wide buffer; only what the socket refuses goes into the
+// connection's Output. Every path that produces output (input read, a pool job's result, a
+// timer, a resume, requests parsed from input the session had buffered) comes through here, so
+// here is where the cap is counted: output that would take a queue already holding some past
+// --max-output closes the connection. One batch may exceed the cap on its own when nothing is
+// queued (a --max-file larger than the cap is still served to a client that reads); the next
+// batch then closes the connection if the queue has not drained below the cap. Returns false if
+// the connection broke or was closed for the cap (it is then closing).
 bool EventLoop::flush(Conn& c) {
   if (out_.empty()) return true;
   if (c.output) {  // already waiting for the socket: keep the order
-    c.output->data += out_;
+    if (c.output->unsent + out_.size() > options_.max_output) {
+      close_over_cap(c);
+      return false;
+    }
+    enqueue(*c.output, 0);
   } else {
     ssize_t n = ::send(c.fd, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n < 0 && !transient(errno)) {
-      out_.clear();
+      release_out();
       close_later(c);
       return false;
     }
     std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
     if (sent < out_.size()) {
       c.output = std::make_unique<Output>();
-      c.output->data.assign(out_, sent);
+      enqueue(*c.output, sent);
     }
   }
+  release_out();
+  return true;
+}
+
+// Moves out_[from..] to the back of the queue. A large batch is moved, not copied (out_ gives
+// up its buffer, and the first chunk may keep its sent head until all of it is sent); a small
+// one is copied, joining the last chunk if that stays small, so a pipeline of small answers
+// does not become a chunk (and an iovec) per answer.
+void EventLoop::enqueue(Output& o, std::size_t from) {
+  const std::size_t n = out_.size() - from;
+  o.unsent += n;
+  if (n > kSmallChunk && (from == 0 || o.chunks.empty())) {
+    if (o.chunks.empty()) o.sent = from;
+    o.chunks.push_back(std::move(out_));
+    out_.clear();  // moved from: valid, and now certainly empty
+  } else if (!o.chunks.empty() && o.chunks.back().size() + n <= kSmallChunk) {
+    o.chunks.back().append(out_, from, n);
+  } else {
+    o.chunks.emplace_back(out_, from);
+  }
+}
+
+void EventLoop::release_out() {
   out_.clear();
   if (out_.capacity() > kKeepOutCapacity) out_.shrink_to_fit();
-  return true;
+}
+
+// A client that asks for more than it reads. Its queue is freed now, not in the close phase:
+// many such connections closed in one batch must not each hold up to a cap's worth until then.
+void EventLoop::close_over_cap(Conn& c) {
+  static RateLimit rl;
+  if (rl.allow())
+    log_line("a connection queued more than {} bytes of output; closing it", options_.max_output);
+  c.output.reset();
+  release_out();
+  close_later(c);
 }
 
 // Returns false if the work must be done inline: the pool has no thread and cannot start one.
 bool EventLoop::start_work(Conn& c) {
   const Work& w = c.session->pending_work();
   if (w.kind == Work::Kind::sleep) {
-    // A timer, not a thread: a sleeping request costs a heap entry.
-    auto ms = std::chrono::ceil<std::chrono::milliseconds>(w.amount).count();
-    timers_.add(now_ + ms, [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
+    // A timer, not a thread: a sleeping request costs a heap entry. Its due time comes from a
+    // fresh reading of the clock, rounded up to the heap's millisecond: from now_, which is
+    // rounded down and may date from the start of the batch, the timer fired up to that much
+    // before its time (a 20 ms /sleep answered in 19.09 ms). The timer fires once now_ (rounded
+    // down) reaches it, so never before the request's amount has passed since this call.
+    std::int64_t due_ns = read_clock() + std::chrono::nanoseconds(w.amount).count();
+    timers_.add((due_ns + 999'999) / 1'000'000,
+                [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
     return true;
   }
   try {

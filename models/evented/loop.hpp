@@ -4,7 +4,9 @@
 // One iteration (run_once) is a list of named phases, in libuv's order (docs/EVENTED.md says
 // why this order):
 //
-//   update_time   read the clock once; every deadline this iteration is computed from it
+//   update_time   read the clock; deadlines are computed from this cached value, which is read
+//                 again after a poll that slept and after inline work (a /cpu of up to 10 s),
+//                 and a /sleep timer reads the clock itself (it must never fire early)
 //   timers        /sleep timers, the accept pause, and the idle/request timeouts that are due
 //   pending       sessions deferred from the last iteration (the next /bytes chunk), so one
 //                 fast reader cannot monopolise the loop; with epoll (edge-triggered here)
@@ -20,7 +22,8 @@
 // then the Session's Next is honoured (read: watch for input; resume: call on_resume() once
 // the output has drained; work: a timer, the helper pool, or inline; close: close once the
 // output has drained). A session waiting on resume or work is not fed input: its connection
-// is not watched for readability meanwhile.
+// is not watched for readability meanwhile. Output the socket refuses is queued per connection;
+// every path that adds to a queue counts against --max-output (see flush()).
 //
 // Closing is deferred to the close phase, so an event later in the same ready batch never
 // meets a freed connection or a descriptor number reused by accept: it sees the connection
@@ -86,6 +89,7 @@ class EventLoop {
 
   // phases
   void update_time();
+  std::int64_t read_clock();  // sets now_; returns ns since the loop started
   void run_timers();
   void run_pending();
   int prepare();
@@ -106,6 +110,9 @@ class EventLoop {
   // driving a session
   void advance(Conn& c, Next next);
   bool flush(Conn& c);
+  void enqueue(Output& o, std::size_t from);
+  void release_out();
+  void close_over_cap(Conn& c);
   bool start_work(Conn& c);
   void work_done(int fd, std::uint32_t gen, WorkResult result);
   void rearm(Conn& c);
@@ -130,7 +137,9 @@ class EventLoop {
   bool timed_out_ = false;                 // the grace period ran out
   std::int64_t grace_deadline_ = 0;
 
-  std::int64_t now_ = 0;                   // ms since the loop started, cached per iteration
+  std::int64_t now_ = 0;                   // ms since the loop started (rounded down), read
+                                           // per iteration, after a poll that slept, after
+                                           // inline work, and when a /sleep timer is set
   std::int64_t epoch_ns_ = 0;
   TimerHeap timers_;
   DeadlineList idle_timeouts_;             // idle keep-alive, and stalled writes
