@@ -127,13 +127,21 @@ TEST_F(CoroutineTest, SleepingFiberDoesNotDelayOtherClients) {
   stop_cleanly(s);
 }
 
+// How long a test waits for the answer to a /cpu burn, or for one stuck behind it: a burn counts
+// CPU time, which a host with busy loops beside the test hands out at a fraction of the clock.
+constexpr int kBurnBoundMs = 300'000;
+
 TEST_F(CoroutineTest, InlineCpuStarvesTheOtherFibersOfItsThread) {
   const std::string stats = stats_path("inline");
   auto s = start({"--stats-file", stats});
   Conn burner(s.port());
+  // A burn is CPU time, so on a loaded host it takes many times as long on the clock: the
+  // answers are waited for up to kBurnBound, which only a broken server reaches.
+  burner.set_timeout_ms(kBurnBoundMs);
   ASSERT_TRUE(burner.send(get_request("/cpu?us=700000")));
   ASSERT_TRUE(await_requests(s, stats, 1));  // the burn has begun on the only scheduler thread
   Conn other(s.port());
+  other.set_timeout_ms(kBurnBoundMs);
   ASSERT_TRUE(other.send(get_request("/")));
   EXPECT_EQ(read_response(other).status, 200);
   // The fiber never yielded: by the time the neighbour got its answer, the burn was over.
@@ -149,9 +157,11 @@ TEST_F(CoroutineTest, OffloadedCpuDoesNotStarveOtherFibers) {
   const long burn_us = 1000 * std::max(700L, 100 * slowest_round_trip_ms(s.port()));
   const std::uint64_t before = requests_seen(s, stats);
   Conn burner(s.port());
+  burner.set_timeout_ms(kBurnBoundMs);
   ASSERT_TRUE(burner.send(get_request("/cpu?us=" + std::to_string(burn_us))));
   ASSERT_TRUE(await_requests(s, stats, before + 1));
   Conn other(s.port());
+  other.set_timeout_ms(kBurnBoundMs);
   ASSERT_TRUE(other.send(get_request("/")));
   EXPECT_EQ(read_response(other).status, 200);
   EXPECT_FALSE(has_pending_bytes(burner)) << "the burn finished before the neighbour's answer";
