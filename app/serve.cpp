@@ -71,8 +71,9 @@ Command add_serve_command(CLI::App& app) {
 
   auto& h = o.handler_config;
   sub->add_option("--header-limit", h.header_limit,
-                  "Bytes of request line and headers (past it: 414 if the request line is not "
-                  "complete, else 431)")
+                  "Bytes of request line and headers, and of each chunk-size line and the "
+                  "trailer of a chunked body (past it: 414 if the request line is not "
+                  "complete, 413 a chunk-size line, else 431)")
       ->check(CLI::Range(256, 1 << 20))->capture_default_str();
   sub->add_option("--body-limit", h.body_limit, "Bytes of request body (413)")
       ->capture_default_str();

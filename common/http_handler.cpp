@@ -3,18 +3,25 @@
 //
 // Routes: GET /  (13-byte "Hello, World!")   GET /sleep?ms=N   GET /cpu?us=N
 //         GET /file?name=F   GET /bytes?n=N   — HEAD works wherever GET does.
-// Errors: 404 unknown path, 405 other methods (keep-alive); 400 malformed (ambiguous framing
-//         included), 414 request line longer than the header limit, 431 header section too
-//         large, 413 body too large (each answered, then the connection is closed).
+// Errors: 404 unknown path, 405 other methods, 501 unknown methods (keep-alive); then closed:
+//         400 malformed (ambiguous framing, a missing, repeated or invalid Host, a target in
+//         no RFC 9112 form included), 505 an HTTP major version other than 1, 414 a request
+//         line longer than the header limit, 431 a header section (or a chunked body's
+//         trailer section) over the header limit, 413 a body over the body limit or a
+//         chunk-size line over the header limit. docs/ROBUSTNESS.md lists RFC 9112's server
+//         requirements and the test that checks each.
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
 #include <limits>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "builtin_handlers.hpp"
 #include "stats.hpp"
@@ -25,6 +32,85 @@ namespace {
 
 namespace http = boost::beast::http;
 using boost::beast::error_code;
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+// RFC 3986 unreserved and sub-delims: what a reg-name is made of, besides %XX.
+bool is_host_char(char c) {
+  return is_alpha(c) || is_digit(c) || std::string_view("-._~!$&'()*+,;=").find(c) !=
+                                           std::string_view::npos;
+}
+
+// RFC 9112 3.2 and RFC 3986 3.2.2: uri-host [":" port], where uri-host is an IP-literal
+// ("[...]") or a reg-name (which covers IPv4 addresses). Userinfo ("user@") is not part of it.
+// Empty is valid: a client sends an empty Host when the target URI has no authority.
+bool valid_authority(std::string_view v) {
+  std::size_t i = 0;
+  if (!v.empty() && v.front() == '[') {
+    const auto close = v.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (char c : v.substr(1, close - 1))
+      if (!is_host_char(c) && c != ':') return false;
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      if (v[i] == '%') {
+        if (i + 2 >= v.size() || !is_hex(v[i + 1]) || !is_hex(v[i + 2])) return false;
+        i += 3;
+      } else if (is_host_char(v[i])) {
+        ++i;
+      } else {
+        return false;
+      }
+    }
+  }
+  if (i == v.size()) return true;
+  if (v[i] != ':') return false;
+  for (char c : v.substr(i + 1))
+    if (!is_digit(c)) return false;
+  return true;
+}
+
+// RFC 9112 3.2.2: a server MUST accept the absolute-form ("http://host:port/path?query") and
+// use the target's own host, ignoring Host. Returns the origin-form of an http or https
+// absolute-form target ("/path?query", "/" when the path is empty); nullopt when `t` is not
+// one, or its authority is empty (RFC 9110 4.2.1) or invalid (userinfo included, 4.2.4).
+std::optional<std::string> origin_form_of(std::string_view t) {
+  const auto colon = t.find("://");
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string scheme(t.substr(0, colon));
+  for (char& c : scheme) c = static_cast<char>(c | 0x20);  // schemes are case-insensitive
+  if (scheme != "http" && scheme != "https") return std::nullopt;
+  t.remove_prefix(colon + 3);
+  const auto end = std::min(t.find('/'), t.find('?'));
+  const std::string_view authority = t.substr(0, end);
+  if (authority.empty() || !valid_authority(authority)) return std::nullopt;
+  if (end == std::string_view::npos) return std::string("/");
+  std::string origin = t[end] == '?' ? "/" : "";
+  origin.append(t.substr(end));
+  return origin;
+}
+
+// The version of the request line that starts `bytes`, read where Beast reads it: the 8 bytes
+// after the second space, once they have arrived on the first line, when they are "HTTP/D.D".
+// Beast checks the version as soon as those 8 bytes are there, before the line's CRLF, so this
+// must not wait for the CRLF either: the verdict is then the same in every split.
+struct LineVersion {
+  char major;
+  char minor;
+  std::size_t minor_at;  // index of the minor digit in `bytes`
+};
+std::optional<LineVersion> request_line_version(std::string_view bytes) {
+  const std::string_view line = bytes.substr(0, bytes.find("\r\n"));
+  const auto sp1 = line.find(' ');
+  const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.size() < sp2 + 9) return std::nullopt;
+  const std::string_view v = line.substr(sp2 + 1, 8);
+  if (v.substr(0, 5) != "HTTP/" || !is_digit(v[5]) || v[6] != '.' || !is_digit(v[7]))
+    return std::nullopt;
+  return LineVersion{v[5], v[7], sp2 + 8};
+}
 
 // Beast's request parser, kept to what the routes use: the request line is copied (a short
 // target stays in the string's inline buffer), header fields are parsed, validated and counted
@@ -40,32 +126,57 @@ class RequestParser final : public http::basic_parser<true> {
     // Counted here instead (on_header_impl, on_chunk_header_impl). Not boost::none: Beast
     // 1.74 compares a Content-Length with the optional, and none is less than every value.
     this->body_limit(std::numeric_limits<std::uint64_t>::max());
-    eager(true);
+    // Not eager until the header is done (parse_from): put() stops at the end of the header,
+    // so a body is always parsed in the bounded windows framing_status describes.
+    eager(false);
   }
   RequestParser(RequestParser&&) = default;
 
   http::verb method() const { return method_; }
+  // The target in origin-form ("/path?query"), whatever form the request used; "*" for
+  // OPTIONS * and the authority for CONNECT, which no route serves.
   std::string_view target() const { return target_; }
   int version() const { return version_; }
 
  private:
+  // RFC 9112 3.2: a request target is origin-form, absolute-form (accepted, and routed by its
+  // path), authority-form (CONNECT only) or asterisk-form (OPTIONS only); anything else is
+  // 400. (Beast calls this only for HTTP/1.0 and 1.1: see request_line_version.)
   void on_request_impl(http::verb method, boost::beast::string_view,
-                       boost::beast::string_view target, int version, error_code&) override {
+                       boost::beast::string_view target, int version, error_code& ec) override {
     method_ = method;
-    target_.assign(target.data(), target.size());
     version_ = version;
+    const std::string_view t(target.data(), target.size());
+    if ((!t.empty() && t.front() == '/') || (t == "*" && method == http::verb::options) ||
+               (method == http::verb::connect && valid_authority(t) && !t.empty())) {
+      target_.assign(t);
+    } else if (auto origin = origin_form_of(t)) {
+      target_ = std::move(*origin);
+    } else {
+      ec = http::error::bad_target;
+    }
+    if (ec && target_.empty()) target_ = "?";  // a request line was read: 400, never 414
   }
   void on_response_impl(int, boost::beast::string_view, int, error_code&) override {}
-  void on_field_impl(http::field f, boost::beast::string_view, boost::beast::string_view,
+  void on_field_impl(http::field f, boost::beast::string_view, boost::beast::string_view value,
                      error_code&) override {
     if (f == http::field::transfer_encoding) transfer_encoding_ = true;
+    if (f == http::field::host) {
+      ++hosts_;
+      host_valid_ = host_valid_ && valid_authority({value.data(), value.size()});
+    }
   }
-  // Beast takes a Transfer-Encoding whose last coding is not chunked ("gzip", "chunked,
-  // identity", "chunked, chunked") to mean "no body", so the body would be parsed as the next
-  // request: request smuggling. RFC 9112 6.1 and 6.3: such a request, and any HTTP/1.0 request
-  // with Transfer-Encoding, has unreliable framing: answer 400 and close.
+  // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, and to any
+  // request with two Host fields or an invalid one (checked first: it is the request's own
+  // fault whatever its framing says). Beast takes a Transfer-Encoding whose last coding is
+  // not chunked ("gzip", "chunked, identity", "chunked, chunked") to mean "no body", so the
+  // body would be parsed as the next request: request smuggling. RFC 9112 6.1 and 6.3: such a
+  // request, and any HTTP/1.0 request with Transfer-Encoding, has unreliable framing: answer
+  // 400 and close.
   void on_header_impl(error_code& ec) override {
-    if (content_length() && *content_length() > body_limit_)
+    if (hosts_ > 1 || (hosts_ == 0 && version_ >= 11) || !host_valid_)
+      ec = http::error::bad_field;
+    else if (content_length() && *content_length() > body_limit_)
       ec = http::error::body_limit;  // where Beast's own check would have answered
     else if (transfer_encoding_ && (!chunked() || version_ < 11))
       ec = http::error::bad_transfer_encoding;
@@ -96,6 +207,8 @@ class RequestParser final : public http::basic_parser<true> {
   http::verb method_ = http::verb::unknown;
   std::string target_;
   int version_ = 11;
+  int hosts_ = 0;                   // Host fields seen
+  bool host_valid_ = true;          // ... and each of them valid
   bool transfer_encoding_ = false;  // the request has a Transfer-Encoding field
   std::uint64_t body_limit_;        // --body-limit
   std::uint64_t body_seen_ = 0;     // chunked: the sizes of the chunks announced so far
@@ -292,14 +405,42 @@ class HttpSession final : public Session {
   // header still arriving from its first byte); a request whose header is complete but whose
   // body is not keeps its parser in busy().parser.
   Next parse_from(std::string_view in, std::string& out) {
+    std::string patched;  // `in` with a request line's version rewritten, when one needs it
     std::size_t used = 0;
     Next next = Next::read;
     while (used < in.size() && next == Next::read) {
       std::optional<RequestParser> local;
       std::optional<RequestParser>& p = busy_ && busy_->parser ? busy_->parser : local;
-      if (!p) p.emplace(static_cast<std::uint32_t>(config_.header_limit), config_.body_limit);
+      if (!p) {
+        // RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF) received before
+        // a request line (a client may end a body with an extra CRLF). All are: each costs a
+        // byte of input and nothing else.
+        while (in.substr(used, 2) == "\r\n") used += 2;
+        if (used == in.size()) break;
+        if (in.substr(used) == "\r") break;  // maybe another empty line: wait for its LF
+        // (Beast refuses a lone CR at once, where the same CR with its LF is skipped here.)
+        // RFC 9112 2.3: a higher minor version of HTTP/1 SHOULD be read as the highest this
+        // server speaks; Beast refuses all but 1.0 and 1.1, so 1.2 to 1.9 become 1.1 first
+        // (in a copy: a rare request, and `in` is the caller's).
+        const auto v = request_line_version(in.substr(used, config_.header_limit));
+        if (v && v->major == '1' && v->minor > '1') {
+          const std::size_t at = v->minor_at + used;
+          if (in.data() != patched.data()) {
+            patched.assign(in);
+            in = patched;
+          }
+          patched[at] = '1';
+        }
+        p.emplace(static_cast<std::uint32_t>(config_.header_limit), config_.body_limit);
+      }
+      // In a body, Beast is given at most the header limit at a time: see framing_status.
+      const bool body = p->is_header_done();
+      if (body) p->eager(true);
+      const std::size_t window = body ? std::min(in.size() - used, config_.header_limit)
+                                      : in.size() - used;
       error_code ec;
-      std::size_t n = p->put(boost::asio::buffer(in.data() + used, in.size() - used), ec);
+      const std::size_t start = used;
+      std::size_t n = p->put(boost::asio::buffer(in.data() + used, window), ec);
       used += n;
       if (ec == http::error::need_more) {
         if (!p->is_header_done()) {
@@ -315,13 +456,25 @@ class HttpSession final : public Session {
           // read while it trickles in, is bounded by the header limit.
           used -= n;
           p.reset();
-        } else if (&p == &local) {
-          busy().parser.emplace(std::move(*local));  // a body (or chunk) still arriving
+          break;
         }
-        break;
+        if (&p == &local) busy().parser.emplace(std::move(*local));  // a body still arriving
+        if (n > 0 && used < in.size()) continue;  // the window ended: go on from where it did
+        if (n == 0 && window == config_.header_limit) {
+          next = reject(framing_status(in.substr(used, window)), out);
+          break;
+        }
+        break;  // the bytes ran out
       }
       if (ec) {
-        next = reject(ec, p->target().empty(), out);
+        // Beast refuses every version but 1.0 and 1.1 as malformed; RFC 9110 6.2 has 505
+        // for a well-formed one whose major version this server does not speak.
+        const auto version = ec == http::error::bad_version
+                                 ? request_line_version(in.substr(start, config_.header_limit))
+                                 : std::nullopt;
+        next = reject(version && version->major != '1' ? http::status::http_version_not_supported
+                                                       : status_of(ec, p->target().empty()),
+                      out);
         break;
       }
       if (!p->is_done()) {
@@ -354,12 +507,34 @@ class HttpSession final : public Session {
 
   // no_request_line: the parser has not got a whole request line yet, so a header_limit error
   // means the request line alone is too long: 414, as nginx and Apache answer, not 431.
-  Next reject(const boost::beast::error_code& ec, bool no_request_line, std::string& out) {
-    auto status = ec == http::error::header_limit
-                      ? (no_request_line ? http::status::uri_too_long
-                                         : http::status::request_header_fields_too_large)
-                  : ec == http::error::body_limit ? http::status::payload_too_large
-                                                  : http::status::bad_request;
+  static http::status status_of(const boost::beast::error_code& ec, bool no_request_line) {
+    return ec == http::error::header_limit
+               ? (no_request_line ? http::status::uri_too_long
+                                  : http::status::request_header_fields_too_large)
+           : ec == http::error::body_limit ? http::status::payload_too_large
+                                           : http::status::bad_request;
+  }
+
+  // A chunked body's framing is bounded by the header limit. Beast 1.74 consumes chunk data
+  // as it comes, but it waits for a chunk-size line (with its extensions) and for the last
+  // chunk's trailer section to be whole, and bounds neither: their bytes would stay buffered
+  // and be put again with every read. So a body is put at most a header limit at a time
+  // (parse_from), and when Beast can take nothing from a full window, the line or section it
+  // waits for is longer than the limit: the verdict depends on the bytes alone, not on how
+  // they were split into reads, and what a connection holds and re-reads per read is bounded
+  // (RFC 9112 7.1.1 and 7.1.2 ask a server to limit both). `window` starts where Beast waits
+  // (after the CRLF that ends the previous chunk's data, if any): with a whole line in it,
+  // that line was a last chunk ("0...") and the trailer section is too long: 431, for its
+  // fields are header fields (RFC 9110 6.5); otherwise a chunk-size line is: 413, as Apache
+  // answers, for it is the body's framing.
+  static http::status framing_status(std::string_view window) {
+    const std::size_t from = window.substr(0, 2) == "\r\n" ? 2 : 0;
+    return window.find("\r\n", from) != std::string_view::npos
+               ? http::status::request_header_fields_too_large
+               : http::status::payload_too_large;
+  }
+
+  Next reject(http::status status, std::string& out) {
     counters().requests.fetch_add(1, std::memory_order_relaxed);
     close_ = true;
     head_ = false;
@@ -373,6 +548,12 @@ class HttpSession final : public Session {
     close_ = !req.keep_alive();
     http10_ = req.version() < 11;
     head_ = req.method() == http::verb::head;
+    // RFC 9110 9.1 and 15.5.6: a method this server does not know is 501; one it knows but
+    // no route takes is 405, with the methods that are allowed.
+    if (req.method() == http::verb::unknown) {
+      reply(out, http::status::not_implemented, "only GET and HEAD\n");
+      return after_response_inline();
+    }
     if (req.method() != http::verb::get && !head_) {
       reply(out, http::status::method_not_allowed, "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
       return after_response_inline();

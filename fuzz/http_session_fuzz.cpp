@@ -13,7 +13,9 @@
 //   - both runs wrote the same bytes (Date values masked), closed alike and, if open, agree on
 //     mid_request(): a split never changes the answer (check_split: no allowance);
 //   - the output is a sequence of complete, well-formed responses (Beast's response parser),
-//     one per request that a reference request parser finds in the stream, in order, a HEAD
+//     one per request that a reference request parser finds in the stream (with the handler's
+//     own rules written again: smuggling, body and framing limits, RFC 9112's Host, target,
+//     version and empty-line rules), in order, a HEAD
 //     answered without a body, each keep-alive exactly when its request keeps the connection;
 //   - the session closed exactly when the last expected response closes the connection;
 //   - every Work asked for is within the handler's limits (and a file path inside the root).
@@ -22,6 +24,8 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -59,7 +63,7 @@ constexpr std::uint64_t kBodyLimit = 2048;
 constexpr std::uint64_t kMaxBytes = 200'000;   // largest /bytes?n= (more than three chunks)
 constexpr std::uint64_t kMaxFile = 4096;
 constexpr const char* kRoot = "/fuzz-root";    // never opened: file work is faked
-constexpr std::size_t kMaxResumes = kMaxBytes / 1024 + 16;  // a resume loop must end
+constexpr std::size_t kMaxResumes = 100'000;  // a resume loop must end (pipelined output yields too)
 
 [[noreturn]] void fail(const char* what, std::string_view detail = {}) {
   std::fprintf(stderr, "http_session_fuzz: invariant broken: %s\n%.*s\n", what,
@@ -161,8 +165,67 @@ bool unreliable_framing(const http::request_parser<http::string_body>& p) {
          (!p.chunked() || req.version() < 11);
 }
 
+// uri-host [":" port] (RFC 3986 3.2.2), checked by character sets, where the handler scans
+// character by character. (Not std::regex: libstdc++ matches recursively, a frame per
+// character, and the fuzzer makes long values.)
+bool authority_ok(std::string_view a) {
+  static constexpr std::string_view kRegName =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+  static const std::string kRegNameOrPct = std::string(kRegName) + "%";
+  static const std::string kLiteral = std::string(kRegName) + ":";
+  auto is_hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  std::string_view port;
+  if (!a.empty() && a.front() == '[') {
+    const auto close = a.find(']');
+    if (close == std::string_view::npos) return false;
+    const auto inner = a.substr(1, close - 1);
+    if (inner.empty() || inner.find_first_not_of(kLiteral) != std::string_view::npos) return false;
+    port = a.substr(close + 1);
+  } else {
+    const auto colon = a.find(':');
+    const auto host = a.substr(0, colon);
+    if (host.find_first_not_of(kRegNameOrPct) != std::string_view::npos) return false;
+    for (auto at = host.find('%'); at != std::string_view::npos; at = host.find('%', at + 1))
+      if (at + 2 >= host.size() || !is_hex(host[at + 1]) || !is_hex(host[at + 2])) return false;
+    port = colon == std::string_view::npos ? std::string_view{} : a.substr(colon);
+  }
+  return port.empty() ||
+         (port.front() == ':' && port.find_first_not_of("0123456789", 1) == std::string_view::npos);
+}
+
+// RFC 9112 3.2 as the handler reads it, once the request line has been parsed (Beast parses
+// it as soon as its CRLF is there, before the rest of the header): a target that is not
+// origin-form, asterisk-form for OPTIONS, authority-form for CONNECT or an http(s)
+// absolute-form with a valid non-empty authority is refused (answered, then closed).
+bool target_refused(const http::request_parser<http::string_body>& p) {
+  const auto& req = p.get();
+  const std::string_view target(req.target().data(), req.target().size());
+  auto absolute_ok = [](std::string_view t) {
+    std::string lower(t.substr(0, 8));
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::size_t skip = lower.rfind("http://", 0) == 0 ? 7 : lower.rfind("https://", 0) == 0 ? 8 : 0;
+    if (skip == 0) return false;
+    const auto authority = t.substr(skip, t.substr(skip).find_first_of("/?"));
+    return !authority.empty() && authority_ok(authority);
+  };
+  return !((!target.empty() && target.front() == '/') ||
+           (target == "*" && req.method() == http::verb::options) ||
+           (req.method() == http::verb::connect && !target.empty() && authority_ok(target)) ||
+           absolute_ok(target));
+}
+
+// And once the header is whole: two Host fields, an invalid one, or none in HTTP/1.1.
+bool host_refused(const http::request_parser<http::string_body>& p) {
+  const auto& req = p.get();
+  const auto hosts = req.count(http::field::host);
+  if (hosts > 1 || (hosts == 0 && req.version() >= 11)) return true;
+  const auto host = req[http::field::host];
+  return hosts == 1 && !authority_ok(std::string_view(host.data(), host.size()));
+}
+
 std::vector<Expect> expected_responses(std::string_view stream) {
   std::vector<Expect> all;
+  std::string patched;  // the stream's rest with a request line's version rewritten
   std::optional<http::request_parser<http::string_body>> p;
   // The handler counts a chunked body against its limit itself (common/http_handler.cpp): the
   // chunk sizes added up, each once its chunk-size line is complete, extensions included.
@@ -177,22 +240,47 @@ std::vector<Expect> expected_responses(std::string_view stream) {
   };
   while (!stream.empty()) {
     if (!p) {
+      while (stream.substr(0, 2) == "\r\n") stream.remove_prefix(2);  // RFC 9112 2.2
+      if (stream.empty() || stream == "\r") break;  // a CR that may start one more: waits
+      // RFC 9112 2.3: HTTP/1.2 to 1.9 are read as 1.1 (Beast takes only 1.0 and 1.1): the 8
+      // bytes after the first line's second space, within the header limit, once they are there.
+      const auto line = stream.substr(0, std::min(stream.find("\r\n"), kHeaderLimit));
+      const auto sp1 = line.find(' ');
+      const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+      if (sp2 != std::string_view::npos && line.size() >= sp2 + 9 &&
+          line.substr(sp2 + 1, 7) == "HTTP/1." && line[sp2 + 8] >= '2' && line[sp2 + 8] <= '9') {
+        std::string copy(stream);
+        copy[sp2 + 8] = '1';
+        patched = std::move(copy);
+        stream = patched;
+      }
       p.emplace();  // not eager: put() stops once the header is complete, to set up the body
       p->header_limit(static_cast<std::uint32_t>(kHeaderLimit));
       p->body_limit(kBodyLimit);
       p->on_chunk_header(count_chunk);
       chunks = 0;
     }
+    // A body is given to the parser a header limit at a time; a chunk-size line or a trailer
+    // section that does not fit in one such window is refused (413, 431), as in the handler.
+    const bool body = p->is_header_done();
+    const std::size_t window = body ? std::min(stream.size(), kHeaderLimit) : stream.size();
     boost::beast::error_code ec;
-    stream.remove_prefix(p->put(boost::asio::buffer(stream.data(), stream.size()), ec));
-    if (!ec && p->is_header_done() && !p->eager()) {
+    const std::size_t n = p->put(boost::asio::buffer(stream.data(), window), ec);
+    stream.remove_prefix(n);
+    if (!ec && !body && p->is_header_done()) {
       if (p->chunked()) p->body_limit(std::numeric_limits<std::uint64_t>::max());  // counted
       p->eager(true);
     }
-    if ((ec && ec != http::error::need_more) || unreliable_framing(*p)) {
-      all.push_back({false, true});  // answered 400/413/414/431, then closed
+    const bool framing_too_long = body && ec == http::error::need_more && n == 0 &&
+                                  window == kHeaderLimit;
+    const bool line_parsed = !p->get().target().empty();  // Beast never takes an empty one
+    if ((ec && ec != http::error::need_more) || framing_too_long ||
+        (!body && line_parsed && target_refused(*p)) ||
+        (!body && p->is_header_done() && (unreliable_framing(*p) || host_refused(*p)))) {
+      all.push_back({false, true});  // answered 400/413/414/431/505, then closed
       break;
     }
+    if (ec == http::error::need_more && n > 0 && !stream.empty()) continue;  // window ended
     if (ec) break;  // need_more: the rest of the request never came
     if (!p->is_done()) continue;
     // The parser's keep_alive() (every Connection field), not the message's (the first only).

@@ -119,15 +119,19 @@ TEST_P(ServerTest, ErrorsAndMethods) {
   stop_cleanly(s);
 }
 
-TEST_P(ServerTest, MalformedRequestsGet400AndClose) {
+TEST_P(ServerTest, MalformedRequestsGet4xxOr505AndClose) {
   auto s = start();
-  for (const char* bad : {"GARBAGE\r\n\r\n", "GET / HTTP/9.9\r\n\r\n",
-                          "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
-                          "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"}) {
+  // 505: a well-formed request line of an HTTP major version other than 1 (RFC 9110 6.2).
+  const std::pair<const char*, int> cases[] = {
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET / HTTP/9.9\r\n\r\n", 505},
+      {"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400}};
+  for (const auto& [bad, status] : cases) {
     Conn c(s.port());
     c.send(bad);
     auto r = read_response(c);
-    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_EQ(r.status, status) << bad;
     EXPECT_FALSE(r.keep_alive);
     EXPECT_TRUE(c.closed_by_peer()) << bad;
   }
