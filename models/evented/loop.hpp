@@ -1,8 +1,9 @@
 #pragma once
 // EventLoop: one thread, many non-blocking connections, readiness from a Poller.
 //
-// One iteration (run_once) is a list of named phases, in libuv's order (docs/EVENTED.md says
-// why this order):
+// One iteration (run_once) is a list of named phases, in the order libuv used until 1.44:
+// timers before poll (libuv 1.45 moved them after check; as a cycle it is the same order, begun
+// at another phase: docs/EVENTED.md says why this one):
 //
 //   update_time   read the clock; deadlines are computed from this cached value, which is read
 //                 again after a poll that slept and after inline work (a /cpu of up to 10 s),
