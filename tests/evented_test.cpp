@@ -448,14 +448,6 @@ TEST(EventedServer, OutputCapClosesAClientThatDoesNotRead) {
 
 // ---- the output cap on every path, and the timers (issue #17, items 2 and 5) --------------
 
-// A line of /proc/PID/status, in KiB ("VmHWM:" is the peak resident set); -1 if absent.
-long status_kib(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
-  return -1;
-}
-
 // Waits (bounded; only a failing server takes that long) until the server's stderr holds
 // `text`, or `give_up` says to stop looking.
 bool await_stderr(ServerProcess& s, const std::string& text, const std::function<bool()>& give_up,
@@ -497,18 +489,18 @@ struct FileRoot {
 void expect_closed_by_the_cap(ServerProcess& s, std::size_t cap, const std::string& burst,
                               const std::function<void()>& normal) {
   normal();  // warms up what the answers need (the pool's threads, the loop's buffers)
-  const long base_kib = status_kib(s.pid(), "VmHWM:");
+  const long base_kib = test::status_kib(s.pid(), "VmHWM");
   ASSERT_GT(base_kib, 0);
   const long bound_kib = base_kib + 16 * static_cast<long>(cap / 1024);
   Conn greedy(s.port());
   ASSERT_TRUE(greedy.send(burst));
   EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
   const bool capped = await_stderr(s, "queued more than " + std::to_string(cap) + " bytes", [&] {
-    return status_kib(s.pid(), "VmRSS:") > bound_kib;  // growing past the bound: stop here
+    return test::status_kib(s.pid(), "VmRSS") > bound_kib;  // growing past the bound: stop here
   });
-  EXPECT_TRUE(capped) << "not closed by the cap; VmRSS " << status_kib(s.pid(), "VmRSS:")
+  EXPECT_TRUE(capped) << "not closed by the cap; VmRSS " << test::status_kib(s.pid(), "VmRSS")
                       << " KiB against a baseline of " << base_kib << " KiB";
-  const long peak_kib = status_kib(s.pid(), "VmHWM:");
+  const long peak_kib = test::status_kib(s.pid(), "VmHWM");
   EXPECT_LE(peak_kib, bound_kib) << "peak " << peak_kib << " KiB, baseline " << base_kib;
   std::printf("[ info ] VmHWM %ld KiB before the burst, %ld KiB after (cap %zu KiB)\n", base_kib,
               peak_kib, cap / 1024);

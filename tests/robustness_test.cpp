@@ -414,21 +414,6 @@ TEST_P(Robustness, Rfc9112ServerRequirementsHold) {
   stop_cleanly(s);
 }
 
-// Resident memory of one process, in KiB (0 once it is gone).
-long rss_kib(pid_t p) {
-  std::ifstream f("/proc/" + std::to_string(p) + "/status");
-  std::string key;
-  long kib = 0;
-  while (f >> key) {
-    if (key == "VmRSS:") {
-      f >> kib;
-      break;
-    }
-    f.ignore(1 << 16, '\n');
-  }
-  return kib;
-}
-
 // How much the server's memory has grown, its children included (a process per connection):
 // each process against its own first sample. A forked child's resident set starts with the
 // pages it shares with its parent (under ASan some 70 MB), which are not growth; what the
@@ -442,8 +427,8 @@ class ServerGrowth {
     std::vector<pid_t> tree = children_of(server_);
     tree.push_back(server_);
     for (pid_t p : tree) {
-      const long now = rss_kib(p);
-      if (now == 0) continue;
+      const long now = status_kib(p, "VmRSS");
+      if (now <= 0) continue;  // gone
       const long first = first_.try_emplace(p, now).first->second;
       total += std::max(0L, now - first);
     }

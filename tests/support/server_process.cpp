@@ -227,6 +227,11 @@ std::string status_field(pid_t pid, const std::string& key) {
 }
 }  // namespace
 
+long status_kib(pid_t pid, const std::string& key) {
+  auto v = status_field(pid, key);
+  return v.empty() ? -1 : std::stol(v);
+}
+
 int thread_count(pid_t pid) {
   auto v = status_field(pid, "Threads");
   return v.empty() ? 0 : std::stoi(v);

@@ -89,6 +89,9 @@ bool await_requests(ServerProcess& s, const std::string& stats_file, std::uint64
 
 // Child processes of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
+// A size field of /proc/PID/status in KiB ("VmRSS", "VmHWM": the peak resident set); -1 if
+// the field or the process is absent.
+long status_kib(pid_t pid, const std::string& key);
 // Number of threads of `pid` (/proc/PID/status).
 int thread_count(pid_t pid);
 // Open descriptors of `pid` (/proc/PID/fd).
