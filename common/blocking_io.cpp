@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "serve_connection.hpp"
+
 namespace shootout {
 
 namespace {
@@ -45,6 +47,14 @@ bool BlockingSocketIo::write(std::string_view data) {
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
+}
+
+void serve_blocking(int fd, const Handler& handler, const ServeOptions& options,
+                    const std::atomic<bool>& stopping) noexcept {
+  serve_accepted(fd, handler, [&](Session& session) {
+    BlockingSocketIo io(fd, stopping, options.idle_timeout);
+    serve_connection(session, io, options);
+  });
 }
 
 }  // namespace shootout

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "handler.hpp"
+#include "serve_options.hpp"
 
 namespace shootout {
 
@@ -32,5 +33,11 @@ class BlockingSocketIo {
   std::chrono::milliseconds timeout_set_{0};  // SO_RCVTIMEO now on the socket (0 = none)
   char buf_[16 * 1024];
 };
+
+// The whole of a connection in the threaded and forked models: serve_accepted() and
+// serve_connection() over a BlockingSocketIo on fd, until the connection ends or `stopping`
+// rises while it is idle. The caller closes fd.
+void serve_blocking(int fd, const Handler& handler, const ServeOptions& options,
+                    const std::atomic<bool>& stopping) noexcept;
 
 }  // namespace shootout

@@ -7,7 +7,8 @@
 //
 //   Next::read    send `out`, then call on_input() with the next bytes that arrive
 //   Next::resume  send `out`; when it has *all* been written, call on_resume()   (back-pressure:
-//                 a large body is produced a chunk at a time, never all at once)
+//                 a large body is produced a chunk at a time, and the answers to many
+//                 pipelined requests a batch at a time, never all at once)
 //   Next::work    send `out`, then fulfil pending_work() and call on_work_done() (blocking work:
 //                 the model decides how, e.g. inline, on a timer, on a helper pool, in a fiber)
 //   Next::close   send `out`, then close the connection

@@ -215,6 +215,10 @@ class RequestParser final : public http::basic_parser<true> {
 };
 
 constexpr std::size_t kChunk = 64 * 1024;        // /bytes body produced this much at a time
+// Pipelined requests are answered until this much output is waiting, then the session yields
+// (Next::resume) and parses the rest once the model has sent it: what one read costs in memory
+// is bounded by this plus one response, however many requests the read held.
+constexpr std::size_t kYieldOutput = 64 * 1024;
 constexpr std::uint64_t kMaxSleepMs = 60'000;
 constexpr std::uint64_t kMaxCpuUs = 10'000'000;
 
@@ -343,6 +347,7 @@ class HttpSession final : public Session {
 
   Next on_resume(std::string& out) override {
     auto& b = *busy_;
+    if (b.bytes_left == 0) return parse_requests(out);  // after a yield: the pipelined rest
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(b.bytes_left, kChunk));
     out.append(n, 'x');
     b.bytes_left -= n;
@@ -486,11 +491,16 @@ class HttpSession final : public Session {
       }
       if (&p == &local) {
         next = respond(*local, out);  // the common case: a whole request in one read
-        continue;
+      } else {
+        RequestParser done = std::move(*busy_->parser);  // respond() may replace busy_
+        busy_->parser.reset();
+        next = respond(done, out);
       }
-      RequestParser done = std::move(*busy_->parser);  // respond() may replace busy_
-      busy_->parser.reset();
-      next = respond(done, out);
+      // Enough output for one send: the rest waits in busy().input until it has gone out, so
+      // a client that pipelines without reading is held back by its own socket, as nginx
+      // holds it (one request at a time), instead of growing our output queue.
+      if (next == Next::read && out.size() >= kYieldOutput && used < in.size())
+        next = Next::resume;
     }
     if (used < in.size() && next != Next::close) busy().input.append(in.substr(used));
     if (busy_ && busy_->input.empty() && !busy_->parser && next == Next::read)

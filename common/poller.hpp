@@ -39,6 +39,8 @@
 #include <string_view>
 #include <vector>
 
+#include "owner_thread.hpp"
+
 namespace shootout {
 
 enum PollEvents : std::uint32_t {
@@ -76,15 +78,43 @@ class Poller {
   // only). add/modify return 0 or an errno value: EEXIST (add of a watched fd), ENOENT (modify
   // of an unwatched fd), EINVAL (select: fd >= FD_SETSIZE, with no memory touched), or what the
   // kernel said. remove() of an unwatched fd does nothing.
-  virtual int add(int fd, std::uint32_t events) = 0;
-  virtual int modify(int fd, std::uint32_t events) = 0;
-  virtual void remove(int fd) = 0;
+  int add(int fd, std::uint32_t events) {
+    owner_.check("Poller::add");
+    return do_add(fd, events);
+  }
+  int modify(int fd, std::uint32_t events) {
+    owner_.check("Poller::modify");
+    return do_modify(fd, events);
+  }
+  void remove(int fd) {
+    owner_.check("Poller::remove");
+    do_remove(fd);
+  }
   // remove(), for a descriptor the caller closes next and never dup()ed.
-  virtual void closing(int fd) { remove(fd); }
+  void closing(int fd) {
+    owner_.check("Poller::closing");
+    do_closing(fd);
+  }
 
   // Waits up to timeout_ms (-1: no limit) and fills `ready` (cleared first), one entry per
   // ready descriptor. Returns the count; 0 on timeout or EINTR.
-  virtual int wait(std::vector<PollEvent>& ready, int timeout_ms) = 0;
+  int wait(std::vector<PollEvent>& ready, int timeout_ms) {
+    owner_.check("Poller::wait");
+    return do_wait(ready, timeout_ms);
+  }
+
+  // The owning loop's thread, when it starts running: from then on, the calls above from any
+  // other thread abort in builds that check threads (owner_thread.hpp).
+  void bind_to_this_thread() { owner_.bind(); }
+
+ private:
+  virtual int do_add(int fd, std::uint32_t events) = 0;
+  virtual int do_modify(int fd, std::uint32_t events) = 0;
+  virtual void do_remove(int fd) = 0;
+  virtual void do_closing(int fd) { do_remove(fd); }
+  virtual int do_wait(std::vector<PollEvent>& ready, int timeout_ms) = 0;
+
+  [[no_unique_address]] OwnerThread owner_;
 };
 
 // The backends, for create() and for tests that name one directly.

@@ -35,12 +35,12 @@ class EpollPoller final : public Poller {
   std::string_view name() const override { return "epoll"; }
   bool edge_triggered() const override { return flags_ != 0; }
 
-  int add(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_ADD, fd, events); }
-  int modify(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_MOD, fd, events); }
-  void remove(int fd) override { ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
-  void closing(int) override {}  // close() takes it off the interest list
+  int do_add(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_ADD, fd, events); }
+  int do_modify(int fd, std::uint32_t events) override { return ctl(EPOLL_CTL_MOD, fd, events); }
+  void do_remove(int fd) override { ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+  void do_closing(int) override {}  // close() takes it off the interest list
 
-  int wait(std::vector<PollEvent>& ready, int timeout_ms) override {
+  int do_wait(std::vector<PollEvent>& ready, int timeout_ms) override {
     ready.clear();
     int n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
     if (n <= 0) return 0;  // timeout, or EINTR

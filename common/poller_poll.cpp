@@ -24,7 +24,7 @@ class PollPoller final : public Poller {
  public:
   std::string_view name() const override { return "poll"; }
 
-  int add(int fd, std::uint32_t events) override {
+  int do_add(int fd, std::uint32_t events) override {
     if (fd < 0) return EBADF;
     if (watched(fd)) return EEXIST;
     if (static_cast<std::size_t>(fd) >= index_.size()) index_.resize(fd + 1, -1);
@@ -33,14 +33,14 @@ class PollPoller final : public Poller {
     return 0;
   }
 
-  int modify(int fd, std::uint32_t events) override {
+  int do_modify(int fd, std::uint32_t events) override {
     if (!watched(fd)) return ENOENT;
     fds_[index_[fd]].events = to_poll(events);
     return 0;
   }
 
   // Moves the last entry into the hole: O(1), and the array stays dense for poll().
-  void remove(int fd) override {
+  void do_remove(int fd) override {
     if (!watched(fd)) return;
     int at = index_[fd];
     fds_[at] = fds_.back();
@@ -49,7 +49,7 @@ class PollPoller final : public Poller {
     index_[fd] = -1;
   }
 
-  int wait(std::vector<PollEvent>& ready, int timeout_ms) override {
+  int do_wait(std::vector<PollEvent>& ready, int timeout_ms) override {
     ready.clear();
     int n = ::poll(fds_.data(), fds_.size(), timeout_ms);
     if (n <= 0) return 0;  // timeout, or EINTR

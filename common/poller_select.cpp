@@ -21,7 +21,7 @@ class SelectPoller final : public Poller {
 
   std::string_view name() const override { return "select"; }
 
-  int add(int fd, std::uint32_t events) override {
+  int do_add(int fd, std::uint32_t events) override {
     if (fd < 0 || fd >= FD_SETSIZE) return EINVAL;
     if (watched_[fd]) return EEXIST;
     watched_[fd] = true;
@@ -30,20 +30,20 @@ class SelectPoller final : public Poller {
     return 0;
   }
 
-  int modify(int fd, std::uint32_t events) override {
+  int do_modify(int fd, std::uint32_t events) override {
     if (fd < 0 || fd >= FD_SETSIZE || !watched_[fd]) return ENOENT;
     set(fd, events);
     return 0;
   }
 
-  void remove(int fd) override {
+  void do_remove(int fd) override {
     if (fd < 0 || fd >= FD_SETSIZE || !watched_[fd]) return;
     set(fd, 0);
     watched_[fd] = false;
     while (max_fd_ >= 0 && !watched_[max_fd_]) --max_fd_;
   }
 
-  int wait(std::vector<PollEvent>& ready, int timeout_ms) override {
+  int do_wait(std::vector<PollEvent>& ready, int timeout_ms) override {
     ready.clear();
     fd_set r = read_, w = write_;  // select overwrites its arguments: pass copies
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};

@@ -1,5 +1,6 @@
 #pragma once
-// serve_connection(): drives one Session over a blocking stream until the connection ends.
+// serve_connection(): drives one Session over a blocking stream until the connection ends;
+// serve_accepted(): what comes around it for an accepted connection.
 //
 // Every model whose connections each have their own flow of control uses it unchanged: a
 // thread (threaded), a process (forked, prefork), a fiber (coroutine). Only the Io type differs,
@@ -21,11 +22,15 @@
 //
 // Thread: the one that owns the connection. The caller owns the socket and closes it.
 #include <chrono>
+#include <exception>
 #include <string>
 #include <string_view>
 
 #include "handler.hpp"
+#include "log.hpp"
+#include "net.hpp"
 #include "serve_options.hpp"
+#include "stats.hpp"
 
 namespace shootout {
 
@@ -64,6 +69,23 @@ void serve_connection(Session& session, Io& io, const ServeOptions& options) {
     if (in.empty()) return;
     if (!mid) request_deadline = Clock::now() + options.request_timeout;
     next = session.on_input(in, out);
+  }
+}
+
+// Everything a model with a flow of control per connection does with an accepted connection
+// around serve_connection(): counts it, turns Nagle off (responses are written whole), makes
+// the handler's session and runs `serve(session)`, which builds the model's Io and calls
+// serve_connection(). An exception (no memory for the session, say) ends only this connection
+// and is logged. Runs on the connection's own flow of control; the caller closes fd after.
+template <class Serve>
+void serve_accepted(int fd, const Handler& handler, Serve&& serve) noexcept {
+  counters().connections.fetch_add(1, std::memory_order_relaxed);
+  set_nodelay(fd);
+  try {
+    auto session = handler.new_session();
+    serve(*session);
+  } catch (const std::exception& e) {
+    log_line("connection dropped: {}", e.what());
   }
 }
 

@@ -1,6 +1,5 @@
 #include "reactor.hpp"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,17 +46,15 @@ void Parker::fire() {
 
 Reactor::Reactor(std::string_view backend)
     : poller_(Poller::create(backend)), read_buffer_(kReadBuffer) {
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  if (int rc = poller_->add(wake_fd_, kReadable); rc != 0) {
-    ::close(wake_fd_);
+  if (int rc = poller_->add(mailbox_.fd(), kReadable); rc != 0)
     throw std::system_error(rc, std::generic_category(), "watching the eventfd");
-  }
 }
 
-Reactor::~Reactor() {
-  poller_->remove(wake_fd_);
-  ::close(wake_fd_);
+Reactor::~Reactor() { poller_->remove(mailbox_.fd()); }
+
+void Reactor::bind_to_this_thread() {
+  owner_.bind();
+  poller_->bind_to_this_thread();
 }
 
 Reactor::Watch& Reactor::watch(int fd) {
@@ -81,6 +78,7 @@ bool Reactor::arm(int fd, Watch& w, std::uint32_t event) {
 }
 
 bool Reactor::wait(int fd, std::uint32_t event, FiberClock::time_point deadline) {
+  owner_.check("Reactor::wait");
   Watch& w = watch(fd);
   if (!arm(fd, w, event)) return false;
   Parker parker;
@@ -144,6 +142,7 @@ void Reactor::expire(FiberClock::time_point now) {
 }
 
 void Reactor::forget(int fd) {
+  owner_.check("Reactor::forget");
   if (static_cast<std::size_t>(fd) >= watches_.size()) return;
   Watch& w = watches_[static_cast<std::size_t>(fd)];
   if (w.registered) poller_->closing(fd);  // the caller closes fd next
@@ -151,13 +150,14 @@ void Reactor::forget(int fd) {
 }
 
 void Reactor::poll(FiberClock::time_point deadline) {
+  owner_.check("Reactor::poll");
   // The next deadline sweep, no sooner than kSweepEvery after the last: when nothing waits with
   // a deadline, due_ is max() and an idle server sleeps until a descriptor or Boost timer.
   FiberClock::time_point sweep_at = FiberClock::time_point::max();
   if (deadlines_) sweep_at = std::max(due_, last_sweep_ + kSweepEvery);
   poller_->wait(ready_, timeout_ms(std::min(deadline, sweep_at)));
   for (const PollEvent& ev : ready_) {
-    if (ev.fd == wake_fd_)
+    if (ev.fd == mailbox_.fd())
       take_wakeups();
     else
       dispatch(ev);
@@ -193,14 +193,8 @@ void Reactor::dispatch(const PollEvent& ev) {
 
 // The eventfd fired: parkers posted by other threads, and perhaps the stop.
 void Reactor::take_wakeups() {
-  std::uint64_t count = 0;
-  [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
-  std::vector<Parker*> posted;
-  {
-    std::lock_guard lock(posted_mu_);
-    posted.swap(posted_);
-  }
-  for (Parker* p : posted) p->fire();
+  mailbox_.take(posted_);
+  for (Parker* p : posted_) p->fire();
   if (stop_requested_.load(std::memory_order_relaxed) && !swept_) sweep_readers();
 }
 
@@ -211,22 +205,13 @@ void Reactor::sweep_readers() {
     if (w.reader) std::exchange(w.reader, nullptr)->fire();
 }
 
-void Reactor::wake() {
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-}
+void Reactor::wake() { mailbox_.wake(); }
 
 void Reactor::request_stop() {
   stop_requested_.store(true, std::memory_order_relaxed);
   wake();  // the write orders the store before the poll that reads the eventfd
 }
 
-void Reactor::post(Parker* parker) {
-  {
-    std::lock_guard lock(posted_mu_);
-    posted_.push_back(parker);
-  }
-  wake();
-}
+void Reactor::post(Parker* parker) { mailbox_.post(parker); }
 
 }  // namespace shootout

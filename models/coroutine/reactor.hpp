@@ -18,18 +18,19 @@
 //
 // Threads: a Reactor belongs to one scheduler thread. wait(), forget(), read_buffer() are
 // called by fibers of that thread and poll() by its dispatcher; wake(), request_stop(), post()
-// and stopping() may be called from any thread. Owns the poller and the eventfd, not the
+// and stopping() may be called from any thread. Owns the poller and the mailbox, not the
 // watched descriptors.
 #include <atomic>
 #include <boost/fiber/condition_variable.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "mailbox.hpp"
+#include "owner_thread.hpp"
 #include "poller.hpp"
 
 namespace shootout {
@@ -84,7 +85,14 @@ class Reactor {
   void forget(int fd);
   // Fiber: this thread's read buffer. Bytes read into it must be consumed before the fiber
   // parks again (serve_connection feeds them to on_input at once, so they are).
-  std::span<char> read_buffer() { return read_buffer_; }
+  std::span<char> read_buffer() {
+    owner_.check("Reactor::read_buffer");
+    return read_buffer_;
+  }
+
+  // The scheduler thread, first thing: from then on the calls above (and the poller's) from
+  // another thread abort in builds that check threads (common/owner_thread.hpp).
+  void bind_to_this_thread();
 
   // Dispatcher: waits for readiness, a wake(), `deadline` (Boost's own timers: /sleep) or the
   // next deadline sweep, then fires what is due.
@@ -116,8 +124,10 @@ class Reactor {
   void unlink_deadline(Parker& p);
   void expire(FiberClock::time_point now);
 
+  [[no_unique_address]] OwnerThread owner_;
   std::unique_ptr<Poller> poller_;
-  int wake_fd_ = -1;                // eventfd: wake(), post(), request_stop()
+  Mailbox<Parker*> mailbox_;        // post(); its eventfd also carries wake() and request_stop()
+  std::vector<Parker*> posted_;     // take_wakeups()' scratch, keeps its capacity
   std::vector<Watch> watches_;      // by descriptor number
   std::vector<PollEvent> ready_;    // poll()'s output, reused
   std::vector<char> read_buffer_;
@@ -129,8 +139,6 @@ class Reactor {
   FiberClock::time_point last_sweep_{};
   bool swept_ = false;              // the stop sweep has run (this thread only)
   std::atomic<bool> stop_requested_{false};
-  std::mutex posted_mu_;            // guards posted_ (pool threads push, poll() swaps out)
-  std::vector<Parker*> posted_;
 };
 
 }  // namespace shootout

@@ -34,7 +34,7 @@
 #include <variant>
 #include <vector>
 
-#include "accept_backoff.hpp"
+#include "accept.hpp"
 #include "control.hpp"
 #include "fiber_socket_io.hpp"
 #include "log.hpp"
@@ -95,6 +95,7 @@ class Scheduler {
 
  private:
   void run() {
+    reactor_.bind_to_this_thread();
     boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor_);
     boost::fibers::fiber acceptor([this] { accept_loop(); });
     acceptor.join();  // returns once stop() has been seen
@@ -104,25 +105,26 @@ class Scheduler {
     wait_for_connections();
   }
 
-  // The acceptor fiber: takes every pending connection, then parks until the next.
+  // The acceptor fiber: takes every pending connection, then parks until the next. Starved, it
+  // sleeps the back-off as a fiber, so the thread serves its connections meanwhile and frees
+  // descriptors.
   void accept_loop() {
     while (!reactor_.stopping()) {
-      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) {
-        accept_backoff_.reset();
-        start_connection(fd);
-      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (!reactor_.wait(listen_fd_, kReadable, FiberClock::time_point::max()))
-          pause_accepting(ENOMEM);  // the reactor could not watch the listener
-      } else if (errno != EINTR && errno != ECONNABORTED) {
-        // EMFILE, ENFILE, ENOBUFS, ENOMEM: leave the connection in the backlog.
-        pause_accepting(errno);
+      const Accepted a =
+          accept_connection(listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC, accept_backoff_);
+      if (a.fd >= 0) {
+        start_connection(a.fd);
+      } else if (a.failure == AcceptFailure::starved) {
+        boost::this_fiber::sleep_for(accept_backoff_.next_wait(a.err));
+      } else if (a.failure == AcceptFailure::drained &&
+                 !reactor_.wait(listen_fd_, kReadable, FiberClock::time_point::max())) {
+        // The reactor could not watch the listener (no memory): try again after a back-off.
+        boost::this_fiber::sleep_for(accept_backoff_.next_wait(ENOMEM));
+      } else if (a.failure == AcceptFailure::shut) {
+        return;
       }
     }
   }
-
-  // A fiber sleep, so the thread serves its connections meanwhile and frees descriptors.
-  void pause_accepting(int err) { boost::this_fiber::sleep_for(accept_backoff_.next_wait(err)); }
 
   // Acceptor fiber: a detached fiber per connection, on a stack from --stack. It is only
   // queued here; it runs when the acceptor parks.
@@ -135,12 +137,7 @@ class Scheduler {
           },
           stacks_);
     } catch (const std::exception& e) {  // no memory for a stack
-      static RateLimit rl;
-      std::uint64_t dropped = 0;
-      if (rl.allow(&dropped))
-        log_line("cannot create a fiber ({}); closing the connection ({} more dropped)",
-                 e.what(), dropped);
-      counters().errors.fetch_add(1, std::memory_order_relaxed);
+      refuse_connection("cannot create a fiber", e.what());
       ::close(fd);
       finished_one();
     }
@@ -148,16 +145,11 @@ class Scheduler {
 
   // The connection's fiber: owns fd from here on and closes it.
   void serve(int fd) noexcept {
-    counters().connections.fetch_add(1, std::memory_order_relaxed);
-    set_nodelay(fd);
-    try {
-      auto session = handler_.new_session();
-      OffStackSession off_stack(*session, session_stack_);  // the parser's deep frames
+    serve_accepted(fd, handler_, [&](Session& session) {
+      OffStackSession off_stack(session, session_stack_);  // the parser's deep frames
       FiberSocketIo io(fd, reactor_, pool_, options_.idle_timeout);
       serve_connection(off_stack, io, options_);
-    } catch (const std::exception& e) {
-      log_line("connection dropped: {}", e.what());
-    }
+    });
     reactor_.forget(fd);
     ::close(fd);
     finished_one();

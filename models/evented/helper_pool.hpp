@@ -4,11 +4,10 @@
 //
 //   loop thread                        pool thread
 //   submit({work, inbox, fd, gen}) --> jobs_ (under mu_) --> run_work_inline(work)
-//                                                            inbox.post(result): push under the
-//                                                            inbox lock; write the eventfd if
-//                                                            the inbox was empty
-//   poll phase: eventfd readable
-//   inbox.take(): swap the vector out under the lock, run on_work_done() outside it
+//                                                            inbox.post(result) (a Mailbox:
+//                                                            common/mailbox.hpp)
+//   poll phase: the inbox's eventfd is readable
+//   inbox.take(): the results so far; on_work_done() for each
 //
 // Pool threads never touch sockets or sessions: they see a copy of the Work and hand back a
 // WorkResult tagged with (fd, generation), which the loop checks against the live connection.
@@ -29,6 +28,7 @@
 #include <vector>
 
 #include "handler.hpp"
+#include "mailbox.hpp"
 #include "thread_pool.hpp"
 
 namespace shootout {
@@ -39,28 +39,9 @@ struct Completion {
   WorkResult result;
 };
 
-// One per loop, a member of it. Owns the loop's wake-up eventfd, which also carries stop
-// requests. Must outlive every pool job submitted with it (see the header comment).
-class Inbox {
- public:
-  Inbox();   // throws std::system_error if eventfd fails
-  ~Inbox();
-  Inbox(const Inbox&) = delete;
-  Inbox& operator=(const Inbox&) = delete;
-
-  int fd() const { return efd_; }  // watch for kReadable
-  // Any thread: queue a result and wake the loop.
-  void post(Completion c);
-  // Any thread: wake the loop with nothing queued (stop requests).
-  void wake();
-  // Loop thread: reset the eventfd and move every queued result into `into` (cleared first).
-  void take(std::vector<Completion>& into);
-
- private:
-  int efd_;
-  std::mutex mu_;
-  std::vector<Completion> done_;  // guarded by mu_
-};
+// One per loop, a member of it: pool results come back through it, and its wake-up also
+// carries stop requests. Must outlive every pool job submitted with it (see the header comment).
+using Inbox = Mailbox<Completion>;
 
 class HelperPool {
  public:

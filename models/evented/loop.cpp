@@ -22,7 +22,6 @@ namespace {
 
 constexpr std::size_t kReadBuffer = 64 * 1024;  // shared by every connection of the loop
 constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
-constexpr std::int64_t kAcceptPauseMs = 100;
 constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is copied and merged
 constexpr std::size_t kMaxIov = 64;              // chunks handed to one sendmsg
 
@@ -97,12 +96,18 @@ EventLoop::~EventLoop() {
 // ---- the iteration ----------------------------------------------------------------------
 
 bool EventLoop::run() {
+  // From here on this thread owns the loop, its poller and its timers (checked in builds that
+  // check threads: common/owner_thread.hpp).
+  owner_.bind();
+  poller_->bind_to_this_thread();
+  timers_.bind_to_this_thread();
   while (run_once()) {
   }
   return !timed_out_;
 }
 
 bool EventLoop::run_once() {
+  owner_.check("EventLoop::run_once");
   update_time();
   run_timers();
   run_pending();
@@ -246,30 +251,30 @@ void EventLoop::begin_stop() {
 
 // Accepts until the backlog is empty (accept4 returns EAGAIN). Out of descriptors, a busy
 // loop would follow (the listener stays readable), so either shed the connection with the
-// spare descriptor, or stop watching the listener for a moment.
+// spare descriptor, or stop watching the listener for the shared back-off (common/accept.hpp).
 void EventLoop::on_acceptable() {
   while (accepting_) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
+    const Accepted a =
+        accept_connection(listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC, accept_backoff_);
+    if (a.fd >= 0) {
       counters().connections.fetch_add(1, std::memory_order_relaxed);
-      set_nodelay(fd);
-      add_connection(fd);  // accept4 made it non-blocking already
+      set_nodelay(a.fd);
+      add_connection(a.fd);  // accept4 made it non-blocking already
       continue;
     }
-    int err = errno;
-    if (err == EINTR || err == ECONNABORTED) continue;
-    if (transient(err)) return;
-    counters().errors.fetch_add(1, std::memory_order_relaxed);
-    static RateLimit rl;
-    std::uint64_t dropped = 0;
-    bool out_of_fds = err == EMFILE || err == ENFILE;
-    if (rl.allow(&dropped))
-      log_line("accept: {}; {} ({} more)", std::strerror(err),
-               out_of_fds && spare_fd_ >= 0 ? "refusing connections with the spare descriptor"
-                                            : "pausing accept for 100 ms",
-               dropped);
-    if (out_of_fds && shed_one_connection()) continue;
-    return pause_accept();
+    switch (a.failure) {
+      case AcceptFailure::retry:
+        continue;
+      case AcceptFailure::drained:
+      case AcceptFailure::shut:
+        return;
+      case AcceptFailure::starved:
+        if ((a.err == EMFILE || a.err == ENFILE) && shed_one_connection()) {
+          refuse_connection("out of descriptors", "refused with the spare descriptor");
+          continue;
+        }
+        return pause_accept(accept_backoff_.next_wait(a.err));
+    }
   }
 }
 
@@ -285,11 +290,13 @@ bool EventLoop::shed_one_connection() {
   return fd >= 0 && spare_fd_ >= 0;
 }
 
-void EventLoop::pause_accept() {
+// Stops watching the listener for `wait`, then takes the spare descriptor again if it could
+// not be kept, and watches again.
+void EventLoop::pause_accept(std::chrono::milliseconds wait) {
   if (!accepting_) return;
   poller_->remove(listen_fd_);
   accepting_ = false;
-  timers_.add(now_ + kAcceptPauseMs, [this] {
+  timers_.add(now_ + wait.count(), [this] {
     if (stopping_) return;
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     accepting_ = poller_->add(listen_fd_, kReadable) == 0;
@@ -297,6 +304,7 @@ void EventLoop::pause_accept() {
 }
 
 void EventLoop::watch(int fd, std::function<void()> on_readable) {
+  owner_.check("EventLoop::watch");
   if (int err = poller_->add(fd, kReadable))
     throw std::system_error(err, std::generic_category(), "watching a descriptor");
   watched_fd_ = fd;
@@ -304,6 +312,7 @@ void EventLoop::watch(int fd, std::function<void()> on_readable) {
 }
 
 int EventLoop::adopt(int fd) {
+  owner_.check("EventLoop::adopt");
   int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   return add_connection(fd);
@@ -577,6 +586,7 @@ void EventLoop::rearm(Conn& c) {
 }
 
 void EventLoop::close_later(int fd) {
+  owner_.check("EventLoop::close_later");
   if (Conn* c = live(fd)) close_later(*c);
 }
 

@@ -31,20 +31,24 @@
 // marked `closing` and is skipped.
 //
 // Threads: every member function runs on the loop's thread, except request_stop(), which any
-// thread may call. The loop owns its connections' sockets, its poller and its inbox; it does
+// thread may call; builds that check threads (common/owner_thread.hpp) abort on a call from
+// another thread once run() has started. The loop owns its connections' sockets, its poller and its inbox; it does
 // not own the listener (the caller closes it after run() returns) or the pool. Pool jobs it
 // submitted point at its inbox, so the caller destroys the pool (joining its threads) before
 // the loop, even when the loop's connections went away before their work ended.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "accept.hpp"
 #include "evented/helper_pool.hpp"
 #include "evented/timers.hpp"
 #include "handler.hpp"
+#include "owner_thread.hpp"
 #include "poller.hpp"
 #include "serve_options.hpp"
 
@@ -104,7 +108,7 @@ class EventLoop {
   void on_acceptable();
   int add_connection(int fd);  // fd is non-blocking already
   bool shed_one_connection();
-  void pause_accept();
+  void pause_accept(std::chrono::milliseconds wait);
   void on_readable(Conn& c, bool end_pending);
   void on_writable(Conn& c);
 
@@ -122,6 +126,7 @@ class EventLoop {
   bool idle(const Conn& c) const;
   void begin_stop();
 
+  [[no_unique_address]] OwnerThread owner_;  // the loop's thread, from run() on
   const ServeOptions& options_;
   const Handler& handler_;
   HelperPool& pool_;
@@ -131,6 +136,7 @@ class EventLoop {
   std::function<void()> on_watched_;
   std::uint64_t pool_refusals_ = 0;        // jobs run inline because no pool thread started
   int spare_fd_ = -1;                      // held for the EMFILE trick (see on_acceptable)
+  AcceptBackoff accept_backoff_;           // how long a starved listener stays unwatched
   std::unique_ptr<Poller> poller_;
   Inbox inbox_;                            // pool results and stop requests; its fd wakes us
   std::atomic<bool> stop_requested_{false};

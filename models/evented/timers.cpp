@@ -11,6 +11,7 @@ bool TimerHeap::later(const Entry& a, const Entry& b) {
 }
 
 TimerHeap::Id TimerHeap::add(std::int64_t due_ms, std::function<void()> fn) {
+  owner_.check("TimerHeap::add");
   Id id = next_id_++;
   callbacks_.emplace(id, std::move(fn));
   heap_.push_back({due_ms, id});
@@ -19,6 +20,7 @@ TimerHeap::Id TimerHeap::add(std::int64_t due_ms, std::function<void()> fn) {
 }
 
 void TimerHeap::cancel(Id id) {
+  owner_.check("TimerHeap::cancel");
   callbacks_.erase(id);
   // Lazy deletion leaves the entry in the heap. If cancelled entries come to dominate (many
   // long timers cancelled early), rebuild so the heap stays proportional to live timers.
@@ -42,6 +44,7 @@ std::optional<std::int64_t> TimerHeap::next_due() {
 }
 
 void TimerHeap::run_due(std::int64_t now) {
+  owner_.check("TimerHeap::run_due");
   // Collect first, then run: a callback may add or cancel timers without disturbing the walk.
   due_.clear();
   for (drop_cancelled_top(); !heap_.empty() && heap_.front().due <= now; drop_cancelled_top()) {

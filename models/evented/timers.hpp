@@ -21,6 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "owner_thread.hpp"
+
 namespace shootout {
 
 class TimerHeap {
@@ -37,6 +39,8 @@ class TimerHeap {
   // wait for the next call, even if already due (no starvation of the rest of the loop).
   void run_due(std::int64_t now);
   std::size_t live() const { return callbacks_.size(); }
+  // The owning loop's thread, when it starts running (common/owner_thread.hpp).
+  void bind_to_this_thread() { owner_.bind(); }
 
  private:
   struct Entry {
@@ -50,6 +54,7 @@ class TimerHeap {
   std::unordered_map<Id, std::function<void()>> callbacks_;  // live timers only
   Id next_id_ = 1;
   std::vector<std::function<void()>> due_;  // run_due's batch, reused
+  [[no_unique_address]] OwnerThread owner_;
 };
 
 // The intrusive part of a timed object: derive from it (the loop's Conn does).

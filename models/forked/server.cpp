@@ -36,12 +36,10 @@
 #include <thread>
 #include <unordered_set>
 
-#include "accept_backoff.hpp"
+#include "accept.hpp"
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
-#include "net.hpp"
-#include "serve_connection.hpp"
 #include "stats.hpp"
 
 namespace shootout {
@@ -65,25 +63,18 @@ extern "C" void on_child_stop(int) {
 class ForkedServer {
  public:
   ForkedServer(const ServeOptions& options, const Handler& handler)
-      : options_(options), handler_(handler), parent_pid_(::getpid()) {}
+      : options_(options), handler_(handler), listener_(options), parent_pid_(::getpid()) {}
 
   int run() {
-    listen_fd_ = open_listener({options_.host, options_.port, options_.backlog, false, false});
     SignalControl control({[this] { stop(); }, [this] { reap(); }, &mu_}, options_.stats_file,
                           options_.model);
     if (options_.prefork > 0 && !start_pool()) {
       wait_for_children();
-      ::close(listen_fd_);
       return 1;
     }
-    announce_listening(options_.host, local_port(listen_fd_));
-    if (options_.prefork > 0)
-      keep_pool();
-    else
-      accept_loop();
-    bool drained = wait_for_children();
-    ::close(listen_fd_);
-    return drained ? 0 : 1;  // ~SignalControl then writes the stats file, children all reaped
+    listener_.announce();
+    options_.prefork > 0 ? keep_pool() : accept_loop();  // until stop()
+    return wait_for_children() ? 0 : 1;  // ~SignalControl then writes the stats file
   }
 
  private:
@@ -91,7 +82,7 @@ class ForkedServer {
   void stop() {
     std::lock_guard lock(mu_);
     stopping_.store(true);
-    ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() in main and in every worker
+    listener_.shut();  // wakes accept() in main and in every worker
     for (pid_t pid : children_) ::kill(pid, SIGTERM);
     cv_.notify_all();
   }
@@ -119,35 +110,25 @@ class ForkedServer {
   // Parent main thread: process per connection. Waits for a free slot (--max-procs) *before*
   // accepting, so excess connections queue in the kernel's backlog instead of failing.
   void accept_loop() {
-    for (;;) {
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return live() < options_.max_procs || stopping_; });
-        if (stopping_) return;
-      }
-      int fd = accept_one();
-      if (fd < 0) {
-        if (stopping_) return;
-        continue;
-      }
-      if (fork_child([this, fd] { serve_one(fd); }) < 0) {
-        static RateLimit rl;
-        std::uint64_t dropped = 0;
-        if (rl.allow(&dropped))
-          log_line("cannot fork ({}); closing the connection ({} more dropped)",
-                   std::strerror(errno), dropped);
-        counters().errors.fetch_add(1, std::memory_order_relaxed);
-      }
+    listener_.accept_each([this] { return wait_for_child_slot(); }, [this](int fd) {
+      if (fork_child([this, fd] { serve_one(fd); }) < 0)
+        refuse_connection("cannot fork", std::strerror(errno));
       ::close(fd);  // the child has its own copy
-    }
+    });
+  }
+
+  // Parent main thread: true once a child may start, false once the server stops.
+  bool wait_for_child_slot() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return live() < options_.max_procs || stopping_; });
+    return !stopping_;
   }
 
   // Parent main thread: prefork. Forks the first N workers; false if the kernel refuses one.
   bool start_pool() {
     for (int i = 0; i < options_.prefork; ++i) {
       if (fork_child([this] { pool_worker(); }) < 0) {
-        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork,
-                 std::strerror(errno));
+        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork, std::strerror(errno));
         stop();
         return false;
       }
@@ -215,53 +196,23 @@ class ForkedServer {
   // Child, process per connection.
   [[noreturn]] void serve_one(int fd) {
     enter_child();
-    ::close(listen_fd_);
+    listener_.close();
     serve(fd);
     _exit(0);  // no atexit handlers, static destructors or stdio flushes of the parent
   }
 
   // Child, prefork worker: accept and serve one connection at a time, until stopped or the
-  // listener is shut (EINVAL).
+  // listener is shut.
   [[noreturn]] void pool_worker() {
     enter_child();
-    while (!child_stopping.load()) {
-      int fd = accept_one();
-      if (fd < 0) {
-        if (errno == EINVAL) break;
-        continue;
-      }
-      serve(fd);
-    }
+    listener_.accept_each([] { return !child_stopping.load(); }, [this](int fd) { serve(fd); });
     _exit(0);
-  }
-
-  // Parent main thread or worker. Returns -1 on a failure that the caller retries or ends on;
-  // errno stays that of accept4 (EINVAL once stop() shut the listener).
-  int accept_one() {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      accept_backoff_.reset();
-      return fd;
-    }
-    const int err = errno;
-    // Out of descriptors: the connection stays in the backlog; try again after a wait.
-    if (accept_starved(err)) std::this_thread::sleep_for(accept_backoff_.next_wait(err));
-    errno = err;
-    return -1;  // EINTR, ECONNABORTED, or EINVAL once stop() shut the listener
   }
 
   // Child: owns fd from here on and closes it.
   void serve(int fd) noexcept {
-    counters().connections.fetch_add(1, std::memory_order_relaxed);
-    set_nodelay(fd);
     child_conn.store(fd);  // from here a stop signal shuts its read side
-    try {
-      auto session = handler_.new_session();
-      BlockingSocketIo io(fd, child_stopping, options_.idle_timeout);
-      serve_connection(*session, io, options_);
-    } catch (const std::exception& e) {
-      log_line("connection dropped: {}", e.what());
-    }
+    serve_blocking(fd, handler_, options_, child_stopping);
     child_conn.store(-1);
     ::close(fd);
   }
@@ -284,9 +235,8 @@ class ForkedServer {
 
   const ServeOptions& options_;
   const Handler& handler_;
+  Listener listener_;  // the accepting thread of this process (parent or worker)
   const pid_t parent_pid_;
-  int listen_fd_ = -1;
-  AcceptBackoff accept_backoff_;  // the accepting thread of this process (parent or worker)
   std::atomic<bool> stopping_{false};
   std::mutex mu_;                       // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;          // a child was reaped, or stopping_ rose

@@ -26,13 +26,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "accept_backoff.hpp"
+#include "accept.hpp"
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
-#include "net.hpp"
-#include "serve_connection.hpp"
-#include "stats.hpp"
 
 namespace shootout {
 
@@ -68,20 +65,15 @@ bool start_thread(std::function<void()> fn, std::size_t stack_size, pthread_t* j
 class ThreadedServer {
  public:
   ThreadedServer(const ServeOptions& options, const Handler& handler)
-      : options_(options), handler_(handler) {}
+      : options_(options), handler_(handler), listener_(options) {}
 
   int run() {
-    listen_fd_ = open_listener({options_.host, options_.port, options_.backlog, false, false});
     SignalControl control({[this] { stop(); }, {}}, options_.stats_file, options_.model);
     if (options_.pool > 0 && !start_pool()) return 1;
-    announce_listening(options_.host, local_port(listen_fd_));
-    if (options_.pool > 0)
-      wait_for_stop();
-    else
-      accept_loop();
-    bool drained = wait_for_connections();
+    listener_.announce();
+    options_.pool > 0 ? wait_for_stop() : accept_loop();  // until stop()
+    const bool drained = wait_for_threads();
     join_pool();  // pool threads leave their accept loop once the listener is shut
-    ::close(listen_fd_);
     return drained ? 0 : 1;
   }
 
@@ -90,7 +82,7 @@ class ThreadedServer {
   void stop() {
     std::lock_guard lock(mu_);
     stopping_.store(true);
-    ::shutdown(listen_fd_, SHUT_RDWR);  // wakes every thread blocked in accept()
+    listener_.shut();  // wakes every thread blocked in accept()
     for (int fd : live_) ::shutdown(fd, SHUT_RD);
     cv_.notify_all();
   }
@@ -98,32 +90,20 @@ class ThreadedServer {
   // Main thread: thread per connection. Waits for a free slot (--max-threads) *before*
   // accepting, so excess connections queue in the kernel's backlog instead of failing.
   void accept_loop() {
-    for (;;) {
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return threads_ < options_.max_threads || stopping_; });
-        if (stopping_) return;
-      }
-      int fd = accept_one();
-      if (fd < 0) {
-        if (stopping_) return;
-        continue;
-      }
-      {
-        std::lock_guard lock(mu_);
-        ++threads_;
-      }
-      if (!start_thread([this, fd] { serve(fd); }, options_.stack_size, nullptr)) {
-        static RateLimit rl;
-        std::uint64_t dropped = 0;
-        if (rl.allow(&dropped))
-          log_line("cannot create a thread ({}); closing the connection ({} more dropped)",
-                   std::strerror(errno), dropped);
-        counters().errors.fetch_add(1, std::memory_order_relaxed);
-        ::close(fd);
-        finished_one();
-      }
-    }
+    listener_.accept_each([this] { return wait_for_thread_slot(); }, [this](int fd) {
+      started_one();
+      if (start_thread([this, fd] { serve(fd); }, options_.stack_size, nullptr)) return;
+      refuse_connection("cannot create a thread", std::strerror(errno));
+      ::close(fd);
+      finished_one();
+    });
+  }
+
+  // Main thread: true once a thread may start, false once the server stops.
+  bool wait_for_thread_slot() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return threads_ < options_.max_threads || stopping_; });
+    return !stopping_;
   }
 
   void wait_for_stop() {
@@ -135,8 +115,7 @@ class ThreadedServer {
     for (int i = 0; i < options_.pool; ++i) {
       pthread_t tid;
       if (!start_thread([this] { pool_worker(); }, options_.stack_size, &tid)) {
-        log_line("cannot create pool thread {} of {}: {}", i + 1, options_.pool,
-                 std::strerror(errno));
+        log_line("cannot create pool thread {} of {}: {}", i + 1, options_.pool, std::strerror(errno));
         stop();
         join_pool();
         pool_.clear();
@@ -154,51 +133,31 @@ class ThreadedServer {
 
   // Pool thread: accept and serve one connection at a time, until the listener is shut.
   void pool_worker() {
-    while (!stopping_) {
-      int fd = accept_one();
-      if (fd < 0) continue;
-      {
-        std::lock_guard lock(mu_);
-        ++threads_;
-      }
+    listener_.accept_each([this] { return !stopping_; }, [this](int fd) {
+      started_one();
       serve(fd);
-    }
-  }
-
-  // Any accepting thread. Returns -1 on a failure that the caller retries or ends on.
-  int accept_one() {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      accept_backoff_.reset();
-      return fd;
-    }
-    // Out of descriptors: the connection stays in the backlog; every accepting thread waits.
-    if (accept_starved(errno)) std::this_thread::sleep_for(accept_backoff_.next_wait(errno));
-    return -1;  // EINTR, ECONNABORTED, or EINVAL once stop() shut the listener
+    });
   }
 
   // The connection's thread: owns fd from here on and closes it.
   void serve(int fd) noexcept {
-    counters().connections.fetch_add(1, std::memory_order_relaxed);
-    set_nodelay(fd);
     {
       std::lock_guard lock(mu_);
       live_.insert(fd);
       if (stopping_) ::shutdown(fd, SHUT_RD);  // accepted just as stop() swept the set
     }
-    try {
-      auto session = handler_.new_session();
-      BlockingSocketIo io(fd, stopping_, options_.idle_timeout);
-      serve_connection(*session, io, options_);
-    } catch (const std::exception& e) {
-      log_line("connection dropped: {}", e.what());
-    }
+    serve_blocking(fd, handler_, options_, stopping_);
     {
       std::lock_guard lock(mu_);
       live_.erase(fd);
     }
     ::close(fd);
     finished_one();
+  }
+
+  void started_one() {
+    std::lock_guard lock(mu_);
+    ++threads_;
   }
 
   void finished_one() {
@@ -208,7 +167,7 @@ class ThreadedServer {
   }
 
   // Main thread, after stop(): waits up to --grace for connection threads to finish.
-  bool wait_for_connections() {
+  bool wait_for_threads() {
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, options_.grace, [&] { return threads_ == 0; })) return true;
     // Detached threads still use this object: leave without running destructors.
@@ -218,9 +177,8 @@ class ThreadedServer {
 
   const ServeOptions& options_;
   const Handler& handler_;
-  int listen_fd_ = -1;
+  Listener listener_;  // every accepting thread's
   std::atomic<bool> stopping_{false};
-  AcceptBackoff accept_backoff_;  // out of descriptors: how long accepters wait (any thread)
   std::mutex mu_;                  // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;     // threads_ fell, or stopping_ rose
   std::unordered_set<int> live_;   // fds of connections being served
