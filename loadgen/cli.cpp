@@ -45,7 +45,8 @@ int run(const LoadFlags& f) {
     if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
     c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
     if (f.server_pid > 0) {
-      c.server = load::SamplerConfig{f.server_pid, f.server_stats, load::parse_duration(f.interval)};
+      c.server =
+          load::SamplerConfig{f.server_pid, f.server_stats, load::parse_duration(f.interval)};
       // The server's own sockets are those on the port it is loaded on.
       c.server->port = load::parse_target(c.url).port;
     }
@@ -68,7 +69,8 @@ Command add_load_command(CLI::App& app) {
   load::LoadConfig& c = f.config;
   CLI::App* sub = app.add_subcommand(
       "load", "Load generator (closed loop like wrk, constant rate like wrk2, or idle hold)");
-  sub->add_option("url", c.url, "http://HOST:PORT/PATH, or tcp://HOST:PORT with --echo")->required();
+  sub->add_option("url", c.url, "http://HOST:PORT/PATH, or tcp://HOST:PORT with --echo")
+      ->required();
   sub->add_option("-c,--connections", c.connections, "Connections to keep open")
       ->check(CLI::Range(1, 1'000'000))->capture_default_str();
   sub->add_option("-t,--threads", c.threads, "Threads, each with its own event loop")

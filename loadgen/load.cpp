@@ -54,7 +54,8 @@ Target parse_target(std::string_view url) {
     rest.remove_prefix(6);
     t.echo_scheme = true;
   } else {
-    throw LoadError(fmt::format("bad target '{}': expected http://HOST:PORT/PATH or tcp://HOST:PORT", url));
+    throw LoadError(
+        fmt::format("bad target '{}': expected http://HOST:PORT/PATH or tcp://HOST:PORT", url));
   }
   const auto slash = rest.find('/');
   std::string_view hostport = rest.substr(0, slash);
@@ -121,7 +122,8 @@ tcp::endpoint resolve(const Target& t) {
   tcp::resolver resolver(ioc);
   auto results = resolver.resolve(tcp::v4(), t.host, std::to_string(t.port), ec);
   if (ec || results.empty())
-    throw LoadError(fmt::format("cannot resolve '{}': {}", t.host, ec ? ec.message() : "no address"));
+    throw LoadError(
+        fmt::format("cannot resolve '{}': {}", t.host, ec ? ec.message() : "no address"));
   return results.begin()->endpoint();
 }
 
@@ -143,7 +145,8 @@ Plan make_plan(const LoadConfig& c, const Target& t) {
     for (int i = 0; i < c.pipeline; ++i) p.batch += one;
   }
   if (c.mode == Mode::rate) {
-    p.rate_step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / c.rate));
+    p.rate_step =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / c.rate));
     p.send_interval = p.rate_step * c.connections;
   }
   if (c.connect_rate > 0)
@@ -192,7 +195,9 @@ struct Usage {
 Usage self_usage() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  auto us = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+  auto us = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+  };
   return {us(u.ru_utime), us(u.ru_stime)};
 }
 
@@ -225,7 +230,8 @@ class Window {
 // Idle: the ramp (N / connect_rate), then open_timeout for the connects and first responses.
 void set_deadlines(Plan& plan, const LoadConfig& c) {
   const double ramp_s = c.connect_rate > 0 ? c.connections / c.connect_rate : 0;
-  const auto ramp = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ramp_s));
+  const auto ramp =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ramp_s));
   plan.first_round_by = plan.start + ramp + c.open_timeout;
   if (c.mode == Mode::idle)
     plan.deadline = plan.first_round_by + c.duration + c.timeout + std::chrono::seconds(10);
@@ -245,7 +251,8 @@ void wait_ramp(const std::vector<std::unique_ptr<Worker>>& workers, int connecti
 }
 
 // Idle mode: every worker has finished its first round, or the deadline has passed.
-void wait_first_round(const std::vector<std::unique_ptr<Worker>>& workers, Clock::time_point deadline) {
+void wait_first_round(const std::vector<std::unique_ptr<Worker>>& workers,
+                      Clock::time_point deadline) {
   for (;;) {
     bool all = true;
     for (const auto& w : workers) all = all && w->first_round_done();
@@ -289,7 +296,8 @@ LoadResult run_load(const LoadConfig& config) {
   WindowBounds bounds;
   plan.window = &bounds;
   plan.start = Clock::now();
-  if (c.mode == Mode::idle) bounds.set(plan.start, Clock::time_point(Clock::duration(WindowBounds::kNever)));
+  if (c.mode == Mode::idle)
+    bounds.set(plan.start, Clock::time_point(Clock::duration(WindowBounds::kNever)));
   if (c.mode == Mode::rate) bounds.set(plan.start + c.warmup, plan.start + c.warmup + c.duration);
   set_deadlines(plan, c);
   const auto ramp_bound = std::max(
@@ -328,7 +336,8 @@ LoadResult run_load(const LoadConfig& config) {
     window.close(r);
   }
   for (auto& t : threads) t.join();
-  r.elapsed_s = c.mode == Mode::idle ? window.seconds() : std::chrono::duration<double>(c.duration).count();
+  r.elapsed_s =
+      c.mode == Mode::idle ? window.seconds() : std::chrono::duration<double>(c.duration).count();
   merge(r, workers);
   if (c.mode == Mode::idle) r.per_second.clear();
   return r;

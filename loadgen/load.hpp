@@ -101,7 +101,9 @@ struct LoadResult {
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
   std::optional<ServerSample> server;
 
-  double requests_per_s() const { return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0; }
+  double requests_per_s() const {
+    return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
+  }
   nlohmann::json to_json() const;
   std::string summary() const;  // wrk-like text for people
 };

@@ -70,7 +70,8 @@ void server_lines(std::string& out, const ServerSample& s, std::uint64_t request
                      bytes_text(static_cast<double>(s.tcp_mem_bytes_start)),
                      bytes_text(static_cast<double>(s.tcp_mem_bytes)),
                      bytes_text(static_cast<double>(s.tcp_mem_bytes_peak)));
-  if (s.server_requests) out += fmt::format("  server's own request count: {}\n", *s.server_requests);
+  if (s.server_requests)
+    out += fmt::format("  server's own request count: {}\n", *s.server_requests);
 }
 
 }  // namespace
@@ -117,18 +118,24 @@ nlohmann::json LoadResult::to_json() const {
                        {"served_in_window", connections_in_window}}},
   };
   if (c.mode == Mode::idle)
-    j["idle"] = {{"connections", c.connections}, {"opened", idle_opened}, {"alive_after_hold", idle_alive},
+    j["idle"] = {{"connections", c.connections},
+                 {"opened", idle_opened},
+                 {"alive_after_hold", idle_alive},
                  {"hold_s", elapsed_s}};
   if (server && requests)
-    j["server"]["cpu_us_per_request"] = static_cast<double>(server->cpu_us) / static_cast<double>(requests);
+    j["server"]["cpu_us_per_request"] =
+        static_cast<double>(server->cpu_us) / static_cast<double>(requests);
   return j;
 }
 
 std::string LoadResult::summary() const {
   const LoadConfig& c = config;
   std::string out;
-  const char* how = c.mode == Mode::closed ? "closed loop" : c.mode == Mode::rate ? "constant rate" : "idle hold";
-  out += fmt::format("Running {} test @ {} ({}, {})\n", time_text(std::chrono::duration<double, std::micro>(c.duration).count()),
+  const char* how = c.mode == Mode::closed ? "closed loop"
+                    : c.mode == Mode::rate ? "constant rate"
+                                           : "idle hold";
+  out += fmt::format("Running {} test @ {} ({}, {})\n",
+                     time_text(std::chrono::duration<double, std::micro>(c.duration).count()),
                      c.url, how, protocol);
   out += fmt::format("  {} threads and {} connections", c.threads, c.connections);
   if (c.pipeline > 1) out += fmt::format(", pipeline {}", c.pipeline);
@@ -143,8 +150,9 @@ std::string LoadResult::summary() const {
   out += fmt::format("  {} requests in {:.2f}s, {} read\n", requests, elapsed_s,
                      bytes_text(static_cast<double>(bytes_read)));
   if (c.mode == Mode::idle)
-    out += fmt::format("  Idle hold: {} of {} connections opened and answered, {} still alive after {:.2f}s\n",
-                       idle_opened, c.connections, idle_alive, elapsed_s);
+    out += fmt::format(
+        "  Idle hold: {} of {} connections opened and answered, {} still alive after {:.2f}s\n",
+        idle_opened, c.connections, idle_alive, elapsed_s);
   if (c.mode != Mode::idle) {
     if (ramp_reached < static_cast<std::uint64_t>(c.connections))
       out += fmt::format("  Ramp: only {} of {} connections answered after {:.2f}s; the window "

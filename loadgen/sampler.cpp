@@ -152,8 +152,8 @@ constexpr std::size_t align4(std::size_t n) { return (n + 3) & ~std::size_t{3}; 
 
 // The server's own TCP sockets (local port `port`, IPv4 and IPv6) from the kernel's sock_diag
 // dump, into `s`: how many, and the buffer memory charged to them. TIME_WAIT and NEW_SYN_RECV
-// (half-open request) sockets are left out: they are small stand-ins, not full sockets, and carry no
-// memory figures. Returns false if the dump failed.
+// (half-open request) sockets are left out: they are small stand-ins, not full sockets, and carry
+// no memory figures. Returns false if the dump failed.
 bool add_sockets(std::uint16_t port, TreeSnapshot& s) {
   const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return false;
@@ -258,7 +258,8 @@ std::uint64_t add_tasks(pid_t pid, TreeSnapshot& s) {
     auto text = read_small(path, buf, sizeof buf);
     s.nvcsw += field_after(text, "\nvoluntary_ctxt_switches:");
     s.nivcsw += field_after(text, "\nnonvoluntary_ctxt_switches:");
-    std::snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", static_cast<int>(pid), e->d_name);
+    std::snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", static_cast<int>(pid),
+                  e->d_name);
     auto sched = read_small(path, buf, sizeof buf);
     run_ns += to_u64(sched.substr(0, sched.find(' ')));
   }
@@ -387,7 +388,8 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
       s.from_stats_file = true;
       if (stats->contains("self")) add_rusage_json((*stats)["self"], s);
       if (stats->contains("children")) add_rusage_json((*stats)["children"], s);
-      if (stats->contains("requests")) s.server_requests = (*stats)["requests"].get<std::uint64_t>();
+      if (stats->contains("requests"))
+        s.server_requests = (*stats)["requests"].get<std::uint64_t>();
     }
     std::vector<pid_t> after = pids_of(tree);
     s.cpu_attempts = attempt;
@@ -525,7 +527,8 @@ ServerSample ServerSampler::stop() {
   // the user/system split is scaled to it when it says more.
   r.cpu_us = delta(last.cpu_us, first_.cpu_us);
   if (r.utime_us + r.stime_us > r.cpu_us && r.utime_us + r.stime_us > 0) {
-    const double scale = static_cast<double>(r.cpu_us) / static_cast<double>(r.utime_us + r.stime_us);
+    const double scale =
+        static_cast<double>(r.cpu_us) / static_cast<double>(r.utime_us + r.stime_us);
     r.utime_us = static_cast<std::uint64_t>(static_cast<double>(r.utime_us) * scale);
     r.stime_us = r.cpu_us - r.utime_us;
   }

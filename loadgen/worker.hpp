@@ -1,11 +1,15 @@
 #pragma once
 // Internal to the load generator: one Worker per load thread, owning its io_context, its
-// connections and its statistics. run_load() builds the Plan, the Workers, runs each on its
-// thread, and merges their WorkerStats once they have returned.
+// connections (each a Connection, connection.hpp, its own state machine) and its statistics.
+// run_load() builds the Plan, the Workers, runs each on its thread, and merges their
+// WorkerStats once they have returned.
 //
 // Threads: a Worker is built and its sockets opened on the calling thread *before* its thread
 // starts; from then on only its own thread touches it, except start_final_round(),
-// end_window_at(), first_round_done() and answered_once(), which any thread may call. Its stats are read after the thread joined.
+// end_window_at(), first_round_done() and answered_once(), which any thread may call. Its
+// stats are read after the thread joined. Builds that check threads (common/owner_thread.hpp)
+// abort when another thread calls a member that is its own thread's only, once run() has
+// started.
 #include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +25,7 @@
 #include "handler_memory.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
+#include "owner_thread.hpp"
 
 namespace shootout::load {
 
@@ -101,7 +106,8 @@ class Worker {
   // Opens the sockets (no connect yet). Returns how many could be opened; on failure `error`
   // holds the reason (EMFILE when out of descriptors).
   int open_sockets(boost::system::error_code& error);
-  // The thread body: returns when every connection has finished.
+  // The thread body: returns when every connection has finished. From its start the calling
+  // thread owns the Worker.
   void run();
   // Idle mode: true once every connection has had its first response (or failed).
   bool first_round_done() const { return first_round_done_.load(std::memory_order_acquire); }
@@ -125,7 +131,10 @@ class Worker {
   // Closed loop: queue connection `c` (at socket generation `gen`) for the next flush.
   void defer_send(Connection& c, std::uint64_t gen);
   void flush_sends();
-  std::span<char> read_buffer() { return {buffer_.data(), buffer_.size()}; }
+  std::span<char> read_buffer() {
+    owner_.check("Worker::read_buffer");
+    return {buffer_.data(), buffer_.size()};
+  }
 
   const Plan& plan_;
   boost::asio::io_context ioc_;
@@ -144,6 +153,7 @@ class Worker {
   bool stopping_ = false;
   std::atomic<bool> first_round_done_{false};
   std::atomic<int> answered_once_{0};
+  [[no_unique_address]] OwnerThread owner_;  // the worker's thread, from run() on
 };
 
 }  // namespace shootout::load

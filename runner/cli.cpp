@@ -110,7 +110,8 @@ std::string resolve(RunFlags& f) {
   SweepConfig& c = f.sweep;
   c.binary = runner::self_binary();
   auto available = runner::available_models(c.binary);
-  if (available.empty()) return "cannot list the models (`shootout serve --help` gave no --model set)";
+  if (available.empty())
+    return "cannot list the models (`shootout serve --help` gave no --model set)";
   c.models = f.app->count("--models") ? f.models : available;
   if (c.models == std::vector<std::string>{"none"}) c.models.clear();  // the peers alone
   for (const auto& m : c.models)
@@ -240,7 +241,8 @@ Command add_run_command(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "run", "Sweep models (and real peers) over connection counts; write results, graphs, report");
   f->app = sub;
-  sub->add_option("--models", f->models, "Models to run, comma-separated (default: every model; none: only the --peers)")
+  sub->add_option("--models", f->models,
+                  "Models to run, comma-separated (default: every model; none: only the --peers)")
       ->delimiter(',');
   sub->add_option("--peers", f->peers,
                   "Real servers beside the models: nginx,apache-prefork,apache-worker,apache-event")

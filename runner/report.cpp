@@ -35,8 +35,10 @@ std::string meta_str(const nlohmann::json& m, const char* a, const char* b = nul
 std::string header(const Results& r) {
   const auto& m = r.meta;
   std::string s = "# Shootout results\n\n";
-  if (r.interrupted) s += "**The run was interrupted (Ctrl-C): these are the points finished before it.**\n\n";
-  s += fmt::format("Command: `{}`  \nStarted: {}  \n", meta_str(m, "command_line"), meta_str(m, "started"));
+  if (r.interrupted)
+    s += "**The run was interrupted (Ctrl-C): these are the points finished before it.**\n\n";
+  s += fmt::format("Command: `{}`  \nStarted: {}  \n", meta_str(m, "command_line"),
+                   meta_str(m, "started"));
   s += fmt::format("Machine: {} CPUs ({}), {} MiB memory, Linux {}  \n",
                    meta_str(m, "machine", "nproc"), meta_str(m, "machine", "cpu_model"),
                    meta_str(m, "machine", "memory_mib"), meta_str(m, "machine", "kernel"));
@@ -44,14 +46,16 @@ std::string header(const Results& r) {
     for (const auto& [k, v] : m["versions"].items())
       s += fmt::format("{}: {}  \n", k, v.is_string() ? v.get<std::string>() : v.dump());
   if (m.contains("config")) s += fmt::format("\nSettings: `{}`\n", m["config"].dump());
-  s += "\nRedraw the graphs and this report from the data: `build/shootout plot <this folder>`.\n\n";
+  s += "\nRedraw the graphs and this report from the data: "
+       "`build/shootout plot <this folder>`.\n\n";
   return s;
 }
 
 std::string bound_words(const Results& r) {
   std::vector<std::string> bound;
   for (const auto& p : r.points)
-    if (p.ok() && p.loadgen_bound) bound.push_back(fmt::format("{} at {}", p.server, p.connections));
+    if (p.ok() && p.loadgen_bound)
+      bound.push_back(fmt::format("{} at {}", p.server, p.connections));
   std::string s = fmt::format(
       "**Load-generator-bound points.** The load generator runs on this same machine; when it "
       "used at least {:.0f}% of one core per load-generator thread over the window, the number "
@@ -135,7 +139,8 @@ std::string whole_memory_words(const Results& r) {
 
 std::string graph_sections(const Results& r, const std::string& graph_error) {
   std::string s = "## Graphs\n\n";
-  if (!graph_error.empty()) s += fmt::format("**The graphs could not be drawn:** {}\n\n", graph_error);
+  if (!graph_error.empty())
+    s += fmt::format("**The graphs could not be drawn:** {}\n\n", graph_error);
   s += bound_words(r);
   for (const auto& g : graphs()) {
     s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}{}", g.title, g.title, g.name, g.what,
@@ -190,7 +195,9 @@ std::string table(const Results& r) {
 std::string problems(const Results& r) {
   std::string s;
   for (const auto& p : r.points)
-    if (!p.ok()) s += fmt::format("- **{}** at {} connections, {}: {}\n", p.server, p.connections, p.status, p.reason);
+    if (!p.ok())
+      s += fmt::format("- **{}** at {} connections, {}: {}\n", p.server, p.connections, p.status,
+                       p.reason);
   std::string notes;
   std::set<std::string> seen;
   for (const auto& p : r.points)

@@ -1,24 +1,41 @@
+// The sweep (sweep.hpp says what it measures and in what order), in four parts:
+//   plan       run_sweep(): every server at every connection count, a point each, with why it
+//              cannot run at all (skip_reason); the passes of --repeat run every point once
+//   launch     launch_model() / launch_peer(): a fresh server process per run, waited for until
+//              it listens (and a peer's workers are spawned)
+//   measure    measure(): the baseline snapshot, the closed loop, the idle hold, each a load
+//              run bounded in time (run_load_bounded); run_once() adds the start and the stop
+//   summarize  summarize(): a point's figures from its runs so far, medians over the runs that
+//              did not fail, mostly as tables of "this figure of a run into that field of the
+//              point" (fill); the runs are read in place, never copied
+//
+// Threads: everything here runs on run_sweep's calling thread, except each load run, which
+// runs on a thread of its own (run_load_bounded; the load generator starts its threads from
+// there) so that one that never returns can be abandoned. `stop` is read between phases.
 #include "sweep.hpp"
 
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <limits>
 #include <map>
-#include <exception>
-#include <mutex>
-#include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "load.hpp"
 #include "peers/peers.hpp"
@@ -73,9 +90,10 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
   auto line = l.child->wait_for_line("listening on ", kStartTimeout);
   if (!line) {
     auto st = l.child->poll();
-    l.error = st ? fmt::format("exited with status {} before listening: {}", *st, l.child->log_tail())
-                 : fmt::format("no `listening on` line within {} s: {}", kStartTimeout.count() / 1000,
-                               l.child->log_tail());
+    l.error = st ? fmt::format("exited with status {} before listening: {}", *st,
+                               l.child->log_tail())
+                 : fmt::format("no `listening on` line within {} s: {}",
+                               kStartTimeout.count() / 1000, l.child->log_tail());
     return l;
   }
   l.port = static_cast<std::uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
@@ -198,9 +216,11 @@ std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, mil
 
 // The longest a load run may take: its own plan plus a generous margin.
 milliseconds load_limit(const load::LoadConfig& lc) {
+  const long ramp_ms =
+      lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0;
   return lc.warmup + lc.duration + 2 * lc.timeout + milliseconds(30'000) + lc.ramp_timeout +
          (lc.mode == load::Mode::idle ? lc.open_timeout : milliseconds(0)) +
-         milliseconds(lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0);
+         milliseconds(ramp_ms);
 }
 
 // Phases 2 to 4 on a started server. Sets run.failure when the server died or answered nothing.
@@ -231,7 +251,8 @@ void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progr
     return;
   }
   if (auto st = l.child->poll()) {
-    run.failure = fmt::format("server exited with status {} during the load: {}", *st, l.child->log_tail());
+    run.failure = fmt::format("server exited with status {} during the load: {}", *st,
+                              l.child->log_tail());
     return;
   }
   if (run.closed->requests == 0) {
@@ -253,8 +274,8 @@ void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progr
     return;
   }
   if (auto st = l.child->poll())
-    run.failure = fmt::format("server exited with status {} while holding idle connections: {}", *st,
-                              l.child->log_tail());
+    run.failure = fmt::format("server exited with status {} while holding idle connections: {}",
+                              *st, l.child->log_tail());
 }
 
 Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, int repeat,
@@ -283,6 +304,13 @@ Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, 
   return run;
 }
 
+// ---- summarize: a point's figures from its runs ------------------------------------------
+//
+// The runs are taken by pointer (Runs), never copied: a Run holds two load results, each with
+// two latency histograms of 18,000 bins.
+
+using Runs = std::vector<const Run*>;
+
 // Of the runs that have the figure: NaN (not measured, or not true) is left out, and is the
 // answer when no run has it.
 double median(std::vector<double> v) {
@@ -294,12 +322,88 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-// Median of `f` over the ok runs.
+// Median of `f` over the runs.
 template <typename F>
-double med(const std::vector<Run>& runs, F f) {
+double med(const Runs& runs, F f) {
   std::vector<double> v;
-  for (const auto& r : runs) v.push_back(f(r));
-  return median(v);
+  v.reserve(runs.size());
+  for (const Run* r : runs) v.push_back(f(*r));
+  return median(std::move(v));
+}
+
+// The smallest and the largest of `f` over `items` (not empty): the spread beside a median.
+template <typename Items, typename F>
+std::pair<double, double> spread(const Items& items, F f) {
+  double lo = f(items.front()), hi = lo;
+  for (const auto& x : items) {
+    const double v = f(x);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  return {lo, hi};
+}
+
+// A figure of one run.
+using Figure = double (*)(const Run&);
+
+// A field of the point: a figure (double), or a count (the median truncated to an integer).
+// Implicit, so that a table entry names the field alone.
+class Into {
+ public:
+  constexpr Into(double Point::*figure) : figure_(figure) {}
+  constexpr Into(std::uint64_t Point::*count) : count_(count) {}
+  void set(Point& p, double v) const {
+    if (figure_)
+      p.*figure_ = v;
+    else
+      p.*count_ = static_cast<std::uint64_t>(v);
+  }
+
+ private:
+  double Point::*figure_ = nullptr;
+  std::uint64_t Point::*count_ = nullptr;
+};
+
+// "The point's field `into` is the median of `of` over the runs": the summary's tables.
+struct Median {
+  Figure of;
+  Into into;
+};
+
+void fill(Point& p, const Runs& runs, std::initializer_list<Median> table) {
+  for (const Median& m : table) m.into.set(p, med(runs, m.of));
+}
+
+// The parts of a run the figures are read off: the closed loop's result and its server
+// sample (over the window), the idle hold's result and its server sample (with the
+// connections held).
+const load::LoadResult& closed_loop(const Run& r) { return *r.closed; }
+const load::ServerSample& window_server(const Run& r) { return *r.closed->server; }
+const load::LoadResult& idle_hold(const Run& r) { return *r.idle; }
+const load::ServerSample& held_server(const Run& r) { return *r.idle->server; }
+
+// A figure read straight off a part of the run: `Field` (a data member or a const member
+// function) of `Part(r)`.
+template <auto Part, auto Field>
+double figure(const Run& r) {
+  return static_cast<double>(std::invoke(Field, Part(r)));
+}
+
+// `v` per request of the run's window (0 without a request).
+double per_request(const Run& r, double v) {
+  return r.closed->requests ? v / static_cast<double>(r.closed->requests) : 0.0;
+}
+
+// The server's CPU over the sampler's window, in cores.
+double server_cores(const load::ServerSample& s) {
+  return s.cpu_us / 1e6 / std::max(1e-9, s.window_s);
+}
+
+// The sampler's window may be shorter than the load's when its first snapshot is slow (a
+// tree of thousands of threads): the share of the load's window it covered.
+double sampler_covered(const Run& r) {
+  const double load_s = r.closed->elapsed_s;
+  return load_s > 0 ? std::min(1.0, window_server(r).window_s / load_s) : 1.0;
 }
 
 int loadgen_cores() {
@@ -309,49 +413,43 @@ int loadgen_cores() {
   return std::max(1, CPU_COUNT(&set));
 }
 
-void fill_latency(Point& p, const std::vector<Run>& ok) {
-  auto pct = [&](auto field) {
-    return med(ok, [&](const Run& r) { return r.closed->latency.summary().*field; });
+void fill_latency(Point& p, const Runs& ok) {
+  std::vector<load::Percentiles> pct;  // each run's, computed once
+  pct.reserve(ok.size());
+  for (const Run* r : ok) pct.push_back(r->closed->latency.summary());
+  static constexpr std::pair<double load::Percentiles::*, double Point::*> kMedians[] = {
+      {&load::Percentiles::p50_us, &Point::p50_us},
+      {&load::Percentiles::p90_us, &Point::p90_us},
+      {&load::Percentiles::p99_us, &Point::p99_us},
+      {&load::Percentiles::p999_us, &Point::p999_us},
+      {&load::Percentiles::max_us, &Point::max_us},
+      {&load::Percentiles::mean_us, &Point::mean_us},
   };
-  p.p50_us = pct(&load::Percentiles::p50_us);
-  p.p90_us = pct(&load::Percentiles::p90_us);
-  p.p99_us = pct(&load::Percentiles::p99_us);
-  p.p999_us = pct(&load::Percentiles::p999_us);
-  p.max_us = pct(&load::Percentiles::max_us);
-  p.mean_us = pct(&load::Percentiles::mean_us);
-  p.p99_min_us = p.p99_max_us = ok.front().closed->latency.summary().p99_us;
-  for (const auto& r : ok) {
-    double v = r.closed->latency.summary().p99_us;
-    p.p99_min_us = std::min(p.p99_min_us, v);
-    p.p99_max_us = std::max(p.p99_max_us, v);
+  for (const auto& [of, into] : kMedians) {
+    std::vector<double> v;
+    for (const auto& s : pct) v.push_back(s.*of);
+    p.*into = median(std::move(v));
   }
+  std::tie(p.p99_min_us, p.p99_max_us) =
+      spread(pct, [](const load::Percentiles& s) { return s.p99_us; });
 }
 
-void fill_server(Point& p, const std::vector<Run>& ok) {
-  auto per_req = [](const Run& r, double v) {
-    return r.closed->requests ? v / static_cast<double>(r.closed->requests) : 0.0;
-  };
-  auto srv = [](const Run& r) -> const load::ServerSample& { return *r.closed->server; };
-  // The sampler's window may be shorter than the load's when its first snapshot is slow (a
-  // tree of thousands of threads): CPU per request is then taken over the requests of the
-  // part it covered (evenly spread), and the point says so.
-  auto covered = [&](const Run& r) {
-    const double load_s = r.closed->elapsed_s;
-    return load_s > 0 ? std::min(1.0, srv(r).window_s / load_s) : 1.0;
-  };
-  p.sampler_short = std::any_of(ok.begin(), ok.end(), [&](const Run& r) { return covered(r) < 0.9; });
+void fill_server(Point& p, const Runs& ok) {
+  // CPU per request is taken over the requests of the part of the window the sampler covered
+  // (evenly spread), and the point says so when that was short.
+  p.sampler_short = std::any_of(ok.begin(), ok.end(),
+                                [](const Run* r) { return sampler_covered(*r) < 0.9; });
   if (p.sampler_short)
     p.notes.push_back(fmt::format("the server sampler covered only {:.0f}% of the window (its "
                                   "snapshots of the process tree are slow): CPU per request is "
-                                  "over that part", 100 * med(ok, covered)));
+                                  "over that part", 100 * med(ok, sampler_covered)));
   // A CPU figure that cannot be true (more than the CPUs over the window, or a snapshot that
   // could not be taken at one instant) is not used: said, and left out of the medians.
   const double cpus = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-  std::vector<Run> cpu_ok;
-  for (const auto& r : ok) {
-    const auto& s = srv(r);
-    const double cores = s.cpu_us / 1e6 / std::max(1e-9, s.window_s);
-    if (s.cpu_consistent && cores <= cpus) {
+  Runs cpu_ok;
+  for (const Run* r : ok) {
+    const load::ServerSample& s = window_server(*r);
+    if (s.cpu_consistent && server_cores(s) <= cpus) {
       cpu_ok.push_back(r);
       continue;
     }
@@ -362,22 +460,39 @@ void fill_server(Point& p, const std::vector<Run>& ok) {
                          : " (children were reaped under every snapshot pass)"));
   }
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  p.server_cpu_us = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return double(srv(r).cpu_us); });
-  p.cpu_us_per_request = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return per_req(r, double(srv(r).cpu_us)) / covered(r); });
-  p.server_cpu_cores = cpu_ok.empty() ? nan : med(cpu_ok, [&](const Run& r) { return srv(r).cpu_us / 1e6 / std::max(1e-9, srv(r).window_s); });
+  // Over the runs whose CPU figure is used; NaN when there is none.
+  static constexpr Median kCpu[] = {
+      {figure<window_server, &load::ServerSample::cpu_us>, &Point::server_cpu_us},
+      {[](const Run& r) {
+         return per_request(r, double(window_server(r).cpu_us)) / sampler_covered(r);
+       },
+       &Point::cpu_us_per_request},
+      {[](const Run& r) { return server_cores(window_server(r)); }, &Point::server_cpu_cores},
+  };
+  for (const Median& m : kCpu) m.into.set(p, cpu_ok.empty() ? nan : med(cpu_ok, m.of));
   // Requests per server CPU-second. Only from a valid, positive CPU figure: a run whose CPU was
   // not used, or a window in which the sampler saw no CPU at all, has no capacity (NaN, "?"),
   // never an infinite or negative one.
   p.capacity_rps = std::isfinite(p.cpu_us_per_request) && p.cpu_us_per_request > 0
                        ? 1e6 / p.cpu_us_per_request
                        : nan;
-  p.voluntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw)); });
-  p.involuntary_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nivcsw)); });
-  p.switches_per_request = med(ok, [&](const Run& r) { return per_req(r, double(srv(r).nvcsw + srv(r).nivcsw)); });
-  p.switches_complete = std::all_of(ok.begin(), ok.end(), [&](const Run& r) { return srv(r).switches_complete; });
-  p.processes_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).processes_peak); }));
-  p.threads_peak = static_cast<std::uint64_t>(med(ok, [&](const Run& r) { return double(srv(r).threads_peak); }));
-  p.pss_load_mb = med(ok, [&](const Run& r) { return srv(r).pss_kb_peak / 1024.0; });
+  fill(p, ok,
+       {{[](const Run& r) { return per_request(r, double(window_server(r).nvcsw)); },
+         &Point::voluntary_per_request},
+        {[](const Run& r) { return per_request(r, double(window_server(r).nivcsw)); },
+         &Point::involuntary_per_request},
+        {[](const Run& r) {
+           const load::ServerSample& s = window_server(r);
+           return per_request(r, double(s.nvcsw + s.nivcsw));
+         },
+         &Point::switches_per_request},
+        {figure<window_server, &load::ServerSample::processes_peak>, &Point::processes_peak},
+        {figure<window_server, &load::ServerSample::threads_peak>, &Point::threads_peak},
+        {[](const Run& r) { return window_server(r).pss_kb_peak / 1024.0; },
+         &Point::pss_load_mb}});
+  p.switches_complete = std::all_of(ok.begin(), ok.end(), [](const Run* r) {
+    return window_server(*r).switches_complete;
+  });
 }
 
 // The kernel's part of one server's memory at one moment, KB.
@@ -413,36 +528,42 @@ KernelParts kernel_parts(const load::ServerSample& s) {
 // is (with the connections held - before any connection) / held, as for PSS; a part that fell
 // below its baseline (a thread pool shrinking, page tables freed after the closed loop) counts
 // 0, is said in a note and sets kernel_fell: never a negative cost.
-void fill_kernel_memory(Point& p, const std::vector<Run>& idle) {
+void fill_kernel_memory(Point& p, const Runs& idle) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct Part {
+    const char* name;
+    double KernelParts::*field;
+    double Point::*per_conn;
+  };
+  static constexpr Part kParts[] = {
+      {"sockets", &KernelParts::sockets, &Point::sock_per_conn_kb},
+      {"page tables", &KernelParts::page_tables, &Point::pte_per_conn_kb},
+      {"kernel stacks", &KernelParts::stacks, &Point::stack_per_conn_kb},
+  };
   std::map<std::string, double> fell;  // part -> largest fall over the runs, KB
-  auto per_conn = [&](const Run& r, const char* part, double KernelParts::*field) {
-    const double held = static_cast<double>(r.idle->idle_opened);
-    const double grew =
-        kernel_parts(*r.idle->server).*field - kernel_parts(r.baseline).*field;
-    if (std::isnan(grew) || held <= 0) return nan;
-    if (grew < 0) fell[part] = std::max(fell[part], -grew);
-    return std::max(0.0, grew) / held;
-  };
-  auto part = [&](const char* name, double KernelParts::*field) {
-    return med(idle, [&](const Run& r) { return per_conn(r, name, field); });
-  };
-  p.sock_per_conn_kb = part("sockets", &KernelParts::sockets);
-  p.pte_per_conn_kb = part("page tables", &KernelParts::page_tables);
-  p.stack_per_conn_kb = part("kernel stacks", &KernelParts::stacks);
+  for (const Part& part : kParts) {
+    p.*part.per_conn = med(idle, [&](const Run& r) {
+      const double held = static_cast<double>(r.idle->idle_opened);
+      const double grew =
+          kernel_parts(held_server(r)).*part.field - kernel_parts(r.baseline).*part.field;
+      if (std::isnan(grew) || held <= 0) return nan;
+      if (grew < 0) fell[part.name] = std::max(fell[part.name], -grew);
+      return std::max(0.0, grew) / held;
+    });
+  }
   // The sum of the parts' medians (not the median of the sums), so that the stacked bars and
   // the table add up; with one run they are the same.
   p.kernel_per_conn_kb = p.sock_per_conn_kb + p.pte_per_conn_kb + p.stack_per_conn_kb;
   p.whole_per_conn_kb = p.mem_per_conn_kb + p.kernel_per_conn_kb;
-  auto idle_server = [](const Run& r) -> const load::ServerSample& { return *r.idle->server; };
-  p.kernel_baseline_mb = med(idle, [](const Run& r) { return kernel_parts(r.baseline).total(); });
-  p.kernel_idle_mb = med(idle, [&](const Run& r) { return kernel_parts(idle_server(r)).total(); });
-  p.kernel_baseline_mb /= 1024;
-  p.kernel_idle_mb /= 1024;
-  auto count = [&](auto f) { return static_cast<std::uint64_t>(med(idle, f)); };
-  p.threads_baseline = count([](const Run& r) { return double(r.baseline.threads); });
-  p.threads_idle = count([&](const Run& r) { return double(idle_server(r).threads); });
-  p.sockets_idle = count([&](const Run& r) { return double(idle_server(r).sockets); });
+  // (KB to MB by 1024 inside the median is exact: the same figure as dividing the median.)
+  fill(p, idle,
+       {{[](const Run& r) { return kernel_parts(r.baseline).total() / 1024; },
+         &Point::kernel_baseline_mb},
+        {[](const Run& r) { return kernel_parts(held_server(r)).total() / 1024; },
+         &Point::kernel_idle_mb},
+        {[](const Run& r) { return double(r.baseline.threads); }, &Point::threads_baseline},
+        {figure<held_server, &load::ServerSample::threads>, &Point::threads_idle},
+        {figure<held_server, &load::ServerSample::sockets>, &Point::sockets_idle}});
   p.kernel_fell = !fell.empty();
   for (const auto& [what, kb] : fell)
     p.notes.push_back(fmt::format("idle hold: the server's {} fell by {:.0f} KB from the baseline "
@@ -450,22 +571,23 @@ void fill_kernel_memory(Point& p, const std::vector<Run>& idle) {
                                   what, kb));
 }
 
-void fill_memory(Point& p, const std::vector<Run>& ok) {
+void fill_memory(Point& p, const Runs& ok) {
   p.pss_baseline_mb = med(ok, [](const Run& r) { return r.baseline_pss_kb / 1024.0; });
-  std::vector<Run> idle;
-  for (const auto& r : ok)
-    if (r.idle && r.idle->server) idle.push_back(r);
+  Runs idle;
+  for (const Run* r : ok)
+    if (r->idle && r->idle->server) idle.push_back(r);
   if (idle.empty()) return;
-  p.pss_idle_mb = med(idle, [](const Run& r) { return r.idle->server->pss_kb / 1024.0; });
-  p.idle_opened = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_opened); }));
-  p.idle_alive = static_cast<std::uint64_t>(med(idle, [](const Run& r) { return double(r.idle->idle_alive); }));
+  fill(p, idle,
+       {{[](const Run& r) { return held_server(r).pss_kb / 1024.0; }, &Point::pss_idle_mb},
+        {figure<idle_hold, &load::LoadResult::idle_opened>, &Point::idle_opened},
+        {figure<idle_hold, &load::LoadResult::idle_alive>, &Point::idle_alive}});
   // Per connection *held*: the memory was read with idle_opened connections open, not N.
   // PSS can fall between the baseline and the hold (pages freed after the closed loop) by more
   // than a handful of connections cost: that is noise, said as such, never a negative cost.
   double fell_kb = 0;
   p.mem_per_conn_kb = med(idle, [&](const Run& r) {
     const double held = static_cast<double>(r.idle->idle_opened);
-    const double grew = double(r.idle->server->pss_kb) - double(r.baseline_pss_kb);
+    const double grew = double(held_server(r).pss_kb) - double(r.baseline_pss_kb);
     if (grew < 0) fell_kb = std::max(fell_kb, -grew);
     return held > 0 ? std::max(0.0, grew) / held : std::numeric_limits<double>::quiet_NaN();
   });
@@ -483,18 +605,41 @@ void fill_memory(Point& p, const std::vector<Run>& ok) {
   }
 }
 
-void fill_loadgen(Point& p, const std::vector<Run>& ok, const SweepConfig& c) {
-  auto cpu = [](const Run& r) {
-    double sampler = r.closed->server ? r.closed->server->sampler_cpu_us : 0;
-    return std::max(0.0, r.closed->client_utime_us + r.closed->client_stime_us - sampler);
-  };
-  p.loadgen_cpu_us = med(ok, cpu);
-  p.loadgen_cpu_cores = med(ok, [&](const Run& r) { return cpu(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s); });
+// The load generator's own CPU over the window (the sampler's snapshots left out).
+double loadgen_cpu_us(const Run& r) {
+  const double sampler = r.closed->server ? r.closed->server->sampler_cpu_us : 0;
+  return std::max(0.0, r.closed->client_utime_us + r.closed->client_stime_us - sampler);
+}
+
+void fill_loadgen(Point& p, const Runs& ok, const SweepConfig& c) {
+  fill(p, ok,
+       {{loadgen_cpu_us, &Point::loadgen_cpu_us},
+        {[](const Run& r) {
+           return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s);
+         },
+         &Point::loadgen_cpu_cores}});
   p.loadgen_threads = std::min(c.threads, p.connections);
   // The rule (results.hpp): CPU over the window >= 90% of one core per load thread, counting
   // only the cores this process may run on (with --pin: one).
   double cores = std::min(p.loadgen_threads, loadgen_cores());
   p.loadgen_bound = p.loadgen_cpu_cores >= kLoadgenBoundShare * cores;
+}
+
+// One run's raw figures, for the point's `runs`.
+nlohmann::json run_json(const Run& r) {
+  nlohmann::json j{{"failure", r.failure}, {"baseline_pss_kb", r.baseline_pss_kb}};
+  // The kernel parts before any connection (with the connections held: idle.server).
+  j["baseline_kernel"] = {
+      {"threads", r.baseline.threads}, {"page_tables_kb", r.baseline.pte_kb},
+      {"stacks_kb", r.baseline.threads * load::kKernelStackKb},
+      {"sockets",
+       r.baseline.sockets_measured ? nlohmann::json(r.baseline.sockets) : nlohmann::json()},
+      {"socket_buffers_kb", r.baseline.sockets_measured
+                                ? nlohmann::json(r.baseline.socket_buffer_bytes / 1024)
+                                : nlohmann::json()}};
+  if (r.closed) j["closed"] = r.closed->to_json();
+  if (r.idle) j["idle"] = r.idle->to_json();
+  return j;
 }
 
 Point summarize(const SweepConfig& c, const std::string& server, bool peer, int n,
@@ -503,24 +648,13 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
   p.server = server;
   p.kind = peer ? "peer" : "model";
   p.connections = n;
-  std::vector<Run> ok;
+  Runs ok;
   for (const auto& r : runs) {
     for (const auto& note : r.notes)
-      if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end()) p.notes.push_back(note);
-    if (r.failure.empty()) ok.push_back(r);
-    nlohmann::json j{{"failure", r.failure}, {"baseline_pss_kb", r.baseline_pss_kb}};
-    // The kernel parts before any connection (with the connections held: idle.server).
-    j["baseline_kernel"] = {
-        {"threads", r.baseline.threads}, {"page_tables_kb", r.baseline.pte_kb},
-        {"stacks_kb", r.baseline.threads * load::kKernelStackKb},
-        {"sockets",
-         r.baseline.sockets_measured ? nlohmann::json(r.baseline.sockets) : nlohmann::json()},
-        {"socket_buffers_kb", r.baseline.sockets_measured
-                                  ? nlohmann::json(r.baseline.socket_buffer_bytes / 1024)
-                                  : nlohmann::json()}};
-    if (r.closed) j["closed"] = r.closed->to_json();
-    if (r.idle) j["idle"] = r.idle->to_json();
-    p.runs.push_back(j);
+      if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end())
+        p.notes.push_back(note);
+    if (r.failure.empty()) ok.push_back(&r);
+    p.runs.push_back(run_json(r));
   }
   if (ok.empty()) {
     p.status = "failed";
@@ -533,19 +667,19 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
                                     return !r.failure.empty();
                                   })->failure));
   p.repeats = static_cast<int>(ok.size());
-  p.window_s = med(ok, [](const Run& r) { return r.closed->elapsed_s; });
-  p.rps = med(ok, [](const Run& r) { return r.closed->requests_per_s(); });
-  p.rps_min = p.rps_max = ok.front().closed->requests_per_s();
-  for (const auto& r : ok) {
-    p.rps_min = std::min(p.rps_min, r.closed->requests_per_s());
-    p.rps_max = std::max(p.rps_max, r.closed->requests_per_s());
-  }
-  p.requests = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->requests); }));
-  p.errors = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->errors.total()); }));
-  if (p.errors) p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
-  p.reached = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->connections_in_window); }));
-  p.ramp_s = med(ok, [](const Run& r) { return r.closed->ramp_s; });
-  p.ramp_reached = static_cast<std::uint64_t>(med(ok, [](const Run& r) { return double(r.closed->ramp_reached); }));
+  fill(p, ok,
+       {{figure<closed_loop, &load::LoadResult::elapsed_s>, &Point::window_s},
+        {figure<closed_loop, &load::LoadResult::requests_per_s>, &Point::rps},
+        {figure<closed_loop, &load::LoadResult::requests>, &Point::requests},
+        {[](const Run& r) { return double(r.closed->errors.total()); }, &Point::errors},
+        {figure<closed_loop, &load::LoadResult::connections_in_window>, &Point::reached},
+        {figure<closed_loop, &load::LoadResult::ramp_s>, &Point::ramp_s},
+        {figure<closed_loop, &load::LoadResult::ramp_reached>, &Point::ramp_reached}});
+  std::tie(p.rps_min, p.rps_max) =
+      spread(ok, [](const Run* r) { return r->closed->requests_per_s(); });
+  if (p.errors)
+    p.notes.push_back(
+        fmt::format("{} load errors (median per run; see results.json)", p.errors));
   p.at_n = static_cast<double>(p.reached) >= kAtNShare * p.connections;
   if (!p.at_n)
     p.notes.push_back(fmt::format("reached {} of {} connections: only {} were served in the "
@@ -613,7 +747,8 @@ const Point& record(Planned& pl, Point point, Results& results) {
 }  // namespace
 
 double planned_seconds(const SweepConfig& c, int n) {
-  return 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) + 0.5;
+  return 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) +
+         0.5;
 }
 
 void run_sweep(const SweepConfig& config, Results& results, const std::atomic<bool>& stop,

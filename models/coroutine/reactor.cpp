@@ -50,7 +50,10 @@ Reactor::Reactor(std::string_view backend)
     throw std::system_error(rc, std::generic_category(), "watching the eventfd");
 }
 
-Reactor::~Reactor() { poller_->remove(mailbox_.fd()); }
+Reactor::~Reactor() {
+  poller_->bind_to_this_thread();  // its scheduler thread has ended: the destroying thread owns it
+  poller_->remove(mailbox_.fd());
+}
 
 void Reactor::bind_to_this_thread() {
   owner_.bind();

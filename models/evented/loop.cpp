@@ -24,6 +24,7 @@ constexpr std::size_t kReadBuffer = 64 * 1024;  // shared by every connection of
 constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
 constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is copied and merged
 constexpr std::size_t kMaxIov = 64;              // chunks handed to one sendmsg
+constexpr std::uint64_t kLogEveryRefusal = 1000;  // pool refusals: one logged in this many
 
 std::int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -536,9 +537,9 @@ bool EventLoop::start_work(Conn& c) {
     pool_.submit({w, &inbox_, c.fd, c.gen});
     return true;
   } catch (const std::system_error& e) {
-    if (pool_refusals_++ % 1000 == 0)  // the first, then one in a thousand
-      log_line("{}; running the work on the loop instead (refusal {}; one in 1000 is logged)",
-               e.what(), pool_refusals_);
+    if (pool_refusals_++ % kLogEveryRefusal == 0)  // the first, then one in kLogEveryRefusal
+      log_line("{}; running the work on the loop instead (refusal {}; one in {} is logged)",
+               e.what(), pool_refusals_, kLogEveryRefusal);
     return false;
   }
 }

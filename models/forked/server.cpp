@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -45,6 +46,9 @@
 namespace shootout {
 
 namespace {
+
+constexpr std::chrono::milliseconds kReforkAfter{100};  // a failed fork of a pool worker
+constexpr std::chrono::seconds kReapAfterKill{10};       // children SIGKILLed after --grace
 
 // A child's stop state, set by its own SIGTERM/SIGINT handler. Each child has its own copy
 // (fork copies memory); the parent never sets these. Lock-free atomics are signal-safe.
@@ -145,10 +149,12 @@ class ForkedServer {
       lock.unlock();
       if (fork_child([this] { pool_worker(); }) < 0) {
         static RateLimit rl;
-        if (rl.allow()) log_line("cannot fork a replacement worker: {}", std::strerror(errno));
+        if (rl.allow())
+          log_line("cannot fork a replacement worker: {}; retrying in {} ms", std::strerror(errno),
+                   kReforkAfter.count());
         counters().errors.fetch_add(1, std::memory_order_relaxed);
         lock.lock();
-        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_.load(); });
+        cv_.wait_for(lock, kReforkAfter, [&] { return stopping_.load(); });
         continue;
       }
       lock.lock();
@@ -225,8 +231,9 @@ class ForkedServer {
     log_line("{} children still busy after the {} ms grace period; killing them",
              children_.size(), options_.grace.count());
     for (pid_t pid : children_) ::kill(pid, SIGKILL);
-    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return children_.empty(); }))
-      log_line("{} children not reaped 10 s after SIGKILL", children_.size());
+    if (!cv_.wait_for(lock, kReapAfterKill, [&] { return children_.empty(); }))
+      log_line("{} children not reaped {} s after SIGKILL", children_.size(),
+               kReapAfterKill.count());
     return false;
   }
 

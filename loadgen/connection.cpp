@@ -1,0 +1,395 @@
+// The hot path. Per request, a connection in closed mode does: one send() of the whole batch
+// (synchronous, the socket is non-blocking; only a partial write falls back to async_write;
+// in closed loop the send is deferred to one flush per batch of completions, defer_send()),
+// one async_wait for readability (no speculative recv that would fail with EAGAIN), one recv
+// into the thread's buffer, and Beast's parser over the bytes. Completion handlers are built
+// in per-connection slots (handler_memory.hpp) and parsers are re-made in place, so nothing is
+// allocated once the connections are up.
+#include "connection.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <span>
+
+namespace shootout::load {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+Connection::Connection(Worker& w, std::size_t index)
+    : w_(w), plan_(w.plan_), sock_(w.ioc_), timer_(w.ioc_), index_(index) {}
+
+bool Connection::open(boost::system::error_code& ec) {
+  sock_.open(tcp::v4(), ec);
+  if (ec) return false;
+  sock_.set_option(tcp::no_delay(true), ec);
+  sock_.non_blocking(true, ec);
+  return !ec;
+}
+
+void Connection::owned(const char* what) const { w_.owner_.check(what); }
+
+void Connection::start() {
+  owned("Connection::start");
+  if (state_ != State::pending) return;  // already finished by the hard deadline
+  if (paced()) intended_ = plan_.start + plan_.rate_step * static_cast<long>(index_);
+  connect();
+}
+
+void Connection::stop() {
+  owned("Connection::stop");
+  if (state_ == State::finished) return;
+  if (outstanding_ == 0 || state_ != State::active) finish();
+}
+
+void Connection::final_round() {
+  owned("Connection::final_round");
+  if (state_ != State::held) return;
+  state_ = State::active;
+  send();
+}
+
+void Connection::expire() {
+  owned("Connection::expire");
+  if (state_ == State::finished) return;
+  if (state_ == State::pending || state_ == State::connecting)
+    count(ErrorKind::connect);
+  else if (state_ == State::held || outstanding_ > 0)
+    count(ErrorKind::timeout);
+  give_up();
+}
+
+void Connection::check_timeout(Clock::time_point now) {
+  owned("Connection::check_timeout");
+  // Idle mode's first round, and closed mode's first answer of each connection (the ramp),
+  // wait for the server as long as the plan allows: a connection still in the backlog, or on
+  // its way to a new thread or process, is not lost.
+  const bool opening = taking_on();
+  auto late = [&](Clock::time_point since) {
+    const Clock::time_point due = since + plan_.timeout;
+    return now > (opening ? std::max(due, plan_.first_round_by) : due);
+  };
+  if (state_ == State::connecting && late(connect_at_))
+    fail(ErrorKind::connect);
+  else if (state_ == State::active && outstanding_ > 0 && late(sent_at_))
+    fail(ErrorKind::timeout);
+}
+
+void Connection::shutdown() {
+  owned("Connection::shutdown");
+  state_ = State::finished;
+  ++gen_;
+  boost::system::error_code ec;
+  sock_.close(ec);
+  timer_.cancel();
+}
+
+void Connection::send_deferred(std::uint64_t gen) {
+  owned("Connection::send_deferred");
+  if (gen != gen_ || state_ != State::active || outstanding_ > 0) return;
+  if (w_.stopping_) return finish();
+  send();
+}
+
+void Connection::connect() {
+  if (!sock_.is_open()) {
+    boost::system::error_code ec;
+    if (!open(ec)) return fail(ErrorKind::connect);
+  }
+  state_ = State::connecting;
+  connect_at_ = Clock::now();
+  sock_.async_connect(plan_.endpoint,
+                      bind_slot(connect_slot_, [this, g = gen_](boost::system::error_code ec) {
+                        if (g == gen_) on_connect(ec);
+                      }));
+}
+
+void Connection::on_connect(boost::system::error_code ec) {
+  if (ec) return fail(ErrorKind::connect);
+  state_ = State::active;
+  wait_readable();
+  if (w_.stopping_) return finish();
+  if (paced())
+    schedule_send();
+  else
+    send();
+}
+
+// Rate mode: the next request goes at its intended time, or at once if that has passed.
+void Connection::schedule_send() {
+  if (Clock::now() >= intended_) return send();
+  timer_.expires_at(intended_);
+  timer_.async_wait(bind_slot(timer_slot_, [this, g = gen_](boost::system::error_code ec) {
+    if (g == gen_ && !ec) send();
+  }));
+}
+
+// Writes one batch. Almost always one send() does it; the rest goes asynchronously.
+void Connection::send() {
+  const char* data;
+  std::size_t size;
+  if (plan_.echo) {
+    size = plan_.echo_size * static_cast<std::size_t>(plan_.pipeline);
+    data = plan_.pattern.data() + sent_bytes_ % kEchoPeriod;
+    sent_bytes_ += size;
+  } else {
+    size = plan_.batch.size();
+    data = plan_.batch.data();
+  }
+  sent_at_ = Clock::now();
+  outstanding_ = requests_per_send();
+  w_.stats.sent_total += static_cast<std::uint64_t>(outstanding_);
+  boost::system::error_code ec;
+  std::size_t n = sock_.write_some(asio::buffer(data, size), ec);
+  if (ec == asio::error::would_block) {
+    n = 0;
+  } else if (ec) {
+    return fail(ErrorKind::write);
+  }
+  if (n == size) return;
+  asio::async_write(
+      sock_, asio::buffer(data + n, size - n),
+      bind_slot(write_slot_, [this, g = gen_](boost::system::error_code e, std::size_t) {
+        if (g == gen_ && e) fail(ErrorKind::write);
+      }));
+}
+
+void Connection::wait_readable() {
+  sock_.async_wait(tcp::socket::wait_read,
+                   bind_slot(read_slot_, [this, g = gen_](boost::system::error_code ec) {
+                     if (g == gen_) on_readable(ec);
+                   }));
+}
+
+// Reads until the socket is drained (a short read means it is, at that instant; anything
+// arriving later wakes the wait again), handing every chunk to the parser.
+void Connection::on_readable(boost::system::error_code ec) {
+  if (ec) return fail(ErrorKind::read);
+  const std::span<char> buf = w_.read_buffer();
+  for (;;) {
+    std::size_t n = sock_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+    if (ec == asio::error::would_block) break;
+    if (ec) return on_eof_or_error(ec);
+    const std::uint64_t gen = gen_;
+    consume({buf.data(), n});
+    if (gen != gen_ || state_ == State::finished) return;  // closed while consuming
+    if (n < buf.size()) break;
+  }
+  wait_readable();
+}
+
+void Connection::on_eof_or_error(boost::system::error_code ec) {
+  // A response delimited by the end of the stream (no Content-Length) completes at EOF.
+  if (ec == asio::error::eof && parser_ && parser_->need_eof()) {
+    boost::beast::error_code pe;
+    parser_->put_eof(pe);
+    if (!pe && parser_->is_done()) {
+      const int status = parser_->status;
+      parser_.reset();
+      return response_done(status, false);
+    }
+  }
+  fail(ErrorKind::read);
+}
+
+void Connection::consume(std::string_view data) {
+  if (outstanding_ == 0) return fail(ErrorKind::body);  // bytes nobody asked for
+  if (plan_.echo)
+    consume_echo(data);
+  else
+    consume_http(data);
+}
+
+// HTTP: a header split across reads is kept in partial_ (its capacity is reused).
+void Connection::consume_http(std::string_view data) {
+  std::string_view in = data;
+  if (!partial_.empty()) {
+    partial_.append(data);
+    in = partial_;
+  }
+  const std::uint64_t gen = gen_;
+  while (!in.empty()) {
+    if (!parser_) parser_.emplace();
+    boost::beast::error_code ec;
+    const std::size_t used = parser_->put(asio::buffer(in.data(), in.size()), ec);
+    in.remove_prefix(used);
+    response_bytes_ += used;
+    if (ec == http::error::need_more) break;
+    if (ec) return fail(ErrorKind::body);
+    if (!parser_->is_done()) continue;
+    const int status = parser_->status;
+    const bool keep = parser_->keep_alive();
+    parser_.reset();
+    response_done(status, keep);
+    if (gen != gen_ || state_ == State::finished) return;
+    if (outstanding_ == 0 && !in.empty()) return fail(ErrorKind::body);
+  }
+  keep_partial(in);
+}
+
+void Connection::keep_partial(std::string_view rest) {
+  if (rest.empty()) {
+    partial_.clear();
+  } else if (rest.data() >= partial_.data() &&
+             rest.data() < partial_.data() + partial_.size()) {
+    partial_.erase(0, static_cast<std::size_t>(rest.data() - partial_.data()));
+  } else {
+    partial_.assign(rest);
+  }
+}
+
+// Echo: every byte must be the pattern byte of its stream position.
+void Connection::consume_echo(std::string_view data) {
+  const std::size_t per = plan_.echo_size;
+  while (!data.empty()) {
+    if (outstanding_ == 0) return fail(ErrorKind::body);
+    const std::size_t take = std::min(data.size(), per - echo_got_);
+    const char* expect = plan_.pattern.data() + received_bytes_ % kEchoPeriod;
+    if (std::memcmp(data.data(), expect, take) != 0) return fail(ErrorKind::body);
+    received_bytes_ += take;
+    echo_got_ += take;
+    data.remove_prefix(take);
+    if (echo_got_ < per) break;
+    echo_got_ = 0;
+    const std::uint64_t gen = gen_;
+    response_done(200, true);
+    if (gen != gen_ || state_ == State::finished) return;
+  }
+}
+
+void Connection::record(int status, Clock::time_point now) {
+  WorkerStats& s = w_.stats;
+  ++s.responses_total;
+  if (!answered_) {
+    answered_ = true;
+    w_.answered_once_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const Clock::time_point from = plan_.window->from_time();
+  const bool in_window = now >= from && now < plan_.window->to_time();
+  if (status < 200 || status > 399) ++s.errors.status;
+  const std::uint64_t bytes = plan_.echo ? plan_.echo_size : response_bytes_;
+  response_bytes_ = 0;
+  if (!in_window) return;
+  if (!served_in_window_) {
+    served_in_window_ = true;
+    ++s.connections_in_window;
+  }
+  ++s.requests;
+  s.bytes_read += bytes;
+  const auto second = static_cast<std::size_t>((now - from) / std::chrono::seconds(1));
+  if (second < s.per_second.size()) ++s.per_second[second];
+  const double actual = std::chrono::duration<double, std::micro>(now - sent_at_).count();
+  if (paced()) {
+    s.latency.record(std::chrono::duration<double, std::micro>(now - intended_).count());
+    s.uncorrected.record(actual);
+  } else {
+    s.latency.record(actual);
+  }
+}
+
+void Connection::response_done(int status, bool keep_alive) {
+  record(status, Clock::now());
+  --outstanding_;
+  if (outstanding_ > 0) {
+    if (keep_alive) return;
+    // The server closes after this response: the rest of the batch will never be answered.
+    ++w_.stats.errors.read;
+    if (reopens()) return reconnect();
+    return finish();
+  }
+  next_after_response(keep_alive);
+}
+
+void Connection::next_after_response(bool keep_alive) {
+  if (holds_idle()) return idle_step();
+  if (w_.stopping_) return finish();
+  if (paced()) next_slot();
+  if (!keep_alive) return reconnect();
+  if (paced()) return schedule_send();
+  w_.defer_send(*this, gen_);
+}
+
+void Connection::idle_step() {
+  if (state_ == State::active && !second_round_) {
+    ++w_.stats.idle_opened;
+    state_ = State::held;
+    second_round_ = true;
+    w_.first_round_step();
+    return;
+  }
+  ++w_.stats.idle_alive;
+  finish();
+}
+
+// A per-connection failure: count it, close, and carry on.
+void Connection::fail(ErrorKind kind) {
+  if (state_ == State::finished) return;
+  count(kind);
+  if (holds_idle()) return give_up();
+  if (w_.stopping_) return finish();
+  if (kind == ErrorKind::connect) return reconnect_later();
+  if (paced() && outstanding_ > 0) next_slot();
+  reconnect();
+}
+
+void Connection::count(ErrorKind kind) {
+  ErrorCounts& e = w_.stats.errors;
+  switch (kind) {
+    case ErrorKind::connect: ++e.connect; break;
+    case ErrorKind::read: ++e.read; break;
+    case ErrorKind::write: ++e.write; break;
+    case ErrorKind::timeout: ++e.timeout; break;
+    case ErrorKind::status: ++e.status; break;
+    case ErrorKind::body: ++e.body; break;
+  }
+}
+
+void Connection::close_socket() {
+  ++gen_;
+  boost::system::error_code ec;
+  sock_.close(ec);
+  timer_.cancel();
+  parser_.reset();
+  partial_.clear();
+  outstanding_ = 0;
+  echo_got_ = 0;
+  response_bytes_ = 0;
+  sent_bytes_ = received_bytes_ = 0;
+}
+
+void Connection::reconnect() {
+  close_socket();
+  connect();
+}
+
+// After a failed connect, wait a little: a refusing server must not be hammered in a loop.
+void Connection::reconnect_later() {
+  close_socket();
+  state_ = State::connecting;
+  connect_at_ = Clock::now();
+  timer_.expires_after(std::chrono::milliseconds(10));
+  timer_.async_wait(bind_slot(timer_slot_, [this, g = gen_](boost::system::error_code ec) {
+    if (g == gen_ && !ec) connect();
+  }));
+}
+
+void Connection::finish() {
+  if (state_ == State::finished) return;
+  close_socket();
+  state_ = State::finished;
+  w_.connection_finished();
+}
+
+// Finishes a connection that will not be reopened (idle mode's losses, the hard deadline). In
+// idle mode's first round that is also its part of the first round over.
+void Connection::give_up() {
+  const bool first_round = in_first_round();
+  finish();
+  if (first_round) w_.first_round_step();
+}
+
+}  // namespace shootout::load

@@ -1,0 +1,170 @@
+#pragma once
+// Internal to the load generator: one load connection, the state machine every Worker runs one
+// of per connection it drives. One class for the three modes (closed, rate, idle; load.hpp) and
+// the two protocols (HTTP, echo): what differs between them is asked through the small named
+// helpers in the private part (paced(), holds_idle(), in_first_round(), ...), not by comparing
+// the mode at each use.
+//
+//   pending --start (the opener reaches it)--> connecting
+//   connecting --connected--> active (requests outstanding, or waiting for the next send)
+//   active --response--> active | held (idle mode, after the first response) | finished
+//   any --error--> counted; closed; reopened after a pause (closed/rate) or finished (idle)
+//   any --the worker's hard deadline--> counted (connect or timeout); finished
+//
+// A pending connection has no operation in flight and no connect time: the timeout sweep
+// leaves it alone (with --connect-rate most connections wait there for the opener).
+//
+// Handlers capture the generation number: closing the socket bumps it, so a handler of the
+// previous socket that completes later (operation_aborted) does nothing.
+//
+// Ownership: its Worker owns it (and outlives it); it keeps a reference to the Worker and to
+// the Worker's Plan. It owns its socket, its timer, its response parser, the split header it
+// keeps between reads and its handler slots; it reads into the Worker's one buffer and counts
+// into the Worker's stats.
+//
+// Threads: it is built, and open() called, on the thread that builds its Worker, before the
+// Worker's thread starts. Every other member, and every handler, runs on the Worker's thread
+// (the one running its io_context); in builds that check threads (common/owner_thread.hpp) the
+// public members abort when called on another thread once the Worker has started.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "handler_memory.hpp"
+#include "worker.hpp"
+
+namespace shootout::load {
+
+// Beast's response parser with callbacks that keep nothing but the status: the body is only
+// counted, so a response costs no allocation and no copy.
+class ResponseParser final : public boost::beast::http::basic_parser<false> {
+ public:
+  ResponseParser() {
+    eager(true);
+    // Not boost::none: Beast 1.74 compares the length with the optional, and none loses.
+    body_limit(std::numeric_limits<std::uint64_t>::max());
+    header_limit(64 * 1024);
+  }
+  int status = 0;
+
+ private:
+  using string_view = boost::beast::string_view;
+  using error_code = boost::beast::error_code;
+  using field = boost::beast::http::field;
+  void on_request_impl(boost::beast::http::verb, string_view, string_view, int,
+                       error_code&) override {}
+  void on_response_impl(int code, string_view, int, error_code&) override { status = code; }
+  void on_field_impl(field, string_view, string_view, error_code&) override {}
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  std::size_t on_body_impl(string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+};
+
+class Connection {
+ public:
+  // `index`: the connection's global index (its phase in rate mode's send schedule).
+  Connection(Worker& w, std::size_t index);
+
+  // The Worker's set-up, before its thread starts: opens the socket (no connect yet).
+  bool open(boost::system::error_code& ec);
+
+  // The Worker's thread only, from here on.
+
+  // First connect; rate mode also sets this connection's place in the send schedule.
+  void start();
+  // The run is over: finish now unless a response is still due (then after it, or timeout).
+  void stop();
+  // Idle mode: the hold is over, prove the connection still works.
+  void final_round();
+  // The worker's hard deadline has passed: whatever has not finished is counted as failed
+  // (never opened or never connected: connect; a response or the final round due: timeout).
+  void expire();
+  // The timeout sweep: fails a connect or a response that is late at `now`.
+  void check_timeout(Clock::time_point now);
+  // After the loop has stopped: close everything so pending handlers run (and do nothing).
+  void shutdown();
+  bool finished() const { return state_ == State::finished; }
+  // The worker's flush: sends the batch deferred by next_after_response(), unless the
+  // connection has since been closed (generation changed) or the window has ended.
+  void send_deferred(std::uint64_t gen);
+
+ private:
+  enum class State { pending, connecting, active, held, finished };
+  enum class ErrorKind { connect, read, write, timeout, status, body };
+
+  // What the mode and the protocol decide, named.
+  // Rate mode: sends follow a schedule (intended_), one request at a time, and latency is
+  // measured from the intended send time.
+  bool paced() const { return plan_.mode == Mode::rate; }
+  // Idle mode: one request, the hold, one more request; a lost connection is not reopened.
+  bool holds_idle() const { return plan_.mode == Mode::idle; }
+  // Idle mode, before the first response: the worker counts this connection's first round.
+  bool in_first_round() const { return holds_idle() && !second_round_; }
+  // Closed and idle mode, until the first response: the wait for the server is bounded by the
+  // plan's first_round_by as well as by the timeout (it may still be taking connections on).
+  bool taking_on() const { return !paced() && !answered_; }
+  // Requests written per send: the pipeline (closed and idle), one (rate).
+  int requests_per_send() const { return paced() ? 1 : plan_.pipeline; }
+  // After an error or a closing server: closed and rate mode reopen, until the window ends.
+  bool reopens() const { return !holds_idle() && !w_.stopping_; }
+  // Rate mode: the slot of the request just answered (or lost) is over; the next one is due
+  // one send interval later.
+  void next_slot() { intended_ += plan_.send_interval; }
+  // The Worker's owner-thread check, naming the member.
+  void owned(const char* what) const;
+
+  void connect();
+  void on_connect(boost::system::error_code ec);
+  void schedule_send();
+  void send();
+  void wait_readable();
+  void on_readable(boost::system::error_code ec);
+  void on_eof_or_error(boost::system::error_code ec);
+  void consume(std::string_view data);
+  void consume_http(std::string_view data);
+  void keep_partial(std::string_view rest);
+  void consume_echo(std::string_view data);
+  void record(int status, Clock::time_point now);
+  void response_done(int status, bool keep_alive);
+  void next_after_response(bool keep_alive);
+  void idle_step();
+  void fail(ErrorKind kind);
+  void count(ErrorKind kind);
+  void close_socket();
+  void reconnect();
+  void reconnect_later();
+  void finish();
+  void give_up();
+
+  Worker& w_;
+  const Plan& plan_;
+  boost::asio::ip::tcp::socket sock_;
+  boost::asio::steady_timer timer_;  // rate mode's next send, or the pause before reconnecting
+  const std::size_t index_;          // global index: the phase of this connection in rate mode
+  State state_ = State::pending;
+  std::uint64_t gen_ = 0;
+  int outstanding_ = 0;             // responses still due for the batch sent
+  bool second_round_ = false;       // idle mode: the first response has arrived
+  bool answered_ = false;           // a response has arrived (any time)
+  bool served_in_window_ = false;   // a response has arrived inside the window
+  Clock::time_point sent_at_{}, intended_{}, connect_at_{};
+  std::optional<ResponseParser> parser_;
+  std::string partial_;
+  std::uint64_t sent_bytes_ = 0, received_bytes_ = 0;  // echo stream positions
+  std::size_t echo_got_ = 0;                           // bytes of the current echo response
+  std::uint64_t response_bytes_ = 0;                   // bytes of the current HTTP response
+  HandlerSlot connect_slot_, read_slot_, write_slot_, timer_slot_;
+};
+
+}  // namespace shootout::load
