@@ -15,9 +15,9 @@ struct Command {
   std::function<int()> run;
 };
 
-Command add_serve_command(CLI::App& app);   // app/serve.cpp
-Command add_load_command(CLI::App& app);    // loadgen/cli.cpp
-Command add_run_command(CLI::App& app);     // runner/cli.cpp (the shootout runner)
-Command add_plot_command(CLI::App& app);    // runner/cli.cpp
+Command add_serve_command(CLI::App& app);  // app/serve.cpp
+Command add_load_command(CLI::App& app);   // loadgen/cli.cpp
+Command add_run_command(CLI::App& app);    // runner/cli.cpp (the shootout runner)
+Command add_plot_command(CLI::App& app);   // runner/cli.cpp
 
 }  // namespace shootout

@@ -51,30 +51,37 @@ Command add_serve_command(CLI::App& app) {
   for (const auto& m : models()) model_names.emplace_back(m.name);
 
   sub->add_option("--model", o.model, "Concurrency model")
-      ->check(CLI::IsMember(model_names))->capture_default_str();
+      ->check(CLI::IsMember(model_names))
+      ->capture_default_str();
   sub->add_option("--handler", o.handler, "Protocol handler")
-      ->check(CLI::IsMember(handler_names()))->capture_default_str();
+      ->check(CLI::IsMember(handler_names()))
+      ->capture_default_str();
   sub->add_option("--host", o.host, "IPv4 address to listen on")->capture_default_str();
   sub->add_option("--port", o.port, "TCP port (0 picks a free one)")->capture_default_str();
   sub->add_option("--backlog", o.backlog, "listen(2) backlog")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--stats-file", o.stats_file,
                   "Write counters and getrusage (self and children) here on SIGUSR1 and at exit");
   sub->add_option("--request-timeout", flags->request_timeout_ms,
                   "ms for a started request to arrive in full (slowloris)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--idle-timeout", flags->idle_timeout_ms,
                   "ms an idle keep-alive connection is kept")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--grace", flags->grace_ms, "ms allowed to finish in-flight work at SIGTERM")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   auto& h = o.handler_config;
   sub->add_option("--header-limit", h.header_limit,
                   "Bytes of request line and headers, and of each chunk-size line and the "
                   "trailer of a chunked body (past it: 414 if the request line is not "
                   "complete, 413 a chunk-size line, else 431)")
-      ->check(CLI::Range(256, 1 << 20))->capture_default_str();
+      ->check(CLI::Range(256, 1 << 20))
+      ->capture_default_str();
   sub->add_option("--body-limit", h.body_limit, "Bytes of request body (413)")
       ->capture_default_str();
   sub->add_option("--root", h.file_root, "Directory served by GET /file?name=F")
@@ -86,35 +93,46 @@ Command add_serve_command(CLI::App& app) {
   auto* g = sub->add_option_group("threaded", "--model threaded");
   g->add_option("--stack-size", o.stack_size,
                 "Bytes of stack per thread or fiber (0: system default for threads, 64 KiB for "
-                "fibers)")->capture_default_str();
+                "fibers)")
+      ->capture_default_str();
   g->add_option("--max-threads", o.max_threads,
                 "Live connection threads; more connections wait in the backlog")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   g->add_option("--pool", o.pool, "Fixed pool of N threads, one connection each at a time")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   g = sub->add_option_group("forked", "--model forked");
   g->add_option("--prefork", o.prefork, "N pre-forked processes (0: a process per connection)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   g->add_option("--max-procs", o.max_procs, "Live children; more connections wait in the backlog")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   g = sub->add_option_group("evented", "--model evented");
   g->add_option("--poller", o.poller, "Readiness backend")
-      ->check(CLI::IsMember({"epoll", "poll", "select"}))->capture_default_str();
+      ->check(CLI::IsMember({"epoll", "poll", "select"}))
+      ->capture_default_str();
   g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
-      ->check(CLI::Range(1, 256))->capture_default_str();
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   g->add_flag("--offload-cpu", o.offload_cpu, "Run /cpu on the helper pool, not on the loop");
   g->add_option("--loops", o.loops, "Event loops, one thread each (SO_REUSEPORT)")
-      ->check(CLI::Range(1, 256))->capture_default_str();
-  g->add_option("--max-output", o.max_output, "Bytes of queued output before a connection is closed")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  g->add_option("--max-output", o.max_output,
+                "Bytes of queued output before a connection is closed")
       ->capture_default_str();
 
   g = sub->add_option_group("coroutine", "--model coroutine");
   g->add_option("--threads", o.threads, "Fiber schedulers, one thread each (SO_REUSEPORT)")
-      ->check(CLI::Range(1, 256))->capture_default_str();
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   g->add_option("--stack", o.stack, "Fiber stack allocator")
-      ->check(CLI::IsMember({"protected", "fixed", "pooled"}))->capture_default_str();
+      ->check(CLI::IsMember({"protected", "fixed", "pooled"}))
+      ->capture_default_str();
 
   return {sub, [flags] { return serve(*flags); }};
 }

@@ -59,8 +59,7 @@ int main(int argc, char** argv) {
   ::sigaction(SIGINT, &sa, nullptr);
   int lfd;
   try {
-    lfd = shootout::open_listener(
-        {.port = static_cast<std::uint16_t>(port), .nonblocking = true});
+    lfd = shootout::open_listener({.port = static_cast<std::uint16_t>(port), .nonblocking = true});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shootout-floor: %s\n", e.what());
     return 1;

@@ -3,8 +3,9 @@
 // process (threaded and forked models). Blocking work runs inline: the thread (or process)
 // sleeps, burns CPU or reads the file itself, and its connection waits meanwhile.
 //
-// Timeouts use SO_RCVTIMEO (and SO_SNDTIMEO for a reader that stalls), set only when the wanted timeout changes, so the usual request
-// costs one read(2) and one write(2) and no extra system call.
+// Timeouts use SO_RCVTIMEO (and SO_SNDTIMEO for a reader that stalls), set only when the wanted
+// timeout changes, so the usual request costs one read(2) and one write(2) and no extra system
+// call.
 //
 // Thread: the connection's owner only. Does not own the fd (the caller closes it).
 #include <atomic>

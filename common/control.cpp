@@ -58,15 +58,13 @@ void unblock_signals_in_child(void (*on_stop)(int)) {
 
 void exit_after_grace(const std::string& stats_file, const std::string& model, std::size_t busy,
                       std::chrono::milliseconds grace) {
-  log_line("{} connections still busy after the {} ms grace period; exiting", busy,
-           grace.count());
+  log_line("{} connections still busy after the {} ms grace period; exiting", busy, grace.count());
   if (!stats_file.empty()) write_stats_file(stats_file, model);
   std::fflush(stdout);
   _exit(1);
 }
 
-SignalActions::SignalActions(SignalCallbacks callbacks, std::string stats_file,
-                             std::string model)
+SignalActions::SignalActions(SignalCallbacks callbacks, std::string stats_file, std::string model)
     : callbacks_(std::move(callbacks)),
       stats_file_(std::move(stats_file)),
       model_(std::move(model)) {}

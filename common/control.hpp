@@ -40,13 +40,13 @@ void unblock_signals_in_child(void (*on_stop)(int));
 
 // What the server does with each of its signals, wherever they are received.
 struct SignalCallbacks {
-    std::function<void()> on_stop;   // required
-    std::function<void()> on_child;  // optional: SIGCHLD
-    // Optional: held while the control thread writes the stats file (SIGUSR1), which
-    // allocates. The forked model passes the mutex it forks under, so that no child is forked
-    // while this thread is inside an allocator: a lock held at fork() stays held in the child
-    // (glibc's malloc guards itself against that; a sanitizer's allocator does not).
-    std::mutex* stats_lock = nullptr;
+  std::function<void()> on_stop;   // required
+  std::function<void()> on_child;  // optional: SIGCHLD
+  // Optional: held while the control thread writes the stats file (SIGUSR1), which
+  // allocates. The forked model passes the mutex it forks under, so that no child is forked
+  // while this thread is inside an allocator: a lock held at fork() stays held in the child
+  // (glibc's malloc guards itself against that; a sanitizer's allocator does not).
+  std::mutex* stats_lock = nullptr;
 };
 
 // The actions themselves: the first SIGTERM/SIGINT runs on_stop, a second one exits at once,

@@ -89,11 +89,11 @@ class Session {
 
 // Limits and settings every handler receives (flags of `shootout serve`).
 struct HandlerConfig {
-  std::size_t header_limit = 8 * 1024;       // bytes of request line + headers, else 431
-  std::uint64_t body_limit = 1024 * 1024;    // bytes of request body, else 413
-  std::string file_root;                     // directory served by /file ("" = /file is 404)
-  std::uint64_t max_bytes = 1ull << 30;      // largest n of /bytes?n=
-  std::uint64_t max_file = 64ull << 20;      // largest file /file will read
+  std::size_t header_limit = 8 * 1024;     // bytes of request line + headers, else 431
+  std::uint64_t body_limit = 1024 * 1024;  // bytes of request body, else 413
+  std::string file_root;                   // directory served by /file ("" = /file is 404)
+  std::uint64_t max_bytes = 1ull << 30;    // largest n of /bytes?n=
+  std::uint64_t max_file = 64ull << 20;    // largest file /file will read
 };
 
 class Handler {

@@ -10,11 +10,11 @@
 //         trailer section) over the header limit, 413 a body over the body limit or a
 //         chunk-size line over the header limit. docs/ROBUSTNESS.md lists RFC 9112's server
 //         requirements and the test that checks each.
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
-#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -38,8 +38,8 @@ bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' 
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 // RFC 3986 unreserved and sub-delims: what a reg-name is made of, besides %XX.
 bool is_host_char(char c) {
-  return is_alpha(c) || is_digit(c) || std::string_view("-._~!$&'()*+,;=").find(c) !=
-                                           std::string_view::npos;
+  return is_alpha(c) || is_digit(c) ||
+         std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
 }
 
 // RFC 9112 3.2 and RFC 3986 3.2.2: uri-host [":" port], where uri-host is an IP-literal
@@ -120,8 +120,7 @@ std::optional<LineVersion> request_line_version(std::string_view bytes) {
 // header field.
 class RequestParser final : public http::basic_parser<true> {
  public:
-  RequestParser(std::uint32_t header_limit, std::uint64_t body_limit)
-      : body_limit_(body_limit) {
+  RequestParser(std::uint32_t header_limit, std::uint64_t body_limit) : body_limit_(body_limit) {
     this->header_limit(header_limit);
     // Counted here instead (on_header_impl, on_chunk_header_impl). Not boost::none: Beast
     // 1.74 compares a Content-Length with the optional, and none is less than every value.
@@ -148,7 +147,7 @@ class RequestParser final : public http::basic_parser<true> {
     version_ = version;
     const std::string_view t(target.data(), target.size());
     if ((!t.empty() && t.front() == '/') || (t == "*" && method == http::verb::options) ||
-               (method == http::verb::connect && valid_authority(t) && !t.empty())) {
+        (method == http::verb::connect && valid_authority(t) && !t.empty())) {
       target_.assign(t);
     } else if (auto origin = origin_form_of(t)) {
       target_ = std::move(*origin);
@@ -214,7 +213,7 @@ class RequestParser final : public http::basic_parser<true> {
   std::uint64_t body_seen_ = 0;     // chunked: the sizes of the chunks announced so far
 };
 
-constexpr std::size_t kChunk = 64 * 1024;        // /bytes body produced this much at a time
+constexpr std::size_t kChunk = 64 * 1024;  // /bytes body produced this much at a time
 // Pipelined requests are answered until this much output is waiting, then the session yields
 // (Next::resume) and parses the rest once the model has sent it: what one read costs in memory
 // is bounded by this plus one response, however many requests the read held.
@@ -358,8 +357,8 @@ class HttpSession final : public Session {
     auto& b = *busy_;
     switch (b.work.kind) {
       case Work::Kind::sleep:
-        reply(out, http::status::ok, "slept " + std::to_string(b.work.amount.count() / 1000) +
-                                         " ms\n");
+        reply(out, http::status::ok,
+              "slept " + std::to_string(b.work.amount.count() / 1000) + " ms\n");
         break;
       case Work::Kind::cpu:
         reply(out, http::status::ok, "burned " + std::to_string(b.work.amount.count()) + " us\n");
@@ -373,19 +372,17 @@ class HttpSession final : public Session {
 
   const Work& pending_work() const override { return busy_->work; }
 
-  bool mid_request() const override {
-    return busy_ && (busy_->parser || !busy_->input.empty());
-  }
+  bool mid_request() const override { return busy_ && (busy_->parser || !busy_->input.empty()); }
 
  private:
   // What a request that cannot be answered from one read needs: the bytes not parsed yet, the
   // parser of a request half received, the work or body still to produce. Allocated only then
   // and freed once answered, so an idle keep-alive connection holds only the session object.
   struct Busy {
-    std::string input;                   // bytes received and not yet parsed
+    std::string input;                    // bytes received and not yet parsed
     std::optional<RequestParser> parser;  // a request whose header is complete, its body not
-    Work work;                           // the blocking work of the current request
-    std::uint64_t bytes_left = 0;        // /bytes: body still to produce
+    Work work;                            // the blocking work of the current request
+    std::uint64_t bytes_left = 0;         // /bytes: body still to produce
   };
 
   Busy& busy() {
@@ -441,8 +438,8 @@ class HttpSession final : public Session {
       // In a body, Beast is given at most the header limit at a time: see framing_status.
       const bool body = p->is_header_done();
       if (body) p->eager(true);
-      const std::size_t window = body ? std::min(in.size() - used, config_.header_limit)
-                                      : in.size() - used;
+      const std::size_t window =
+          body ? std::min(in.size() - used, config_.header_limit) : in.size() - used;
       error_code ec;
       const std::size_t start = used;
       std::size_t n = p->put(boost::asio::buffer(in.data() + used, window), ec);
@@ -499,8 +496,7 @@ class HttpSession final : public Session {
       // Enough output for one send: the rest waits in busy().input until it has gone out, so
       // a client that pipelines without reading is held back by its own socket, as nginx
       // holds it (one request at a time), instead of growing our output queue.
-      if (next == Next::read && out.size() >= kYieldOutput && used < in.size())
-        next = Next::resume;
+      if (next == Next::read && out.size() >= kYieldOutput && used < in.size()) next = Next::resume;
     }
     if (used < in.size() && next != Next::close) busy().input.append(in.substr(used));
     if (busy_ && busy_->input.empty() && !busy_->parser && next == Next::read)
@@ -577,10 +573,10 @@ class HttpSession final : public Session {
       reply(out, http::status::ok, "Hello, World!");
       return after_response_inline();
     }
-    if (path == "/sleep") return ask_time(Work::Kind::sleep, query_number(query, "ms"),
-                                          kMaxSleepMs, 1000, out);
-    if (path == "/cpu") return ask_time(Work::Kind::cpu, query_number(query, "us"),
-                                        kMaxCpuUs, 1, out);
+    if (path == "/sleep")
+      return ask_time(Work::Kind::sleep, query_number(query, "ms"), kMaxSleepMs, 1000, out);
+    if (path == "/cpu")
+      return ask_time(Work::Kind::cpu, query_number(query, "us"), kMaxCpuUs, 1, out);
     if (path == "/file") return ask_file(query_string(query, "name"), out);
     if (path == "/bytes") return start_bytes(query_number(query, "n"), out);
     reply(out, http::status::not_found, "not found\n");
@@ -611,8 +607,8 @@ class HttpSession final : public Session {
       reply(out, http::status::not_found, "no file root configured (serve --root DIR)\n");
       return after_response_inline();
     }
-    busy().work = Work{Work::Kind::file, {}, config_.file_root + "/" + std::string(*name),
-                       config_.max_file};
+    busy().work =
+        Work{Work::Kind::file, {}, config_.file_root + "/" + std::string(*name), config_.max_file};
     return Next::work;
   }
 
@@ -640,12 +636,12 @@ class HttpSession final : public Session {
       if (!head_) out += r.data;
       return;
     }
-    auto status = (r.error == ENOENT || r.error == ENOTDIR) ? http::status::not_found
-                  : r.error == EFBIG                        ? http::status::payload_too_large
-                  : (r.error == EACCES || r.error == ELOOP || r.error == EISDIR ||
-                     r.error == EINVAL)
-                      ? http::status::forbidden
-                      : http::status::internal_server_error;
+    auto status =
+        (r.error == ENOENT || r.error == ENOTDIR) ? http::status::not_found
+        : r.error == EFBIG                        ? http::status::payload_too_large
+        : (r.error == EACCES || r.error == ELOOP || r.error == EISDIR || r.error == EINVAL)
+            ? http::status::forbidden
+            : http::status::internal_server_error;
     reply(out, status, std::string(http::obsolete_reason(status)) + "\n");
   }
 

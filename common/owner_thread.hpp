@@ -34,8 +34,8 @@ class OwnerThread {
   void check(const char* what) const {
     const pid_t owner = owner_.load(std::memory_order_relaxed);
     if (owner == 0 || owner == self()) return;
-    std::fprintf(stderr, "shootout: %s called on thread %d; only its owner, thread %d, may\n",
-                 what, static_cast<int>(self()), static_cast<int>(owner));
+    std::fprintf(stderr, "shootout: %s called on thread %d; only its owner, thread %d, may\n", what,
+                 static_cast<int>(self()), static_cast<int>(owner));
     std::abort();
   }
 

@@ -65,8 +65,7 @@ class Poller {
   // "epoll" | "poll" | "select". Throws std::invalid_argument for another name,
   // std::system_error if the kernel refuses (epoll_create1). Trigger::edge is a request: only
   // epoll grants it.
-  static std::unique_ptr<Poller> create(std::string_view backend,
-                                        Trigger trigger = Trigger::level);
+  static std::unique_ptr<Poller> create(std::string_view backend, Trigger trigger = Trigger::level);
   // The backend names create() accepts, for usage messages.
   static constexpr std::string_view kBackends[] = {"epoll", "poll", "select"};
 

@@ -52,7 +52,7 @@ class PollPoller final : public Poller {
   int do_wait(std::vector<PollEvent>& ready, int timeout_ms) override {
     ready.clear();
     int n = ::poll(fds_.data(), fds_.size(), timeout_ms);
-    if (n <= 0) return 0;  // timeout, or EINTR
+    if (n <= 0) return 0;           // timeout, or EINTR
     for (const pollfd& p : fds_) {  // the O(N) walk that epoll avoids
       if (p.revents == 0) continue;
       ready.push_back({p.fd, from_poll(p.revents)});

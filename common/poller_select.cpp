@@ -48,7 +48,7 @@ class SelectPoller final : public Poller {
     fd_set r = read_, w = write_;  // select overwrites its arguments: pass copies
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     int n = ::select(max_fd_ + 1, &r, &w, nullptr, timeout_ms < 0 ? nullptr : &tv);
-    if (n <= 0) return 0;  // timeout, or EINTR
+    if (n <= 0) return 0;                    // timeout, or EINTR
     for (int fd = 0; fd <= max_fd_; ++fd) {  // the O(N) walk, over every possible descriptor
       std::uint32_t ev = (FD_ISSET(fd, &r) ? kReadable : 0u) | (FD_ISSET(fd, &w) ? kWritable : 0u);
       if (ev) ready.push_back({fd, ev});
@@ -58,12 +58,18 @@ class SelectPoller final : public Poller {
 
  private:
   void set(int fd, std::uint32_t events) {
-    if (events & kReadable) FD_SET(fd, &read_); else FD_CLR(fd, &read_);
-    if (events & kWritable) FD_SET(fd, &write_); else FD_CLR(fd, &write_);
+    if (events & kReadable)
+      FD_SET(fd, &read_);
+    else
+      FD_CLR(fd, &read_);
+    if (events & kWritable)
+      FD_SET(fd, &write_);
+    else
+      FD_CLR(fd, &write_);
   }
 
-  fd_set read_, write_;             // the interest sets
-  bool watched_[FD_SETSIZE] = {};   // added, whatever its events
+  fd_set read_, write_;            // the interest sets
+  bool watched_[FD_SETSIZE] = {};  // added, whatever its events
   int max_fd_ = -1;
 };
 

@@ -14,34 +14,34 @@ struct ServeOptions {
   std::string model = "threaded";
   std::string handler = "http";
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8080;       // 0 picks a free port; the `listening on` line tells which
+  std::uint16_t port = 8080;  // 0 picks a free port; the `listening on` line tells which
   int backlog = 4096;
-  std::string stats_file;          // on SIGUSR1 (and at exit) the server writes its stats here
+  std::string stats_file;  // on SIGUSR1 (and at exit) the server writes its stats here
   std::chrono::milliseconds request_timeout{10'000};  // a started request must complete (slowloris)
   std::chrono::milliseconds idle_timeout{120'000};    // keep-alive connection with no request
   std::chrono::milliseconds grace{10'000};            // SIGTERM: bound on finishing in-flight work
   HandlerConfig handler_config;
 
   // threaded
-  std::size_t stack_size = 0;      // bytes; 0 = the model's default (system's for threads,
-                                   // 64 KiB for fibers)
-  int max_threads = 10'000;        // thread per connection: live threads cap (backlog past it)
-  int pool = 0;                    // > 0: fixed pool of N threads (Apache's worker MPM)
+  std::size_t stack_size = 0;  // bytes; 0 = the model's default (system's for threads,
+                               // 64 KiB for fibers)
+  int max_threads = 10'000;    // thread per connection: live threads cap (backlog past it)
+  int pool = 0;                // > 0: fixed pool of N threads (Apache's worker MPM)
 
   // forked
-  int prefork = 0;                 // > 0: N pre-forked processes (Apache's prefork MPM)
-  int max_procs = 10'000;          // process per connection: live children cap
+  int prefork = 0;         // > 0: N pre-forked processes (Apache's prefork MPM)
+  int max_procs = 10'000;  // process per connection: live children cap
 
   // evented
-  std::string poller = "epoll";    // epoll | poll | select
-  int pool_threads = 4;            // helper pool for /file (and /cpu with offload_cpu)
-  bool offload_cpu = false;        // run /cpu on the helper pool instead of the loop
-  int loops = 1;                   // N loops on N threads, SO_REUSEPORT listeners
+  std::string poller = "epoll";          // epoll | poll | select
+  int pool_threads = 4;                  // helper pool for /file (and /cpu with offload_cpu)
+  bool offload_cpu = false;              // run /cpu on the helper pool instead of the loop
+  int loops = 1;                         // N loops on N threads, SO_REUSEPORT listeners
   std::size_t max_output = 64ull << 20;  // queued output cap per connection before closing it
 
   // coroutine
-  int threads = 1;                 // N fiber schedulers on N threads, SO_REUSEPORT listeners
-  std::string stack = "protected"; // protected | fixed | pooled
+  int threads = 1;                  // N fiber schedulers on N threads, SO_REUSEPORT listeners
+  std::string stack = "protected";  // protected | fixed | pooled
 };
 
 }  // namespace shootout

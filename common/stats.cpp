@@ -26,9 +26,8 @@ nlohmann::json usage_json(int who) {
   rusage u{};
   getrusage(who, &u);
   auto us = [](const timeval& t) { return std::int64_t{t.tv_sec} * 1'000'000 + t.tv_usec; };
-  return {{"utime_us", us(u.ru_utime)}, {"stime_us", us(u.ru_stime)},
-          {"nvcsw", u.ru_nvcsw},        {"nivcsw", u.ru_nivcsw},
-          {"maxrss_kb", u.ru_maxrss},   {"minflt", u.ru_minflt}};
+  return {{"utime_us", us(u.ru_utime)}, {"stime_us", us(u.ru_stime)}, {"nvcsw", u.ru_nvcsw},
+          {"nivcsw", u.ru_nivcsw},      {"maxrss_kb", u.ru_maxrss},   {"minflt", u.ru_minflt}};
 }
 }  // namespace
 

@@ -39,11 +39,11 @@ class ThreadPool {
   void shutdown();
 
   const int wanted_;
-  bool started_ = false;                      // guarded by mu_
+  bool started_ = false;  // guarded by mu_
   std::mutex mu_;
-  std::condition_variable cv_;                // a task arrived, or stopping_
-  std::deque<std::function<void()>> tasks_;   // guarded by mu_
-  bool stopping_ = false;                     // guarded by mu_
+  std::condition_variable cv_;               // a task arrived, or stopping_
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

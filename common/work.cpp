@@ -40,7 +40,7 @@ WorkResult read_file(const std::string& path, std::uint64_t limit) {
   }
   // Only a regular file is served: a FIFO, a socket or a device is 403 (EINVAL) before any byte
   // of it is read, a directory 403 (EISDIR).
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     r.error = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
     ::close(fd);

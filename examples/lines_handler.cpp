@@ -90,9 +90,7 @@ class LinesSession final : public Session {
 
 class LinesHandler final : public Handler {
  public:
-  std::unique_ptr<Session> new_session() const override {
-    return std::make_unique<LinesSession>();
-  }
+  std::unique_ptr<Session> new_session() const override { return std::make_unique<LinesSession>(); }
 };
 
 }  // namespace

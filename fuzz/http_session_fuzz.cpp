@@ -20,11 +20,11 @@
 //   - the session closed exactly when the last expected response closes the connection;
 //   - every Work asked for is within the handler's limits (and a file path inside the root).
 // ASan and UBSan (-fsanitize=fuzzer,address,undefined) catch memory and undefined behaviour.
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
@@ -60,10 +60,11 @@ namespace http = boost::beast::http;
 // Small limits, so the fuzzer reaches 431, 413 and the /bytes chunking with short inputs.
 constexpr std::size_t kHeaderLimit = 1024;
 constexpr std::uint64_t kBodyLimit = 2048;
-constexpr std::uint64_t kMaxBytes = 200'000;   // largest /bytes?n= (more than three chunks)
+constexpr std::uint64_t kMaxBytes = 200'000;  // largest /bytes?n= (more than three chunks)
 constexpr std::uint64_t kMaxFile = 4096;
-constexpr const char* kRoot = "/fuzz-root";    // never opened: file work is faked
-constexpr std::size_t kMaxResumes = 100'000;  // a resume loop must end (pipelined output yields too)
+constexpr const char* kRoot = "/fuzz-root";  // never opened: file work is faked
+constexpr std::size_t kMaxResumes =
+    100'000;  // a resume loop must end (pipelined output yields too)
 
 [[noreturn]] void fail(const char* what, std::string_view detail = {}) {
   std::fprintf(stderr, "http_session_fuzz: invariant broken: %s\n%.*s\n", what,
@@ -94,17 +95,23 @@ WorkResult fake_work(const Work& w) {
       return {};
     case Work::Kind::file: {
       std::string_view path = w.path, root = kRoot;
-      if (path.substr(0, root.size() + 1) != std::string(root) + "/") fail("file outside root", path);
+      if (path.substr(0, root.size() + 1) != std::string(root) + "/")
+        fail("file outside root", path);
       std::string_view name = path.substr(root.size() + 1);
       if (name.empty() || name.front() == '.' || name.find('/') != std::string_view::npos)
         fail("unsafe file name", path);
       if (w.limit != kMaxFile) fail("file limit is not --max-file", path);
       switch (std::hash<std::string_view>{}(path) % 5) {
-        case 0: return {"contents of " + w.path, 0};
-        case 1: return {{}, ENOENT};
-        case 2: return {{}, EFBIG};
-        case 3: return {{}, EACCES};
-        default: return {{}, EIO};
+        case 0:
+          return {"contents of " + w.path, 0};
+        case 1:
+          return {{}, ENOENT};
+        case 2:
+          return {{}, EFBIG};
+        case 3:
+          return {{}, EACCES};
+        default:
+          return {{}, EIO};
       }
     }
   }
@@ -122,8 +129,11 @@ void settle(Session& s, Next next, Run& run) {
   std::size_t resumes = 0;
   for (;;) {
     switch (next) {
-      case Next::read: return;
-      case Next::close: run.closed = true; return;
+      case Next::read:
+        return;
+      case Next::close:
+        run.closed = true;
+        return;
       case Next::resume:
         if (++resumes > kMaxResumes) fail("resume never ends");
         next = s.on_resume(run.out);
@@ -140,7 +150,8 @@ Run drive(const Handler& handler, std::string_view stream, const std::vector<std
   Run run;
   auto session = handler.new_session();
   for (std::size_t i = 0; !stream.empty() && !run.closed; ++i) {
-    std::size_t n = sizes.empty() ? stream.size() : std::min(stream.size(), sizes[i % sizes.size()]);
+    std::size_t n =
+        sizes.empty() ? stream.size() : std::min(stream.size(), sizes[i % sizes.size()]);
     settle(*session, session->on_input(stream.substr(0, n), run.out), run);
     stream.remove_prefix(n);
     run.mid_request = session->mid_request();  // callable at any time between calls
@@ -235,8 +246,10 @@ std::vector<Expect> expected_responses(std::string_view stream) {
   std::uint64_t chunks = 0;  // the sizes of the current request's chunks so far
   auto count_chunk = [&chunks](std::uint64_t size, boost::beast::string_view,
                                boost::beast::error_code& ec) {
-    if (size > kBodyLimit - chunks) ec = http::error::body_limit;
-    else chunks += size;
+    if (size > kBodyLimit - chunks)
+      ec = http::error::body_limit;
+    else
+      chunks += size;
   };
   while (!stream.empty()) {
     if (!p) {
@@ -271,8 +284,8 @@ std::vector<Expect> expected_responses(std::string_view stream) {
       if (p->chunked()) p->body_limit(std::numeric_limits<std::uint64_t>::max());  // counted
       p->eager(true);
     }
-    const bool framing_too_long = body && ec == http::error::need_more && n == 0 &&
-                                  window == kHeaderLimit;
+    const bool framing_too_long =
+        body && ec == http::error::need_more && n == 0 && window == kHeaderLimit;
     const bool line_parsed = !p->get().target().empty();  // Beast never takes an empty one
     if ((ec && ec != http::error::need_more) || framing_too_long ||
         (!body && line_parsed && target_refused(*p)) ||

@@ -72,29 +72,37 @@ Command add_load_command(CLI::App& app) {
   sub->add_option("url", c.url, "http://HOST:PORT/PATH, or tcp://HOST:PORT with --echo")
       ->required();
   sub->add_option("-c,--connections", c.connections, "Connections to keep open")
-      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
   sub->add_option("-t,--threads", c.threads, "Threads, each with its own event loop")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   sub->add_option("-d,--duration", f.duration, "Measurement window (idle: how long to hold)")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   sub->add_option("--warmup", f.warmup, "Load before the window, not counted")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   sub->add_option("-R,--rate", c.rate, "Constant rate: requests/s in total (wrk2); 0 = closed loop")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--timeout", f.timeout, "A response later than this is an error")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   sub->add_option("--pipeline", c.pipeline, "Closed loop: requests sent per batch")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   sub->add_option("--echo", c.echo_size, "Echo protocol: bytes per request, every byte verified")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
   sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
   sub->add_option("--ramp-timeout", f.ramp_timeout,
                   "Closed loop: open the window at most this long after the start even if not "
                   "every connection has been answered (0s: 5 s + 10 ms per connection)")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   sub->add_option("--open-timeout", f.open_timeout,
                   "Idle: time after the ramp for every connection's first response")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate, "New connections/s in total (0 = all at once)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("-H,--header", c.headers, "Extra request header \"Name: value\" (repeatable)");
@@ -106,7 +114,8 @@ Command add_load_command(CLI::App& app) {
                   "The server's --stats-file: CPU and switches of exited threads/reaped children")
       ->needs(pid);
   sub->add_option("--sample-interval", f.interval, "Memory snapshots of the server this often")
-      ->check(duration_check())->capture_default_str();
+      ->check(duration_check())
+      ->capture_default_str();
   return {sub, [flags] { return run(*flags); }};
 }
 

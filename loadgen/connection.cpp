@@ -7,9 +7,9 @@
 // allocated once the connections are up.
 #include "connection.hpp"
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <span>
@@ -234,8 +234,7 @@ void Connection::consume_http(std::string_view data) {
 void Connection::keep_partial(std::string_view rest) {
   if (rest.empty()) {
     partial_.clear();
-  } else if (rest.data() >= partial_.data() &&
-             rest.data() < partial_.data() + partial_.size()) {
+  } else if (rest.data() >= partial_.data() && rest.data() < partial_.data() + partial_.size()) {
     partial_.erase(0, static_cast<std::size_t>(rest.data() - partial_.data()));
   } else {
     partial_.assign(rest);
@@ -339,12 +338,24 @@ void Connection::fail(ErrorKind kind) {
 void Connection::count(ErrorKind kind) {
   ErrorCounts& e = w_.stats.errors;
   switch (kind) {
-    case ErrorKind::connect: ++e.connect; break;
-    case ErrorKind::read: ++e.read; break;
-    case ErrorKind::write: ++e.write; break;
-    case ErrorKind::timeout: ++e.timeout; break;
-    case ErrorKind::status: ++e.status; break;
-    case ErrorKind::body: ++e.body; break;
+    case ErrorKind::connect:
+      ++e.connect;
+      break;
+    case ErrorKind::read:
+      ++e.read;
+      break;
+    case ErrorKind::write:
+      ++e.write;
+      break;
+    case ErrorKind::timeout:
+      ++e.timeout;
+      break;
+    case ErrorKind::status:
+      ++e.status;
+      break;
+    case ErrorKind::body:
+      ++e.body;
+      break;
   }
 }
 

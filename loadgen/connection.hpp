@@ -154,10 +154,10 @@ class Connection {
   const std::size_t index_;          // global index: the phase of this connection in rate mode
   State state_ = State::pending;
   std::uint64_t gen_ = 0;
-  int outstanding_ = 0;             // responses still due for the batch sent
-  bool second_round_ = false;       // idle mode: the first response has arrived
-  bool answered_ = false;           // a response has arrived (any time)
-  bool served_in_window_ = false;   // a response has arrived inside the window
+  int outstanding_ = 0;            // responses still due for the batch sent
+  bool second_round_ = false;      // idle mode: the first response has arrived
+  bool answered_ = false;          // a response has arrived (any time)
+  bool served_in_window_ = false;  // a response has arrived inside the window
   Clock::time_point sent_at_{}, intended_{}, connect_at_{};
   std::optional<ResponseParser> parser_;
   std::string partial_;

@@ -57,9 +57,13 @@ class SlotAllocator {
   void deallocate(T* p, std::size_t) { slot_->deallocate(p); }
 
   template <typename U>
-  bool operator==(const SlotAllocator<U>& other) const noexcept { return slot_ == other.slot_; }
+  bool operator==(const SlotAllocator<U>& other) const noexcept {
+    return slot_ == other.slot_;
+  }
   template <typename U>
-  bool operator!=(const SlotAllocator<U>& other) const noexcept { return slot_ != other.slot_; }
+  bool operator!=(const SlotAllocator<U>& other) const noexcept {
+    return slot_ != other.slot_;
+  }
 
  private:
   template <typename>

@@ -27,9 +27,12 @@ void ErrorCounts::add(const ErrorCounts& o) {
 
 const char* mode_name(Mode m) {
   switch (m) {
-    case Mode::closed: return "closed";
-    case Mode::rate: return "rate";
-    case Mode::idle: return "idle";
+    case Mode::closed:
+      return "closed";
+    case Mode::rate:
+      return "rate";
+    case Mode::idle:
+      return "idle";
   }
   return "?";
 }
@@ -83,11 +86,16 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     throw LoadError(fmt::format("bad duration '{}': expected e.g. 500ms, 5s, 2m, 1h", text));
   const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
   double ms = 0;
-  if (unit == "ms") ms = value;
-  else if (unit.empty() || unit == "s") ms = value * 1e3;
-  else if (unit == "m") ms = value * 60e3;
-  else if (unit == "h") ms = value * 3600e3;
-  else throw LoadError(fmt::format("bad duration unit in '{}': use ms, s, m or h", text));
+  if (unit == "ms")
+    ms = value;
+  else if (unit.empty() || unit == "s")
+    ms = value * 1e3;
+  else if (unit == "m")
+    ms = value * 60e3;
+  else if (unit == "h")
+    ms = value * 3600e3;
+  else
+    throw LoadError(fmt::format("bad duration unit in '{}': use ms, s, m or h", text));
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
 }
 

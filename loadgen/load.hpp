@@ -24,13 +24,12 @@
 // connections; nothing is shared between them while they run; results are merged at the end.
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "histogram.hpp"
 #include "sampler.hpp"
@@ -58,12 +57,12 @@ struct LoadConfig {
   // but no later than this after the start (0: 5 s + 10 ms per connection). ramp_s and
   // ramp_reached say how it went.
   std::chrono::milliseconds ramp_timeout{0};
-  double rate = 0;                             // rate mode: requests/s in total
-  int pipeline = 1;                            // closed mode: requests per batch
-  std::size_t echo_size = 0;                   // > 0: echo protocol, this many bytes a request
-  double connect_rate = 0;                     // new connections/s in total (0: all at once)
-  std::vector<std::string> headers;            // extra "Name: value" request headers
-  std::optional<SamplerConfig> server;         // sample this server over the window
+  double rate = 0;                      // rate mode: requests/s in total
+  int pipeline = 1;                     // closed mode: requests per batch
+  std::size_t echo_size = 0;            // > 0: echo protocol, this many bytes a request
+  double connect_rate = 0;              // new connections/s in total (0: all at once)
+  std::vector<std::string> headers;     // extra "Name: value" request headers
+  std::optional<SamplerConfig> server;  // sample this server over the window
 };
 
 // Per-connection failures by kind. Each closes that connection; it is reopened (except in
@@ -81,18 +80,18 @@ struct ErrorCounts {
 
 struct LoadResult {
   LoadConfig config;
-  std::string protocol;                 // "http" or "echo"
-  double elapsed_s = 0;                 // the window actually measured
-  std::uint64_t requests = 0;           // responses completed inside the window
-  std::uint64_t bytes_read = 0;         // inside the window
-  std::uint64_t responses_total = 0;    // including warm-up and the drain after the window
-  std::uint64_t sent_total = 0;         // requests written, whole run
-  ErrorCounts errors;                   // whole run
-  LatencyHistogram latency;             // rate mode: from intended send time; else actual
-  LatencyHistogram latency_uncorrected; // from the actual send time
+  std::string protocol;                   // "http" or "echo"
+  double elapsed_s = 0;                   // the window actually measured
+  std::uint64_t requests = 0;             // responses completed inside the window
+  std::uint64_t bytes_read = 0;           // inside the window
+  std::uint64_t responses_total = 0;      // including warm-up and the drain after the window
+  std::uint64_t sent_total = 0;           // requests written, whole run
+  ErrorCounts errors;                     // whole run
+  LatencyHistogram latency;               // rate mode: from intended send time; else actual
+  LatencyHistogram latency_uncorrected;   // from the actual send time
   std::vector<std::uint64_t> per_second;  // responses completed in each second of the window
-  std::uint64_t idle_opened = 0;        // idle: connections that got their first response
-  std::uint64_t idle_alive = 0;         // idle: ... and their second one after the hold
+  std::uint64_t idle_opened = 0;          // idle: connections that got their first response
+  std::uint64_t idle_alive = 0;           // idle: ... and their second one after the hold
   // Concurrency reached. ramp_s: from the start until every connection had had a response (or
   // the ramp's bound, or the window's opening in rate mode); ramp_reached: connections answered
   // by then; connections_in_window: connections with a response inside the window.

@@ -9,8 +9,8 @@ namespace {
 
 nlohmann::json latency_json(const LatencyHistogram& h) {
   const Percentiles p = h.summary();
-  return {{"count", p.count}, {"min", p.min_us},   {"mean", p.mean_us},   {"stdev", p.stdev_us},
-          {"max", p.max_us},  {"p50", p.p50_us},   {"p90", p.p90_us},     {"p99", p.p99_us},
+  return {{"count", p.count},   {"min", p.min_us},     {"mean", p.mean_us}, {"stdev", p.stdev_us},
+          {"max", p.max_us},    {"p50", p.p50_us},     {"p90", p.p90_us},   {"p99", p.p99_us},
           {"p99_9", p.p999_us}, {"p99_99", p.p9999_us}};
 }
 
@@ -101,21 +101,29 @@ nlohmann::json LoadResult::to_json() const {
       {"bytes_per_s", elapsed_s > 0 ? static_cast<double>(bytes_read) / elapsed_s : 0},
       {"responses_total", responses_total},
       {"sent_total", sent_total},
-      {"errors", {{"connect", errors.connect}, {"read", errors.read}, {"write", errors.write},
-                  {"timeout", errors.timeout}, {"status", errors.status}, {"body", errors.body},
-                  {"total", errors.total()}}},
+      {"errors",
+       {{"connect", errors.connect},
+        {"read", errors.read},
+        {"write", errors.write},
+        {"timeout", errors.timeout},
+        {"status", errors.status},
+        {"body", errors.body},
+        {"total", errors.total()}}},
       {"latency_us", latency_json(latency)},
       {"latency_corrected", c.mode == Mode::rate},
       {"latency_uncorrected_us", latency_json(latency_uncorrected)},
       {"per_second", per_second},
-      {"client_cpu", {{"utime_us", client_utime_us}, {"stime_us", client_stime_us},
-                      {"cpu_us", cpu},
-                      {"cpu_us_per_request", requests ? cpu / static_cast<double>(requests) : 0}}},
+      {"client_cpu",
+       {{"utime_us", client_utime_us},
+        {"stime_us", client_stime_us},
+        {"cpu_us", cpu},
+        {"cpu_us_per_request", requests ? cpu / static_cast<double>(requests) : 0}}},
       {"server", server ? server->to_json() : nlohmann::json(nullptr)},
-      {"concurrency", {{"asked", c.connections},
-                       {"ramp_s", ramp_s},
-                       {"answered_by_ramp_end", ramp_reached},
-                       {"served_in_window", connections_in_window}}},
+      {"concurrency",
+       {{"asked", c.connections},
+        {"ramp_s", ramp_s},
+        {"answered_by_ramp_end", ramp_reached},
+        {"served_in_window", connections_in_window}}},
   };
   if (c.mode == Mode::idle)
     j["idle"] = {{"connections", c.connections},
@@ -155,8 +163,10 @@ std::string LoadResult::summary() const {
         idle_opened, c.connections, idle_alive, elapsed_s);
   if (c.mode != Mode::idle) {
     if (ramp_reached < static_cast<std::uint64_t>(c.connections))
-      out += fmt::format("  Ramp: only {} of {} connections answered after {:.2f}s; the window "
-                         "opened anyway\n", ramp_reached, c.connections, ramp_s);
+      out += fmt::format(
+          "  Ramp: only {} of {} connections answered after {:.2f}s; the window "
+          "opened anyway\n",
+          ramp_reached, c.connections, ramp_s);
     out += fmt::format("  Connections served in the window: {} of {}\n", connections_in_window,
                        c.connections);
   }

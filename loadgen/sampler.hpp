@@ -57,8 +57,8 @@ namespace shootout::load {
 
 struct SamplerConfig {
   pid_t pid = 0;
-  std::string stats_file;                    // "" = /proc only
-  std::chrono::milliseconds interval{1000};  // memory snapshots in between; 0 = none
+  std::string stats_file;                      // "" = /proc only
+  std::chrono::milliseconds interval{1000};    // memory snapshots in between; 0 = none
   std::chrono::milliseconds stats_wait{2000};  // how long to wait for the stats file
   // The server's listening port. Its own sockets are those of this network namespace whose
   // local port is this one (the listener and every connection it accepted): /proc/net/sockstat
@@ -85,7 +85,7 @@ struct TreeSnapshot {
   // reaped under it).
   std::int64_t monotonic_ns_begin = 0, monotonic_ns = 0;
   std::uint64_t processes = 0, threads = 0;
-  std::uint64_t pss_kb = 0, rss_kb = 0;            // memory snapshots only
+  std::uint64_t pss_kb = 0, rss_kb = 0;                  // memory snapshots only
   std::uint64_t cpu_us = 0, utime_us = 0, stime_us = 0;  // CPU snapshots only
   std::uint64_t untracked_us = 0;  // live tasks' run time beyond their tick-sampled utime+stime
   std::uint64_t nvcsw = 0, nivcsw = 0;
@@ -98,16 +98,16 @@ struct TreeSnapshot {
   std::uint64_t sockets = 0, socket_buffer_bytes = 0;
   std::uint64_t connected_sockets = 0;  // of `sockets`, those not listening
   bool sockets_measured = false;
-  bool from_stats_file = false;                   // root figures from the server's report
-  std::optional<std::uint64_t> server_requests;   // the stats file's `requests`
-  bool alive = true;                              // the root pid still existed
-  int cpu_attempts = 0;  // CPU snapshots: passes needed until no process was reaped mid-way
+  bool from_stats_file = false;                  // root figures from the server's report
+  std::optional<std::uint64_t> server_requests;  // the stats file's `requests`
+  bool alive = true;                             // the root pid still existed
+  int cpu_attempts = 0;        // CPU snapshots: passes needed until no process was reaped mid-way
   bool cpu_consistent = true;  // CPU snapshots: a pass with no process reaped mid-way was found
 };
 
 struct ServerSample {
   pid_t pid = 0;
-  std::string source;       // "stats-file+proc" or "proc"
+  std::string source;  // "stats-file+proc" or "proc"
   // From the moment the first snapshot began reading to the moment the last one ended: the
   // CPU counted can only have been used inside it, so cpu_us <= CPUs x window_s.
   double window_s = 0;
@@ -126,8 +126,8 @@ struct ServerSample {
   bool sockets_measured = false;
   std::optional<std::uint64_t> server_requests;  // delta of the stats file's `requests`
   std::uint64_t memory_samples = 0;
-  double sampler_cpu_us = 0;       // CPU the snapshots cost the sampling process
-  double snapshot_ms_max = 0;      // longest single snapshot (wall time)
+  double sampler_cpu_us = 0;   // CPU the snapshots cost the sampling process
+  double snapshot_ms_max = 0;  // longest single snapshot (wall time)
   bool server_exited = false;
   // False when a CPU snapshot could not be taken at one instant (children reaped under every
   // pass): cpu_us may then count a child's past CPU in the window. Say so; never use it.
@@ -162,7 +162,7 @@ class ServerSampler {
 
   SamplerConfig config_;
   TreeSnapshot first_;
-  std::mutex mutex_;              // guards everything below, shared with the periodic thread
+  std::mutex mutex_;  // guards everything below, shared with the periodic thread
   std::condition_variable wake_;
   bool stopping_ = false;
   ServerSample sample_;

@@ -3,8 +3,8 @@
 // deadline) and the closed loop's deferred sends.
 #include "worker.hpp"
 
-#include <boost/asio/post.hpp>
 #include <algorithm>
+#include <boost/asio/post.hpp>
 
 #include "connection.hpp"
 
@@ -81,8 +81,7 @@ void Worker::arm_opener() {
 // The timeout sweep: one timer per thread instead of one per request.
 void Worker::arm_sweep() {
   owner_.check("Worker::arm_sweep");
-  const auto period =
-      std::min<Clock::duration>(plan_.timeout / 4, std::chrono::milliseconds(100));
+  const auto period = std::min<Clock::duration>(plan_.timeout / 4, std::chrono::milliseconds(100));
   sweep_.expires_after(period);
   sweep_.async_wait([this](boost::system::error_code ec) {
     if (ec || running_ == 0) return;
@@ -168,8 +167,7 @@ void Worker::start_final_round() {
     if (running_ == 0) return;
     for (auto& c : conns_) c->final_round();
     // Each second request is bounded by the sweep's timeout; the deadline is the backstop.
-    arm_deadline(
-        std::min(plan_.deadline, Clock::now() + plan_.timeout + std::chrono::seconds(1)));
+    arm_deadline(std::min(plan_.deadline, Clock::now() + plan_.timeout + std::chrono::seconds(1)));
   });
 }
 

@@ -58,13 +58,13 @@ struct Plan {
   bool echo = false;
   std::size_t echo_size = 0;
   int pipeline = 1;
-  std::string batch;                       // HTTP: the request, `pipeline` times
-  std::string pattern;                     // echo: kEchoPeriod + echo_size * pipeline bytes
+  std::string batch;    // HTTP: the request, `pipeline` times
+  std::string pattern;  // echo: kEchoPeriod + echo_size * pipeline bytes
   boost::asio::ip::tcp::endpoint endpoint;
   Clock::duration timeout{};
-  Clock::duration send_interval{};         // rate: between two sends of one connection
-  Clock::duration rate_step{};             // rate: 1/rate, the phase shift between connections
-  Clock::duration connect_interval{};      // per worker; zero: open all at once
+  Clock::duration send_interval{};     // rate: between two sends of one connection
+  Clock::duration rate_step{};         // rate: 1/rate, the phase shift between connections
+  Clock::duration connect_interval{};  // per worker; zero: open all at once
   Clock::time_point start;
   WindowBounds* window = nullptr;  // owned by run_load(); set once, while the workers run
   // Idle mode: the first round (connect, first response) of every connection is bounded by
@@ -77,7 +77,7 @@ struct Plan {
   // + the hold + timeout + 10 s (room for the sampler), brought forward to "now + timeout + 1 s"
   // when the final round starts.
   Clock::time_point deadline;
-  std::size_t seconds = 1;                 // length of the per-second series
+  std::size_t seconds = 1;  // length of the per-second series
 };
 
 // The echo stream is periodic: the byte at stream position x is pattern[x % kEchoPeriod], so a

@@ -1,10 +1,9 @@
 // `shootout run` (the sweep) and `shootout plot DIR` (redraw graphs and report from results).
+#include <fmt/format.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <atomic>
 #include <ctime>
@@ -96,8 +95,9 @@ class StopWatcher {
       }
       runner::kill_all_children();
       if (stop_.exchange(true)) ::_exit(130);
-      fmt::print(stderr, "\nshootout run: interrupted; servers killed, writing the results so far "
-                         "(again to quit at once)\n");
+      fmt::print(stderr,
+                 "\nshootout run: interrupted; servers killed, writing the results so far "
+                 "(again to quit at once)\n");
     }
   }
   std::atomic<bool> stop_{false};
@@ -161,13 +161,20 @@ void pin_self(SweepConfig& c) {
 }
 
 nlohmann::json config_json(const SweepConfig& c) {
-  return {{"models", c.models},       {"peers", c.peers},
-          {"connections", c.connections}, {"duration_ms", c.duration.count()},
-          {"warmup_ms", c.warmup.count()}, {"idle_hold_ms", c.idle_hold.count()},
-          {"handler", c.handler},     {"path", c.path},
-          {"repeat", c.repeat},       {"pin", c.pin},
-          {"loadgen_threads", c.threads}, {"nginx_workers", c.nginx_workers},
-          {"connect_rate", c.connect_rate}, {"timeout_ms", c.timeout.count()},
+  return {{"models", c.models},
+          {"peers", c.peers},
+          {"connections", c.connections},
+          {"duration_ms", c.duration.count()},
+          {"warmup_ms", c.warmup.count()},
+          {"idle_hold_ms", c.idle_hold.count()},
+          {"handler", c.handler},
+          {"path", c.path},
+          {"repeat", c.repeat},
+          {"pin", c.pin},
+          {"loadgen_threads", c.threads},
+          {"nginx_workers", c.nginx_workers},
+          {"connect_rate", c.connect_rate},
+          {"timeout_ms", c.timeout.count()},
           {"server_args", c.server_args}};
 }
 
@@ -199,16 +206,19 @@ int run(RunFlags& f) {
   // path handed to them must be absolute.
   c.out_dir = std::filesystem::absolute(c.out_dir).lexically_normal().string();
   runner::Results results;
-  results.meta = {{"command_line", command_line()}, {"started", timestamp("%Y-%m-%d %H:%M:%S %z")},
-                  {"machine", runner::machine_info()}, {"versions", runner::versions()},
+  results.meta = {{"command_line", command_line()},
+                  {"started", timestamp("%Y-%m-%d %H:%M:%S %z")},
+                  {"machine", runner::machine_info()},
+                  {"versions", runner::versions()},
                   {"config", config_json(c)}};
   StopWatcher watcher;
   double planned = 0;
   for (int n : c.connections) planned += runner::planned_seconds(c, n);
   planned *= static_cast<double>((c.models.size() + c.peers.size()) * c.repeat);
   int total = static_cast<int>(c.connections.size() * (c.models.size() + c.peers.size()));
-  fmt::print(stderr, "shootout run: {} points ({} x {} connection counts){}, about {:.0f} s; "
-                     "RLIMIT_NOFILE {} (hard {}); results in {}\n",
+  fmt::print(stderr,
+             "shootout run: {} points ({} x {} connection counts){}, about {:.0f} s; "
+             "RLIMIT_NOFILE {} (hard {}); results in {}\n",
              total, fmt::join(c.models.size() ? c.models : c.peers, ","), c.connections.size(),
              c.repeat > 1 ? fmt::format(", {} passes over them", c.repeat) : "", planned, soft,
              hard, c.out_dir);
@@ -248,22 +258,26 @@ Command add_run_command(CLI::App& app) {
                   "Real servers beside the models: nginx,apache-prefork,apache-worker,apache-event")
       ->delimiter(',');
   sub->add_option("--connections", f->connections, "Connection counts, comma-separated")
-      ->delimiter(',')->check(CLI::Range(1, 1'000'000))->default_str("1,10,100,1000,5000,10000");
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1'000'000))
+      ->default_str("1,10,100,1000,5000,10000");
   sub->add_option("--duration", f->duration, "Measurement window per point (e.g. 3s, 500ms)")
       ->capture_default_str();
   sub->add_option("--warmup", f->warmup, "Load before the window, not counted (plus the ramp)")
       ->capture_default_str();
-  sub->add_option("--timeout", f->timeout,
-                  "A connect or response slower than this is a load error")
+  sub->add_option("--timeout", f->timeout, "A connect or response slower than this is a load error")
       ->capture_default_str();
   sub->add_option("--idle-hold-seconds", f->idle_hold_s,
                   "Seconds the N idle connections are held for the memory figure")
-      ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
   sub->add_option("--handler", c.handler, "Protocol handler")
-      ->check(CLI::IsMember({"http", "echo"}))->capture_default_str();
+      ->check(CLI::IsMember({"http", "echo"}))
+      ->capture_default_str();
   sub->add_option("--path", c.path, "Request path (http)")->capture_default_str();
   sub->add_option("--repeat", c.repeat, "Runs per point (fresh server each); medians and spread")
-      ->check(CLI::Range(1, 100))->capture_default_str();
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   sub->add_flag("--pin", c.pin, "Server on CPU 0, load generator on CPU 1");
   sub->add_option("--server-args", f->server_args,
                   "Extra arguments for every model's server, one string (e.g. "
@@ -272,12 +286,15 @@ Command add_run_command(CLI::App& app) {
                 "Connections 1,100,1000; 1s window, 300ms warm-up, 0.5s idle hold");
   sub->add_option("--out", f->out, "Results folder (default: results/<timestamp>)");
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
-      ->check(CLI::Range(1, 256))->capture_default_str();
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   sub->add_option("--nginx-workers", c.nginx_workers, "nginx worker_processes")
-      ->check(CLI::Range(1, 64))->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate,
                   "New connections per second while ramping above 100 connections (0: all at once)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   return {sub, [f] { return run(*f); }};
 }
@@ -286,7 +303,8 @@ Command add_plot_command(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto* sub = app.add_subcommand("plot", "Redraw the graphs and report.md from a results folder");
   sub->add_option("dir", *dir, "Results folder (holds results.json)")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   return {sub, [dir] { return plot(*dir); }};
 }
 

@@ -1,13 +1,12 @@
 #include "machine.hpp"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include <boost/version.hpp>
-#include <fmt/format.h>
-
 #include <array>
+#include <boost/version.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

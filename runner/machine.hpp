@@ -1,10 +1,9 @@
 #pragma once
 // What the results were measured on: the machine and the versions of everything involved.
 // Set-up only (reads /proc, runs `nginx -v` and `apache2 -v`); main thread.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace shootout::runner {
 

@@ -1,11 +1,10 @@
 #include "plot.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -98,10 +97,10 @@ void write_data(const std::string& path, const std::vector<const Point*>& pts) {
     bool have_mem = p->pss_idle_mb > 0;
     out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
         << (have_mem ? num(p->pss_idle_mb) : "?") << ' '
-        << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request)
-        << ' ' << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' '
-        << num(p->rps_min) << ' ' << num(p->rps_max) << ' ' << (p->at_n ? 1 : 0) << ' '
-        << (p->idle_at_n ? 1 : 0) << ' ' << num(p->ramp_s) << ' ' << num(p->capacity_rps);
+        << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request) << ' '
+        << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' ' << num(p->rps_min)
+        << ' ' << num(p->rps_max) << ' ' << (p->at_n ? 1 : 0) << ' ' << (p->idle_at_n ? 1 : 0)
+        << ' ' << num(p->ramp_s) << ' ' << num(p->capacity_rps);
     for (double kb : {p->whole_per_conn_kb, p->kernel_per_conn_kb, p->sock_per_conn_kb,
                       p->pte_per_conn_kb, p->stack_per_conn_kb})
       out << ' ' << (have_mem ? num(kb) : "?");
@@ -150,8 +149,8 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   std::string cmd = "plot ";
   for (const auto& s : styles) {
     cmd += fmt::format(
-        "'{}' using 1:{} with linespoints lt {} dt {} pt {} ps 1.2 lw 2 title '{}', \\\n  ",
-        s.file, y, s.index + 1, s.peer ? 2 : 1, s.index + 4, s.title);
+        "'{}' using 1:{} with linespoints lt {} dt {} pt {} ps 1.2 lw 2 title '{}', \\\n  ", s.file,
+        y, s.index + 1, s.peer ? 2 : 1, s.index + 4, s.title);
   }
   bool first = true;
   for (const auto& s : styles) {
@@ -164,9 +163,10 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   first = true;
   for (const auto& s : styles) {
     if (!bound_circles) break;
-    cmd += fmt::format("'{}' using 1:($8 > 0 ? ${} : 1/0) with points pt 6 ps 3 lw 2 lc rgb "
-                       "'#d62728' {}, \\\n  ",
-                       s.file, col, first ? "title 'load-generator bound'" : "notitle");
+    cmd += fmt::format(
+        "'{}' using 1:($8 > 0 ? ${} : 1/0) with points pt 6 ps 3 lw 2 lc rgb "
+        "'#d62728' {}, \\\n  ",
+        s.file, col, first ? "title 'load-generator bound'" : "notitle");
     first = false;
   }
   cmd.resize(cmd.size() - 6);  // the last ", \\\n  "
@@ -198,9 +198,10 @@ std::string breakdown_plot(int top) {
 // points is defined, which would lose every graph after it (results written before a figure
 // existed, or a sweep where no point has it).
 std::string placeholder(const std::string& why) {
-  return fmt::format("set label 1 '{}' at graph 0.5,0.5 center\nplot [1:10] [1:10] 1/0 notitle\n"
-                     "unset label 1\n",
-                     why);
+  return fmt::format(
+      "set label 1 '{}' at graph 0.5,0.5 center\nplot [1:10] [1:10] 1/0 notitle\n"
+      "unset label 1\n",
+      why);
 }
 
 // What the newer graphs can draw: `capacity`/`whole`/`ramp` whether any point has that figure,
@@ -210,8 +211,7 @@ struct Drawable {
   int breakdown_top = 0;
 };
 
-std::string graph_body(const std::string& name, const std::vector<Style>& st,
-                       const Drawable& can) {
+std::string graph_body(const std::string& name, const std::vector<Style>& st, const Drawable& can) {
   std::string g;
   if (name == "capacity") {
     g = "set title 'Server capacity: requests per server CPU-second'\n"
@@ -226,8 +226,7 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st,
         "set ylabel 'KB per connection'\nset logscale y 10\n" +
         (can.whole ? plot_command(st, 15, true, 12, false)
                    : placeholder("kernel memory was not measured in these results")) +
-        "unset logscale y\n" +
-        (breakdown_top > 0 ? breakdown_plot(breakdown_top) : std::string{}) +
+        "unset logscale y\n" + (breakdown_top > 0 ? breakdown_plot(breakdown_top) : std::string{}) +
         "unset multiplot\n";
   } else if (name == "rps") {
     g = "set title 'Requests per second (closed loop)'\nset ylabel 'requests/s'\n"
@@ -235,7 +234,8 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st,
         plot_command(st, 2, false, 11, true);
   } else if (name == "memory") {
     g = "set multiplot layout 1,2\nset title 'Server PSS with N idle connections'\n"
-        "set ylabel 'PSS (MB)'\nset logscale y 10\n" + plot_command(st, 4, true, 12, false) +
+        "set ylabel 'PSS (MB)'\nset logscale y 10\n" +
+        plot_command(st, 4, true, 12, false) +
         "set title 'Memory per connection'\nset ylabel 'KB per connection'\n" +
         plot_command(st, 5, true, 12, false) + "unset multiplot\nunset logscale y\n";
   } else if (name == "latency") {
@@ -315,12 +315,14 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
       common_setup();
   for (const auto& g : graphs()) {
     std::string size = g.name.rfind("memory", 0) == 0 ? "1400,560" : "960,560";
-    script += fmt::format("\nset terminal svg size {} dynamic background '#ffffff' font 'sans,12'\n"
-                          "set output 'graphs/{}.svg'\n{}",
-                          size, g.name, graph_body(g.name, styles, can));
-    script += fmt::format("set terminal {} size {} font 'sans,10' background '#ffffff'\n"
-                          "set output 'graphs/{}.png'\n{}",
-                          png, size, g.name, graph_body(g.name, styles, can));
+    script += fmt::format(
+        "\nset terminal svg size {} dynamic background '#ffffff' font 'sans,12'\n"
+        "set output 'graphs/{}.svg'\n{}",
+        size, g.name, graph_body(g.name, styles, can));
+    script += fmt::format(
+        "set terminal {} size {} font 'sans,10' background '#ffffff'\n"
+        "set output 'graphs/{}.png'\n{}",
+        png, size, g.name, graph_body(g.name, styles, can));
   }
   script += "set output\n";
   std::ofstream(dir + "/graphs/plot.gp", std::ios::trunc) << script;

@@ -19,9 +19,9 @@
 namespace shootout::runner {
 
 struct Graph {
-  std::string name;   // file stem: rps, capacity, memory, memory-whole, latency, ...
+  std::string name;  // file stem: rps, capacity, memory, memory-whole, latency, ...
   std::string title;
-  std::string what;   // one sentence: what the graph shows
+  std::string what;  // one sentence: what the graph shows
 };
 const std::vector<Graph>& graphs();
 

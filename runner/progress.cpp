@@ -19,8 +19,12 @@ std::string duration_text(double s) {
 }  // namespace
 
 Progress::Progress(int total, double planned_total_s, bool tty, std::FILE* out)
-    : out_(out), tty_(tty), total_(total), planned_total_s_(planned_total_s),
-      started_(std::chrono::steady_clock::now()), point_started_(started_) {
+    : out_(out),
+      tty_(tty),
+      total_(total),
+      planned_total_s_(planned_total_s),
+      started_(std::chrono::steady_clock::now()),
+      point_started_(started_) {
   if (tty_) thread_ = std::thread([this] { ticker(); });
 }
 
@@ -70,8 +74,7 @@ void Progress::begin(const std::string& label, double planned_s) {
   phase_ = "starting";
   planned_current_s_ = planned_s;
   point_started_ = std::chrono::steady_clock::now();
-  if (!tty_)
-    fmt::print(out_, "[{}/{}] {} (ETA {})\n", done_ + 1, total_, label_, eta_text());
+  if (!tty_) fmt::print(out_, "[{}/{}] {} (ETA {})\n", done_ + 1, total_, label_, eta_text());
   draw_locked();
   std::fflush(out_);
 }

@@ -2,9 +2,8 @@
 // the table of every point, failures and caps.
 #include <fmt/format.h>
 
-#include <cmath>
-
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -88,20 +87,21 @@ std::string finding(const Results& r, const std::string& graph) {
   };
   // Only points measured at N are ranked: a point that reached fewer is not what its label says.
   // Nor is a figure that was not measured or could not be true (NaN).
-  auto at_n = [&](const Point& p) {
-    return graph.rfind("memory", 0) == 0 ? p.idle_at_n : p.at_n;
-  };
+  auto at_n = [&](const Point& p) { return graph.rfind("memory", 0) == 0 ? p.idle_at_n : p.at_n; };
   for (const auto& p : r.points) {
     if (!p.ok() || p.connections != top || !at_n(p) || !std::isfinite(value(p))) continue;
     if (!best || value(p) > value(*best)) best = &p;
     if (!worst || value(p) < value(*worst)) worst = &p;
   }
   if (!best || best == worst) return "";
-  const char* unit = graph == "rps" ? " req/s" : graph == "capacity" ? " requests per CPU-second"
-                   : graph == "memory-whole" ? " KB per connection"
-                   : graph == "memory" ? " MB" : graph == "latency" ? " ms"
-                   : graph == "switches" ? " switches/request" : graph == "ramp" ? " s"
-                   : " µs/request";
+  const char* unit = graph == "rps"            ? " req/s"
+                     : graph == "capacity"     ? " requests per CPU-second"
+                     : graph == "memory-whole" ? " KB per connection"
+                     : graph == "memory"       ? " MB"
+                     : graph == "latency"      ? " ms"
+                     : graph == "switches"     ? " switches/request"
+                     : graph == "ramp"         ? " s"
+                                               : " µs/request";
   // Bound marks belong to figures of the loaded window that the load generator limited; the
   // capacity and the idle hold's memory are not such figures.
   const bool marks = graph != "capacity" && graph.rfind("memory", 0) != 0;
@@ -121,8 +121,10 @@ std::string whole_memory_words(const Results& r) {
     if (p.ok() && p.idle_at_n && std::isfinite(p.whole_per_conn_kb))
       top = std::max(top, p.connections);
   if (top == 0) return "";
-  std::string s = fmt::format(" Per idle connection at {} connections (user space + sockets + "
-                              "page tables + kernel stacks):", top);
+  std::string s = fmt::format(
+      " Per idle connection at {} connections (user space + sockets + "
+      "page tables + kernel stacks):",
+      top);
   bool first = true;
   for (const auto& p : r.points) {
     if (!p.ok() || p.connections != top || !p.idle_at_n || !std::isfinite(p.whole_per_conn_kb))
@@ -130,8 +132,10 @@ std::string whole_memory_words(const Results& r) {
     s += fmt::format("{} {} {} KB ({} + {} + {} + {}){}", first ? "" : ";", p.server,
                      fmt_num(p.whole_per_conn_kb), fmt_num(p.mem_per_conn_kb),
                      fmt_num(p.sock_per_conn_kb), fmt_num(p.pte_per_conn_kb),
-                     fmt_num(p.stack_per_conn_kb), p.kernel_fell ? " (a kernel part fell below "
-                     "its baseline: counted 0)" : "");
+                     fmt_num(p.stack_per_conn_kb),
+                     p.kernel_fell ? " (a kernel part fell below "
+                                     "its baseline: counted 0)"
+                                   : "");
     first = false;
   }
   return s + ".";
@@ -145,11 +149,12 @@ std::string graph_sections(const Results& r, const std::string& graph_error) {
   for (const auto& g : graphs()) {
     s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}{}", g.title, g.title, g.name, g.what,
                      finding(r, g.name), g.name == "memory-whole" ? whole_memory_words(r) : "");
-    const bool circles = g.name != "memory" && g.name != "memory-whole" && g.name != "ramp" &&
-                         g.name != "capacity";
-    s += fmt::format(" Black crosses: points that did not reach N connections (the table says what "
-                     "they reached); they are never ranked.{} (PNG: `graphs/{}.png`.)\n\n",
-                     circles ? " Red circles: load-generator bound." : "", g.name);
+    const bool circles =
+        g.name != "memory" && g.name != "memory-whole" && g.name != "ramp" && g.name != "capacity";
+    s += fmt::format(
+        " Black crosses: points that did not reach N connections (the table says what "
+        "they reached); they are never ranked.{} (PNG: `graphs/{}.png`.)\n\n",
+        circles ? " Red circles: load-generator bound." : "", g.name);
   }
   return s;
 }
@@ -180,16 +185,16 @@ std::string table(const Results& r) {
         p.at_n && p.idle_at_n ? std::to_string(p.connections)
                               : fmt::format("{} (reached {} loaded, {} idle)", p.connections,
                                             p.reached, p.idle_opened),
-        fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max),
-        fmt_num(p.p50_us / 1000), fmt_num(p.p99_us / 1000), p.errors, fmt_num(p.cpu_us_per_request),
-        fmt_num(p.capacity_rps), fmt_num(p.switches_per_request), p.switches_complete ? "" : "*",
-        fmt_num(p.pss_baseline_mb), fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb),
-        fmt_num(p.kernel_per_conn_kb), p.kernel_fell ? " †" : "", fmt_num(p.whole_per_conn_kb),
-        p.processes_peak, p.threads_peak,
+        fmt_num(p.rps), fmt_num(p.rps_min), fmt_num(p.rps_max), fmt_num(p.p50_us / 1000),
+        fmt_num(p.p99_us / 1000), p.errors, fmt_num(p.cpu_us_per_request), fmt_num(p.capacity_rps),
+        fmt_num(p.switches_per_request), p.switches_complete ? "" : "*", fmt_num(p.pss_baseline_mb),
+        fmt_num(p.pss_idle_mb), fmt_num(p.mem_per_conn_kb), fmt_num(p.kernel_per_conn_kb),
+        p.kernel_fell ? " †" : "", fmt_num(p.whole_per_conn_kb), p.processes_peak, p.threads_peak,
         p.loadgen_cpu_cores, p.loadgen_bound ? "**bound**" : "");
   }
-  return s + "\n\\* switches of threads or processes that exited during the window are not "
-             "counted (peers, sampled from /proc only).\n\n";
+  return s +
+         "\n\\* switches of threads or processes that exited during the window are not "
+         "counted (peers, sampled from /proc only).\n\n";
 }
 
 std::string problems(const Results& r) {

@@ -15,43 +15,91 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     Point, server, kind, connections, status, reason, notes, repeats, window_s, rps, rps_min,
     rps_max, requests, errors, p50_us, p90_us, p99_us, p999_us, max_us, mean_us, p99_min_us,
     p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, server_cpu_us,
-    cpu_us_per_request, server_cpu_cores, capacity_rps, switches_per_request,
-    voluntary_per_request, involuntary_per_request, switches_complete, processes_peak,
-    threads_peak, pss_load_mb, pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened,
-    idle_alive, threads_baseline, threads_idle, sockets_idle, kernel_baseline_mb,
-    kernel_idle_mb, sock_per_conn_kb, pte_per_conn_kb, stack_per_conn_kb, kernel_per_conn_kb,
-    whole_per_conn_kb, kernel_fell, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads,
-    loadgen_bound, runs)
+    cpu_us_per_request, server_cpu_cores, capacity_rps, switches_per_request, voluntary_per_request,
+    involuntary_per_request, switches_complete, processes_peak, threads_peak, pss_load_mb,
+    pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened, idle_alive, threads_baseline,
+    threads_idle, sockets_idle, kernel_baseline_mb, kernel_idle_mb, sock_per_conn_kb,
+    pte_per_conn_kb, stack_per_conn_kb, kernel_per_conn_kb, whole_per_conn_kb, kernel_fell,
+    loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
 
 namespace {
 
 // CSV column order: what people compare first comes first. Every Point field but `runs`.
 const std::vector<std::string>& csv_columns() {
-  static const std::vector<std::string> cols = {
-      "server", "kind", "connections", "status", "reason", "repeats", "reached", "at_n",
-      "idle_at_n", "ramp_s", "ramp_reached", "sampler_short", "rps", "rps_min",
-      "rps_max", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "p99_min_us",
-      "p99_max_us", "requests", "errors", "window_s", "server_cpu_us", "cpu_us_per_request",
-      "server_cpu_cores", "capacity_rps", "switches_per_request", "voluntary_per_request",
-      "involuntary_per_request", "switches_complete", "processes_peak", "threads_peak",
-      "pss_baseline_mb", "pss_load_mb", "pss_idle_mb", "mem_per_conn_kb", "idle_opened",
-      "idle_alive", "threads_baseline", "threads_idle", "sockets_idle", "kernel_baseline_mb",
-      "kernel_idle_mb", "sock_per_conn_kb", "pte_per_conn_kb", "stack_per_conn_kb",
-      "kernel_per_conn_kb", "whole_per_conn_kb", "kernel_fell", "loadgen_cpu_us",
-      "loadgen_cpu_cores", "loadgen_threads", "loadgen_bound", "notes"};
+  static const std::vector<std::string> cols = {"server",
+                                                "kind",
+                                                "connections",
+                                                "status",
+                                                "reason",
+                                                "repeats",
+                                                "reached",
+                                                "at_n",
+                                                "idle_at_n",
+                                                "ramp_s",
+                                                "ramp_reached",
+                                                "sampler_short",
+                                                "rps",
+                                                "rps_min",
+                                                "rps_max",
+                                                "p50_us",
+                                                "p90_us",
+                                                "p99_us",
+                                                "p999_us",
+                                                "max_us",
+                                                "mean_us",
+                                                "p99_min_us",
+                                                "p99_max_us",
+                                                "requests",
+                                                "errors",
+                                                "window_s",
+                                                "server_cpu_us",
+                                                "cpu_us_per_request",
+                                                "server_cpu_cores",
+                                                "capacity_rps",
+                                                "switches_per_request",
+                                                "voluntary_per_request",
+                                                "involuntary_per_request",
+                                                "switches_complete",
+                                                "processes_peak",
+                                                "threads_peak",
+                                                "pss_baseline_mb",
+                                                "pss_load_mb",
+                                                "pss_idle_mb",
+                                                "mem_per_conn_kb",
+                                                "idle_opened",
+                                                "idle_alive",
+                                                "threads_baseline",
+                                                "threads_idle",
+                                                "sockets_idle",
+                                                "kernel_baseline_mb",
+                                                "kernel_idle_mb",
+                                                "sock_per_conn_kb",
+                                                "pte_per_conn_kb",
+                                                "stack_per_conn_kb",
+                                                "kernel_per_conn_kb",
+                                                "whole_per_conn_kb",
+                                                "kernel_fell",
+                                                "loadgen_cpu_us",
+                                                "loadgen_cpu_cores",
+                                                "loadgen_threads",
+                                                "loadgen_bound",
+                                                "notes"};
   return cols;
 }
 
 std::string csv_cell(const nlohmann::json& v) {
   std::string s;
-  if (v.is_string()) s = v.get<std::string>();
+  if (v.is_string())
+    s = v.get<std::string>();
   else if (v.is_array()) {
     for (const auto& e : v) {
       if (!s.empty()) s += "; ";
       s += e.get<std::string>();
     }
-  } else if (v.is_number_float()) s = fmt::format("{:.6g}", v.get<double>());
-  else s = v.dump();
+  } else if (v.is_number_float())
+    s = fmt::format("{:.6g}", v.get<double>());
+  else
+    s = v.dump();
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string q = "\"";
   for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);

@@ -9,21 +9,20 @@
 //
 // Plain data: owned by the sweep's thread, then read by the writers.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace shootout::runner {
 
 struct Point {
-  std::string server;          // "threaded", "nginx", "apache-event", ...
-  std::string kind;            // "model" or "peer"
+  std::string server;  // "threaded", "nginx", "apache-event", ...
+  std::string kind;    // "model" or "peer"
   int connections = 0;
-  std::string status = "ok";   // ok | failed | skipped
-  std::string reason;          // why failed or skipped
+  std::string status = "ok";       // ok | failed | skipped
+  std::string reason;              // why failed or skipped
   std::vector<std::string> notes;  // caps, unclean stops, errors: said in the report
-  int repeats = 0;             // runs that produced figures
+  int repeats = 0;                 // runs that produced figures
 
   // closed-loop window (medians over the runs)
   double window_s = 0;
@@ -35,12 +34,12 @@ struct Point {
   // Concurrency reached (medians over the runs). The point is "at N" when at least
   // kAtNShare of its N connections were served inside the window (reached); otherwise its
   // figures are kept but drawn apart and labelled "reached K of N", and never ranked.
-  std::uint64_t reached = 0;     // connections with a response inside the window
+  std::uint64_t reached = 0;  // connections with a response inside the window
   bool at_n = false;
-  double ramp_s = 0;             // time until all N had been answered once (or the bound)
+  double ramp_s = 0;               // time until all N had been answered once (or the bound)
   std::uint64_t ramp_reached = 0;  // connections answered once by then
-  bool sampler_short = false;    // the server sampler covered < 90% of the window
-  bool idle_at_n = false;        // the idle hold got kAtNShare of N connections answered
+  bool sampler_short = false;      // the server sampler covered < 90% of the window
+  bool idle_at_n = false;          // the idle hold got kAtNShare of N connections answered
 
   // the server over the window
   double server_cpu_us = 0, cpu_us_per_request = 0, server_cpu_cores = 0;
@@ -51,7 +50,7 @@ struct Point {
   double switches_per_request = 0, voluntary_per_request = 0, involuntary_per_request = 0;
   bool switches_complete = false;
   std::uint64_t processes_peak = 0, threads_peak = 0;
-  double pss_load_mb = 0;      // peak PSS during the window
+  double pss_load_mb = 0;  // peak PSS during the window
 
   // idle hold: N idle keep-alive connections held open
   double pss_baseline_mb = 0;  // before any connection
@@ -92,9 +91,9 @@ constexpr double kLoadgenBoundShare = 0.90;
 constexpr double kAtNShare = 0.95;
 
 struct Results {
-  nlohmann::json meta;         // command line, machine, versions, configuration, timestamps
+  nlohmann::json meta;  // command line, machine, versions, configuration, timestamps
   std::vector<Point> points;
-  bool interrupted = false;    // Ctrl-C: the points so far
+  bool interrupted = false;  // Ctrl-C: the points so far
 };
 
 nlohmann::json to_json(const Point& p);

@@ -14,12 +14,11 @@
 // there) so that one that never returns can be abandoned. `stop` is read between phases.
 #include "sweep.hpp"
 
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -57,18 +56,18 @@ constexpr int kRampAbove = 100;  // connections opened all at once up to this ma
 struct Launched {
   std::unique_ptr<Child> child;
   std::uint16_t port = 0;
-  std::string stats_file;             // ours only
+  std::string stats_file;  // ours only
   std::vector<std::string> notes;
-  std::string error;                  // set if it did not start
+  std::string error;  // set if it did not start
 };
 
 // The outcome of one run of one point.
 struct Run {
-  std::string failure;                // empty: ok
+  std::string failure;  // empty: ok
   std::vector<std::string> notes;
   std::optional<load::LoadResult> closed, idle;
   std::uint64_t baseline_pss_kb = 0;
-  load::TreeSnapshot baseline;        // the server before any connection: PSS and kernel parts
+  load::TreeSnapshot baseline;  // the server before any connection: PSS and kernel parts
 };
 
 std::string run_tag(const std::string& server, int connections, int repeat) {
@@ -83,17 +82,18 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
   Launched l;
   l.stats_file = fmt::format("{}/servers/{}.stats.json", c.out_dir, tag);
   std::string log = fmt::format("{}/servers/{}.log", c.out_dir, tag);
-  std::vector<std::string> argv{c.binary, "serve", "--model", model, "--handler", c.handler,
-                                "--host", "127.0.0.1", "--port", "0", "--stats-file", l.stats_file};
+  std::vector<std::string> argv{c.binary,    "serve",   "--model",      model,
+                                "--handler", c.handler, "--host",       "127.0.0.1",
+                                "--port",    "0",       "--stats-file", l.stats_file};
   argv.insert(argv.end(), c.server_args.begin(), c.server_args.end());
   l.child = std::make_unique<Child>(argv, log, c.pin ? 0 : -1);
   auto line = l.child->wait_for_line("listening on ", kStartTimeout);
   if (!line) {
     auto st = l.child->poll();
-    l.error = st ? fmt::format("exited with status {} before listening: {}", *st,
-                               l.child->log_tail())
-                 : fmt::format("no `listening on` line within {} s: {}",
-                               kStartTimeout.count() / 1000, l.child->log_tail());
+    l.error =
+        st ? fmt::format("exited with status {} before listening: {}", *st, l.child->log_tail())
+           : fmt::format("no `listening on` line within {} s: {}", kStartTimeout.count() / 1000,
+                         l.child->log_tail());
     return l;
   }
   l.port = static_cast<std::uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
@@ -219,8 +219,7 @@ milliseconds load_limit(const load::LoadConfig& lc) {
   const long ramp_ms =
       lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0;
   return lc.warmup + lc.duration + 2 * lc.timeout + milliseconds(30'000) + lc.ramp_timeout +
-         (lc.mode == load::Mode::idle ? lc.open_timeout : milliseconds(0)) +
-         milliseconds(ramp_ms);
+         (lc.mode == load::Mode::idle ? lc.open_timeout : milliseconds(0)) + milliseconds(ramp_ms);
 }
 
 // Phases 2 to 4 on a started server. Sets run.failure when the server died or answered nothing.
@@ -245,14 +244,15 @@ void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progr
   auto lc = load_config(c, l.port, n, l.child->pid(), l.stats_file);
   run.closed = run_load_bounded(lc, load_limit(lc));
   if (!run.closed) {
-    run.failure = fmt::format("the closed-loop load run did not finish within {} s and was "
-                              "abandoned (server log: {})", load_limit(lc).count() / 1000,
-                              l.child->log_tail(200));
+    run.failure = fmt::format(
+        "the closed-loop load run did not finish within {} s and was "
+        "abandoned (server log: {})",
+        load_limit(lc).count() / 1000, l.child->log_tail(200));
     return;
   }
   if (auto st = l.child->poll()) {
-    run.failure = fmt::format("server exited with status {} during the load: {}", *st,
-                              l.child->log_tail());
+    run.failure =
+        fmt::format("server exited with status {} during the load: {}", *st, l.child->log_tail());
     return;
   }
   if (run.closed->requests == 0) {
@@ -418,12 +418,9 @@ void fill_latency(Point& p, const Runs& ok) {
   pct.reserve(ok.size());
   for (const Run* r : ok) pct.push_back(r->closed->latency.summary());
   static constexpr std::pair<double load::Percentiles::*, double Point::*> kMedians[] = {
-      {&load::Percentiles::p50_us, &Point::p50_us},
-      {&load::Percentiles::p90_us, &Point::p90_us},
-      {&load::Percentiles::p99_us, &Point::p99_us},
-      {&load::Percentiles::p999_us, &Point::p999_us},
-      {&load::Percentiles::max_us, &Point::max_us},
-      {&load::Percentiles::mean_us, &Point::mean_us},
+      {&load::Percentiles::p50_us, &Point::p50_us}, {&load::Percentiles::p90_us, &Point::p90_us},
+      {&load::Percentiles::p99_us, &Point::p99_us}, {&load::Percentiles::p999_us, &Point::p999_us},
+      {&load::Percentiles::max_us, &Point::max_us}, {&load::Percentiles::mean_us, &Point::mean_us},
   };
   for (const auto& [of, into] : kMedians) {
     std::vector<double> v;
@@ -437,12 +434,14 @@ void fill_latency(Point& p, const Runs& ok) {
 void fill_server(Point& p, const Runs& ok) {
   // CPU per request is taken over the requests of the part of the window the sampler covered
   // (evenly spread), and the point says so when that was short.
-  p.sampler_short = std::any_of(ok.begin(), ok.end(),
-                                [](const Run* r) { return sampler_covered(*r) < 0.9; });
+  p.sampler_short =
+      std::any_of(ok.begin(), ok.end(), [](const Run* r) { return sampler_covered(*r) < 0.9; });
   if (p.sampler_short)
-    p.notes.push_back(fmt::format("the server sampler covered only {:.0f}% of the window (its "
-                                  "snapshots of the process tree are slow): CPU per request is "
-                                  "over that part", 100 * med(ok, sampler_covered)));
+    p.notes.push_back(
+        fmt::format("the server sampler covered only {:.0f}% of the window (its "
+                    "snapshots of the process tree are slow): CPU per request is "
+                    "over that part",
+                    100 * med(ok, sampler_covered)));
   // A CPU figure that cannot be true (more than the CPUs over the window, or a snapshot that
   // could not be taken at one instant) is not used: said, and left out of the medians.
   const double cpus = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
@@ -488,11 +487,9 @@ void fill_server(Point& p, const Runs& ok) {
          &Point::switches_per_request},
         {figure<window_server, &load::ServerSample::processes_peak>, &Point::processes_peak},
         {figure<window_server, &load::ServerSample::threads_peak>, &Point::threads_peak},
-        {[](const Run& r) { return window_server(r).pss_kb_peak / 1024.0; },
-         &Point::pss_load_mb}});
-  p.switches_complete = std::all_of(ok.begin(), ok.end(), [](const Run* r) {
-    return window_server(*r).switches_complete;
-  });
+        {[](const Run& r) { return window_server(r).pss_kb_peak / 1024.0; }, &Point::pss_load_mb}});
+  p.switches_complete = std::all_of(
+      ok.begin(), ok.end(), [](const Run* r) { return window_server(*r).switches_complete; });
 }
 
 // The kernel's part of one server's memory at one moment, KB.
@@ -504,10 +501,10 @@ struct KernelParts {
 KernelParts kernel_parts(const load::TreeSnapshot& s) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   KernelParts k;
-  k.sockets = s.sockets_measured
-                  ? (double(s.sockets) * double(load::socket_object_bytes()) +
-                     double(s.socket_buffer_bytes)) / 1024.0
-                  : nan;
+  k.sockets = s.sockets_measured ? (double(s.sockets) * double(load::socket_object_bytes()) +
+                                    double(s.socket_buffer_bytes)) /
+                                       1024.0
+                                 : nan;
   k.page_tables = double(s.pte_kb);
   k.stacks = double(s.threads * load::kKernelStackKb);
   return k;
@@ -516,9 +513,8 @@ KernelParts kernel_parts(const load::TreeSnapshot& s) {
 KernelParts kernel_parts(const load::ServerSample& s) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   KernelParts k;
-  k.sockets = s.sockets_measured
-                  ? double(s.socket_object_bytes + s.socket_buffer_bytes) / 1024.0
-                  : nan;
+  k.sockets =
+      s.sockets_measured ? double(s.socket_object_bytes + s.socket_buffer_bytes) / 1024.0 : nan;
   k.page_tables = double(s.pte_kb);
   k.stacks = double(s.kernel_stack_kb);
   return k;
@@ -566,9 +562,10 @@ void fill_kernel_memory(Point& p, const Runs& idle) {
         {figure<held_server, &load::ServerSample::sockets>, &Point::sockets_idle}});
   p.kernel_fell = !fell.empty();
   for (const auto& [what, kb] : fell)
-    p.notes.push_back(fmt::format("idle hold: the server's {} fell by {:.0f} KB from the baseline "
-                                  "while holding the connections: counted as 0 per connection",
-                                  what, kb));
+    p.notes.push_back(
+        fmt::format("idle hold: the server's {} fell by {:.0f} KB from the baseline "
+                    "while holding the connections: counted as 0 per connection",
+                    what, kb));
 }
 
 void fill_memory(Point& p, const Runs& ok) {
@@ -593,15 +590,18 @@ void fill_memory(Point& p, const Runs& ok) {
   });
   // (No connection held in any run: no per-connection figure at all, NaN, "?" in the report.)
   if (fell_kb > 0)
-    p.notes.push_back(fmt::format("idle hold: PSS fell by {:.0f} KB from the baseline while "
-                                  "holding the connections (noise larger than their cost): "
-                                  "counted as 0 per connection", fell_kb));
+    p.notes.push_back(
+        fmt::format("idle hold: PSS fell by {:.0f} KB from the baseline while "
+                    "holding the connections (noise larger than their cost): "
+                    "counted as 0 per connection",
+                    fell_kb));
   fill_kernel_memory(p, idle);
   p.idle_at_n = static_cast<double>(p.idle_opened) >= kAtNShare * p.connections;
   if (!p.idle_at_n) {
-    p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer; "
-                                  "memory per connection is over those {}",
-                                  p.idle_opened, p.connections, p.idle_opened));
+    p.notes.push_back(
+        fmt::format("idle hold: only {} of {} connections got their first answer; "
+                    "memory per connection is over those {}",
+                    p.idle_opened, p.connections, p.idle_opened));
   }
 }
 
@@ -614,9 +614,7 @@ double loadgen_cpu_us(const Run& r) {
 void fill_loadgen(Point& p, const Runs& ok, const SweepConfig& c) {
   fill(p, ok,
        {{loadgen_cpu_us, &Point::loadgen_cpu_us},
-        {[](const Run& r) {
-           return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s);
-         },
+        {[](const Run& r) { return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s); },
          &Point::loadgen_cpu_cores}});
   p.loadgen_threads = std::min(c.threads, p.connections);
   // The rule (results.hpp): CPU over the window >= 90% of one core per load thread, counting
@@ -630,7 +628,8 @@ nlohmann::json run_json(const Run& r) {
   nlohmann::json j{{"failure", r.failure}, {"baseline_pss_kb", r.baseline_pss_kb}};
   // The kernel parts before any connection (with the connections held: idle.server).
   j["baseline_kernel"] = {
-      {"threads", r.baseline.threads}, {"page_tables_kb", r.baseline.pte_kb},
+      {"threads", r.baseline.threads},
+      {"page_tables_kb", r.baseline.pte_kb},
       {"stacks_kb", r.baseline.threads * load::kKernelStackKb},
       {"sockets",
        r.baseline.sockets_measured ? nlohmann::json(r.baseline.sockets) : nlohmann::json()},
@@ -651,8 +650,7 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
   Runs ok;
   for (const auto& r : runs) {
     for (const auto& note : r.notes)
-      if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end())
-        p.notes.push_back(note);
+      if (std::find(p.notes.begin(), p.notes.end(), note) == p.notes.end()) p.notes.push_back(note);
     if (r.failure.empty()) ok.push_back(&r);
     p.runs.push_back(run_json(r));
   }
@@ -678,13 +676,13 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
   std::tie(p.rps_min, p.rps_max) =
       spread(ok, [](const Run* r) { return r->closed->requests_per_s(); });
   if (p.errors)
-    p.notes.push_back(
-        fmt::format("{} load errors (median per run; see results.json)", p.errors));
+    p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
   p.at_n = static_cast<double>(p.reached) >= kAtNShare * p.connections;
   if (!p.at_n)
-    p.notes.push_back(fmt::format("reached {} of {} connections: only {} were served in the "
-                                  "window ({} answered by the end of the {:.1f} s ramp)",
-                                  p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
+    p.notes.push_back(
+        fmt::format("reached {} of {} connections: only {} were served in the "
+                    "window ({} answered by the end of the {:.1f} s ramp)",
+                    p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
   fill_latency(p, ok);
   fill_server(p, ok);
   fill_memory(p, ok);
@@ -698,9 +696,10 @@ std::string skip_reason(const SweepConfig& c, const std::string& server, bool pe
   ::getrlimit(RLIMIT_NOFILE, &rl);
   constexpr rlim_t kSpare = 128;  // listener, logs, /proc files, the sampler
   if (static_cast<rlim_t>(n) + kSpare > rl.rlim_cur)
-    return fmt::format("{} connections need {} file descriptors, RLIMIT_NOFILE is {} (hard limit "
-                       "{}): raise it (ulimit -n) to run this point",
-                       n, n + kSpare, rl.rlim_cur, rl.rlim_max);
+    return fmt::format(
+        "{} connections need {} file descriptors, RLIMIT_NOFILE is {} (hard limit "
+        "{}): raise it (ulimit -n) to run this point",
+        n, n + kSpare, rl.rlim_cur, rl.rlim_max);
   if (peer && c.handler != "http")
     return fmt::format("peers serve HTTP only; --handler is {}", c.handler);
   if (peer && peer_binary(server).empty())
@@ -720,9 +719,9 @@ struct Planned {
   std::string server;
   bool peer = false;
   int n = 0;
-  std::string skip;          // why it cannot run at all, or ""
+  std::string skip;  // why it cannot run at all, or ""
   std::vector<Run> runs;
-  std::size_t index = 0;     // its place in results.points, once it has one
+  std::size_t index = 0;  // its place in results.points, once it has one
   bool listed = false;
 };
 

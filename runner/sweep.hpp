@@ -35,16 +35,16 @@ namespace shootout::runner {
 class Progress;
 
 struct SweepConfig {
-  std::string binary;                      // build/shootout
-  std::vector<std::string> models;         // our models, in order
-  std::vector<std::string> peers;          // nginx, apache-prefork, ...
+  std::string binary;               // build/shootout
+  std::vector<std::string> models;  // our models, in order
+  std::vector<std::string> peers;   // nginx, apache-prefork, ...
   std::vector<int> connections{1, 10, 100, 1000, 5000, 10000};
   std::chrono::milliseconds duration{3000}, warmup{1000}, idle_hold{2000};
   std::string handler = "http";
   std::string path = "/";
   int repeat = 1;
-  bool pin = false;                        // server on CPU 0, this process (load) on CPU 1
-  int threads = 1;                         // load generator threads
+  bool pin = false;  // server on CPU 0, this process (load) on CPU 1
+  int threads = 1;   // load generator threads
   int nginx_workers = 1;
   // New connections/s when ramping (N > 100); 0 opens them all at once. 0 by default: the
   // load generator's ramp currently fails the connections it has not opened yet (see

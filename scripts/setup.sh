@@ -12,6 +12,7 @@ PACKAGES=(
   gnuplot-nox procps util-linux iproute2
   nginx-light apache2 wrk
   clang libclang-rt-dev llvm  # scripts/fuzz.sh (clang, libFuzzer) and sanitizer symbolizing
+  clang-format                # scripts/format.sh (the style CI checks)
 )
 
 missing=()

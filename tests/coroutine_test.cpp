@@ -49,7 +49,6 @@ bool has_pending_bytes(Conn& c) {
   return ::recv(c.fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-
 std::string stats_path(const char* tag) {
   return testing::TempDir() + "coroutine-" + tag + "-" + std::to_string(getpid()) + ".json";
 }
@@ -103,8 +102,8 @@ TEST_F(CoroutineTest, IdleConnectionsAreAnsweredCorrectlyAfterIdling) {
     const auto a = read_response(c);
     const auto b = read_response(c);
     const auto d = read_response(c);
-    answered += a.status == 200 && b.status == 200 && b.body.size() == 20'000u &&
-                d.status == 200 && c.buffer().empty();
+    answered += a.status == 200 && b.status == 200 && b.body.size() == 20'000u && d.status == 200 &&
+                c.buffer().empty();
   }
   EXPECT_EQ(answered, kConns);
   stop_cleanly(s);
@@ -182,8 +181,8 @@ TEST_F(CoroutineTest, EveryStackKindServes) {
 }
 
 TEST_F(CoroutineTest, BadStackSizeIsAClearError) {
-  Process p({shootout_binary(), "serve", "--model", "coroutine", "--port", "0", "--stack-size",
-             "100"});
+  Process p(
+      {shootout_binary(), "serve", "--model", "coroutine", "--port", "0", "--stack-size", "100"});
   EXPECT_EQ(p.wait(std::chrono::seconds(10)), 2);
   EXPECT_NE(p.stderr_text().find("--stack-size"), std::string::npos) << p.stderr_text();
 }

@@ -6,8 +6,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/select.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,8 +16,8 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <thread>
 
@@ -86,7 +86,7 @@ TEST_P(PollerTest, ReportsTheSameReadinessAsTheReference) {
   EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}, {b.fd[0], kWritable}}));
 
   EXPECT_EQ(p->modify(b.fd[0], kReadable), 0);  // stop watching writability
-  ::close(c.fd[1]);                              // peer gone: c reads EOF
+  ::close(c.fd[1]);                             // peer gone: c reads EOF
   c.fd[1] = -1;
   EXPECT_EQ(readiness(*p), (V{{a.fd[0], kReadable}, {c.fd[0], kReadable}}));
 
@@ -262,7 +262,8 @@ TEST(Mailbox, ItemsPostedByManyThreadsAreAllTakenWithoutLossOrDuplicates) {
   });
   for (auto& t : posters) t.join();
   owner.join();
-  ASSERT_EQ(all.size(), static_cast<std::size_t>(kThreads * kEach)) << "an item was never woken for";
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kThreads * kEach))
+      << "an item was never woken for";
   std::sort(all.begin(), all.end());
   EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
   EXPECT_EQ(all.front(), 0);
@@ -483,8 +484,7 @@ TEST(EventedServer, SurvivesRunningOutOfDescriptors) {
     status = test::http_get(s.port(), "/").body == "Hello, World!" ? 200 : 0;
   }
   EXPECT_EQ(status, 200);
-  EXPECT_NE(stderr_of(s).find("accept: Too many open files"), std::string::npos)
-      << stderr_of(s);
+  EXPECT_NE(stderr_of(s).find("accept: Too many open files"), std::string::npos) << stderr_of(s);
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
 
@@ -497,8 +497,7 @@ TEST(EventedServer, SelectRefusesDescriptorsAboveFdSetsizeAndStaysUp) {
   EXPECT_TRUE(conns.back().closed_by_peer());  // its server-side descriptor is >= 1024
   ASSERT_TRUE(conns.front().send(test::get_request("/")));
   EXPECT_EQ(test::read_response(conns.front()).body, "Hello, World!");
-  EXPECT_NE(stderr_of(s).find("select cannot watch descriptor"), std::string::npos)
-      << stderr_of(s);
+  EXPECT_NE(stderr_of(s).find("select cannot watch descriptor"), std::string::npos) << stderr_of(s);
   conns.clear();
   int status = 0;
   for (int i = 0; i < 1200 && status != 200; ++i) {
@@ -609,8 +608,7 @@ void expect_bounded_and_cut_off(ServerProcess& s, std::size_t cap, const std::st
 TEST(EventedOutputCap, AnswersAddedByPoolJobsAreCounted) {
   constexpr std::size_t kFile = 2 << 20, kCap = 4 << 20;
   FileRoot root(kFile);
-  ServerProcess s({"--model", "evented", "--root", root.dir, "--max-output",
-                   std::to_string(kCap)});
+  ServerProcess s({"--model", "evented", "--root", root.dir, "--max-output", std::to_string(kCap)});
   Conn normal(s.port());
   std::string burst;
   for (int i = 0; i < 100; ++i) burst += test::get_request("/file?name=big");  // 200 MiB answered

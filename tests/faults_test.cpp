@@ -75,7 +75,8 @@ const auto* const kSubreaper = ::testing::AddGlobalTestEnvironment(new Subreaper
 // ---- small helpers ------------------------------------------------------------------------
 
 // Polls `done` every `step`, at most `tries` times. Bounds every wait in this file.
-bool eventually(const std::function<bool()>& done, int tries = 3000, milliseconds step = milliseconds(20)) {
+bool eventually(const std::function<bool()>& done, int tries = 3000,
+                milliseconds step = milliseconds(20)) {
   for (int i = 0; i < tries; ++i) {
     if (done()) return true;
     std::this_thread::sleep_for(step);
@@ -114,8 +115,8 @@ struct ThreadUse {
 using ThreadUses = std::map<pid_t, ThreadUse>;  // by thread id
 void add_thread_uses(pid_t pid, ThreadUses& into) {
   std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(pid) + "/task", ec)) {
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     ThreadUse u;
     std::ifstream sched(task.path() / "schedstat");
     std::uint64_t run = 0, wait = 0;
@@ -152,7 +153,8 @@ double runnable_share_over(pid_t pid, milliseconds window) {
     const auto it = t0.find(tid);
     const ThreadUse before = it == t0.end() ? ThreadUse{} : it->second;
     if (after.sleeps - before.sleeps >= kAwake) continue;
-    most = std::max(most, after.runnable_ns > before.runnable_ns ? after.runnable_ns - before.runnable_ns : 0);
+    most = std::max(
+        most, after.runnable_ns > before.runnable_ns ? after.runnable_ns - before.runnable_ns : 0);
   }
   return static_cast<double>(most) / ns;
 }
@@ -288,7 +290,7 @@ TEST_P(FaultsTest, RunningOutOfDescriptorsDegradesAndRecovers) {
   for (int i = 0; i < kConns; ++i) {
     conns.emplace_back(s.port());
     conns.back().send(get_request("/"));  // may fail on a shed connection: that is fine
-    if (i < kKept) {  // the first ones are answered before the limit is reached
+    if (i < kKept) {                      // the first ones are answered before the limit is reached
       auto r = read_reply(conns.back());
       ASSERT_EQ(r.status, 200) << "connection " << i;
     }
@@ -321,8 +323,8 @@ TEST_P(FaultsTest, RunningOutOfDescriptorsDegradesAndRecovers) {
       ++broken;
   }
   std::cout << "[ exhausted ] " << v.name << ": answered " << answered << ", turned away "
-            << turned_away << ", waiting " << waiting << ", busiest thread runnable "
-            << share * 100 << "% of the window\n";
+            << turned_away << ", waiting " << waiting << ", busiest thread runnable " << share * 100
+            << "% of the window\n";
   EXPECT_EQ(broken, 0) << "a response was cut short or malformed";
   if (forked_per_connection(v)) {
     EXPECT_EQ(answered, kConns) << "each child has its own descriptors: all are served";
@@ -341,11 +343,13 @@ TEST_P(FaultsTest, RunningOutOfDescriptorsDegradesAndRecovers) {
   // takes a descriptor for a moment: with two loops or threads one may still shed while the
   // other serves), so "recovered" is: soon, 20 clients in a row are all answered.
   while (conns.size() > kKept) conns.pop_back();
-  const bool recovered = eventually([&] {
-    for (int i = 0; i < 20; ++i)
-      if (http_get(s.port(), "/").status != 200) return false;
-    return true;
-  }, 100, milliseconds(50));
+  const bool recovered = eventually(
+      [&] {
+        for (int i = 0; i < 20; ++i)
+          if (http_get(s.port(), "/").status != 200) return false;
+        return true;
+      },
+      100, milliseconds(50));
   ASSERT_TRUE(recovered) << "new clients not served after the excess left; "
                          << s.process().stderr_text();
   for (auto& c : conns) {
@@ -411,16 +415,17 @@ bool executable_by(uid_t uid, const std::string& path) {
 }
 
 // Skips the calling test unless a server can run as an unprivileged uid here.
-#define SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN()                                              \
-  do {                                                                                         \
-    if (::geteuid() != 0)                                                                      \
-      GTEST_SKIP() << "needs root, to run the server as a uid of its own: RLIMIT_NPROC counts " \
-                      "every task of a uid, and the tester's own uid has others";             \
-    if (!executable_by(test_uid(), shootout_binary()))                                         \
-      GTEST_SKIP() << shootout_binary() << " is not executable by an unprivileged uid (a "      \
-                      "directory on its path is not world-searchable, e.g. a build tree under " \
+#define SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN()                                                \
+  do {                                                                                           \
+    if (::geteuid() != 0)                                                                        \
+      GTEST_SKIP() << "needs root, to run the server as a uid of its own: RLIMIT_NPROC counts "  \
+                      "every task of a uid, and the tester's own uid has others";                \
+    if (!executable_by(test_uid(), shootout_binary()))                                           \
+      GTEST_SKIP() << shootout_binary()                                                          \
+                   << " is not executable by an unprivileged uid (a "                            \
+                      "directory on its path is not world-searchable, e.g. a build tree under "  \
                       "/root): needed to make thread/process creation fail, since root ignores " \
-                      "RLIMIT_NPROC";                                                          \
+                      "RLIMIT_NPROC";                                                            \
   } while (0)
 
 ChildSetup unprivileged(long nproc = 0) {
@@ -562,9 +567,8 @@ struct ReadableRoot {
     std::ofstream(dir / "hello.txt") << "file body\n";
     fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                              fs::perms::others_read | fs::perms::others_exec);
-    fs::permissions(dir / "hello.txt",
-                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                        fs::perms::others_read);
+    fs::permissions(dir / "hello.txt", fs::perms::owner_read | fs::perms::owner_write |
+                                           fs::perms::group_read | fs::perms::others_read);
   }
   ~ReadableRoot() { std::filesystem::remove_all(dir); }
 };
@@ -700,7 +704,8 @@ struct LoadRun {
   void start(std::uint16_t port, milliseconds bound, int max_requests = 0) {
     auto deadline = Clock::now() + bound;
     for (auto& c : clients)
-      threads.emplace_back([&c, port, this, deadline, max_requests] { c.run(port, stop, deadline, max_requests); });
+      threads.emplace_back(
+          [&c, port, this, deadline, max_requests] { c.run(port, stop, deadline, max_requests); });
   }
   void join() {
     for (auto& t : threads) t.join();
@@ -721,7 +726,8 @@ struct LoadRun {
 TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
   constexpr int kClients = 50, kSleepers = 3, kSleepMs = 3000, kWarmRequests = 5;
   constexpr std::uint64_t kBytes = 64'000'000;
-  const std::string stats = testing::TempDir() + "faults-term-" + std::to_string(getpid()) + ".json";
+  const std::string stats =
+      testing::TempDir() + "faults-term-" + std::to_string(getpid()) + ".json";
   // --grace only bounds the stop: the drain below lasts as long as the test holds the large
   // body, never as long as the host's speed says.
   auto s = start({"--stats-file", stats, "--grace", "120000"});
@@ -795,8 +801,8 @@ TEST_P(FaultsTest, SigtermUnderFullLoadFinishesStartedResponsesOnly) {
   }
   EXPECT_EQ(answered, 0) << "a connection made after the stop began was served";
   EXPECT_TRUE(s.process().running())
-      << "the server exited with a response still undelivered (refused " << refused
-      << ", dropped " << dropped << ")";
+      << "the server exited with a response still undelivered (refused " << refused << ", dropped "
+      << dropped << ")";
   go_on.set_value();
 
   for (auto& t : slow) t.join();
@@ -836,7 +842,7 @@ bool pending_for_process(pid_t pid, int sig) {
 // thread's private "quit", which an outside one used to trigger, leaving SIGTERM and SIGINT
 // blocked in every thread for good), and signals whose default action ends the process.
 std::vector<int> unused_signals() {
-  return {SIGHUP,    SIGPIPE,  SIGALRM,      SIGVTALRM, SIGIO,   SIGPWR,
+  return {SIGHUP,    SIGPIPE,  SIGALRM,      SIGVTALRM, SIGIO,  SIGPWR,
           SIGSTKFLT, SIGRTMIN, SIGRTMIN + 1, SIGRTMAX,  SIGUSR2};
 }
 
@@ -885,9 +891,9 @@ class EventedShutdownTest : public FaultsTest {};
 // job posts its result to the inbox of the loop that submitted it, so the pool must be joined
 // before the loops (and their inboxes) are freed. It was the other way round: a use after
 // free, silent in a Release build (valgrind shows it), a heap-use-after-free report and exit 1
-// under ASan (CI's sanitizer stage). The order is the server's own: the pool's threads start with its first
-// job, and once they exist the loop is inside that submit and finishes it before it looks at
-// the reset; the loop has dropped the connection once its descriptor is closed; and 2 s of a
+// under ASan (CI's sanitizer stage). The order is the server's own: the pool's threads start with
+// its first job, and once they exist the loop is inside that submit and finishes it before it looks
+// at the reset; the loop has dropped the connection once its descriptor is closed; and 2 s of a
 // thread's CPU cannot be spent in less than 2 s, so the job is still running then. (With
 // select, which cannot report a hang-up on a descriptor it does not watch, the loop learns of
 // the reset only when the job's result arrives and the write fails: there the test checks
@@ -947,7 +953,8 @@ bool one_get(const sockaddr_in& src, const sockaddr_in& dst, const std::string& 
     boost::beast::error_code ec;
     std::size_t off = 0;
     while (off < static_cast<std::size_t>(n) && !p.is_done()) {
-      std::size_t used = p.put(boost::asio::buffer(buf + off, static_cast<std::size_t>(n) - off), ec);
+      std::size_t used =
+          p.put(boost::asio::buffer(buf + off, static_cast<std::size_t>(n) - off), ec);
       off += used;
       if (ec == http::error::need_more) break;
       if (ec) {
@@ -987,17 +994,18 @@ TEST_P(LeakTest, HundredThousandConnectionsLeaveNothingBehind) {
   dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const std::string request = get_request("/");
   std::atomic<int> next{0}, good{0}, bad{0};
-  const auto t0 = Clock::now();  // for the report only: every connection is bounded by its own timeout
+  const auto t0 =
+      Clock::now();  // for the report only: every connection is bounded by its own timeout
   std::vector<std::thread> clients;
   for (int t = 0; t < kThreads; ++t)
     clients.emplace_back([&, t] {
       // 127.<per test process>.<per thread>.1: a port range of its own per thread and process.
       sockaddr_in src{};
       src.sin_family = AF_INET;
-      src.sin_addr.s_addr = htonl((127u << 24) | ((10u + static_cast<unsigned>(getpid()) % 200u) << 16) |
-                                  ((static_cast<unsigned>(t) + 1u) << 8) | 1u);
-      while (next.fetch_add(1) < kConns)
-        (one_get(src, dst, request) ? good : bad)++;
+      src.sin_addr.s_addr =
+          htonl((127u << 24) | ((10u + static_cast<unsigned>(getpid()) % 200u) << 16) |
+                ((static_cast<unsigned>(t) + 1u) << 8) | 1u);
+      while (next.fetch_add(1) < kConns) (one_get(src, dst, request) ? good : bad)++;
     });
   for (auto& c : clients) c.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -104,8 +104,8 @@ TEST_F(ForkedTest, ServerGoesOnAfterAChildIsKilledMidResponse) {
 
 TEST_F(ForkedTest, PreforkReplacesAKilledWorker) {
   constexpr std::size_t kWorkers = 3;
-  ServerProcess s({"--model", "forked", "--prefork", std::to_string(kWorkers), "--stats-file",
-                   stats_path()});
+  ServerProcess s(
+      {"--model", "forked", "--prefork", std::to_string(kWorkers), "--stats-file", stats_path()});
   ASSERT_TRUE(eventually([&] { return children_of(s.pid()).size() == kWorkers; }));
   Conn busy(s.port());
   busy.send(get_request("/sleep?ms=60000"));  // killed long before it ends
@@ -119,7 +119,8 @@ TEST_F(ForkedTest, PreforkReplacesAKilledWorker) {
   EXPECT_TRUE(eventually([&] {
     auto now = children_of(s.pid());
     return now.size() == kWorkers && std::find(now.begin(), now.end(), serving) == now.end();
-  })) << "the pool did not return to " << kWorkers << " workers";
+  })) << "the pool did not return to "
+      << kWorkers << " workers";
   for (int i = 0; i < 10; ++i) EXPECT_EQ(http_get(s.port(), "/").status, 200);
   expect_clean_stop(s);
 }
@@ -266,8 +267,8 @@ bool in_accept4(pid_t pid) {  // the system call the process is blocked in (/pro
 
 TEST_P(ForkedParentDeathTest, ChildrenInAcceptOrServingDieWithTheirKilledParent) {
   const int workers = GetParam();
-  std::vector<std::string> args{"--model", "forked", "--idle-timeout", "600000", "--stats-file",
-                                stats_path()};
+  std::vector<std::string> args{"--model", "forked",       "--idle-timeout",
+                                "600000",  "--stats-file", stats_path()};
   if (workers > 0) args.insert(args.end(), {"--prefork", std::to_string(workers)});
   ServerProcess s(args);
   if (workers > 0) {
@@ -284,9 +285,8 @@ TEST_P(ForkedParentDeathTest, ChildrenInAcceptOrServingDieWithTheirKilledParent)
   const auto kids = children_of(s.pid());
   ASSERT_EQ(kids.size(), workers > 0 ? std::size_t(workers) : 3u);
   if (workers > 0) {
-    ASSERT_TRUE(eventually([&] {
-      return std::any_of(kids.begin(), kids.end(), in_accept4);
-    })) << "no idle worker is blocked in accept4";
+    ASSERT_TRUE(eventually([&] { return std::any_of(kids.begin(), kids.end(), in_accept4); }))
+        << "no idle worker is blocked in accept4";
   }
 
   s.process().signal(SIGKILL);

@@ -33,9 +33,14 @@ struct Driver {
   void settle(Next next) {
     for (;;) {
       switch (next) {
-        case Next::read: return;
-        case Next::close: closed = true; return;
-        case Next::resume: next = session->on_resume(out); break;
+        case Next::read:
+          return;
+        case Next::close:
+          closed = true;
+          return;
+        case Next::resume:
+          next = session->on_resume(out);
+          break;
         case Next::work:
           ++works;
           next = session->on_work_done(WorkResult{}, out);
@@ -94,8 +99,9 @@ TEST(HttpSession, ByteByByte) {
 TEST(HttpSession, RandomSplitsOfAPipelinedStream) {
   std::string stream;
   for (int i = 0; i < 50; ++i)
-    stream += i % 3 ? kGet : "GET /sleep?ms=1 HTTP/1.1\r\nHost: x\r\nX-Pad: " +
-                                 std::string(i * 7, 'p') + "\r\n\r\n";
+    stream += i % 3 ? kGet
+                    : "GET /sleep?ms=1 HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(i * 7, 'p') +
+                          "\r\n\r\n";
   std::mt19937 rng(7);
   for (int trial = 0; trial < 30; ++trial) {
     Driver d;
@@ -209,10 +215,11 @@ TEST(HttpSession, ConnectionSemantics) {
 
 TEST(HttpSession, RoutesAndMethods) {
   Driver d;
-  d.feed("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
-         "DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"
-         "GET /sleep?ms=99999999 HTTP/1.1\r\nHost: x\r\n\r\n"
-         "GET /file?name=x HTTP/1.1\r\nHost: x\r\n\r\n");
+  d.feed(
+      "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+      "DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /sleep?ms=99999999 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /file?name=x HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = d.responses();
   ASSERT_EQ(rs.size(), 4u);
   EXPECT_EQ(rs[0].result_int(), 404u);
@@ -281,8 +288,8 @@ TEST(HttpSessionFuzzRegression, BodyInALaterReadIsNotARequest) {
 
 // Feeds `stream` to a fresh session in pieces of `piece` bytes (the last one shorter), as far
 // as the session reads; returns the session's output with every Date value masked.
-std::string answer_in_pieces(const HandlerConfig& cfg, std::string_view stream,
-                             std::size_t piece, bool& closed) {
+std::string answer_in_pieces(const HandlerConfig& cfg, std::string_view stream, std::size_t piece,
+                             bool& closed) {
   Driver d(cfg);
   for (std::size_t at = 0; at < stream.size() && !d.closed; at += piece)
     d.feed(stream.substr(at, piece));
@@ -387,8 +394,9 @@ TEST(HttpSessionFuzzRegression, ChunkSizeLineGetsTheSameVerdictInEverySplit) {
 TEST(HttpSessionFuzzRegression, EmptyLinesAndVersionsGetTheSameAnswerInEverySplit) {
   HandlerConfig cfg;
   cfg.header_limit = 1024;
-  const std::string accepted = "\r\n\r\nGET / HTTP/1.4\r\nHost: [::1]:8\r\n\r\n"
-                               "BREW / HTTP/1.1\r\nHost: t\r\n\r\n";
+  const std::string accepted =
+      "\r\n\r\nGET / HTTP/1.4\r\nHost: [::1]:8\r\n\r\n"
+      "BREW / HTTP/1.1\r\nHost: t\r\n\r\n";
   const std::string refused = "\r\nGET / HTTP/2.0\r\nHost: t\r\n\r\n";
   for (const auto& [stream, statuses] :
        {std::pair{accepted, std::string("200 501")}, std::pair{refused, std::string("505")}}) {

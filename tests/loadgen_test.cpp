@@ -73,7 +73,8 @@ class Nginx {
  public:
   explicit Nginx(const std::string& extra = "keepalive_requests 1000000;")
       : dir_(temp_dir("nginx")), port_(free_port()) {
-    std::ofstream(dir_ / "nginx.conf") << "worker_processes 1;\ndaemon off;\n"
+    std::ofstream(dir_ / "nginx.conf")
+        << "worker_processes 1;\ndaemon off;\n"
         << "pid " << (dir_ / "nginx.pid").string() << ";\n"
         << "error_log " << (dir_ / "error.log").string() << ";\n"
         << "worker_rlimit_nofile 4096;\nevents { worker_connections 4096; }\n"
@@ -84,9 +85,9 @@ class Nginx {
         << "    location = /missing { return 404; }\n"
         << "    location = /close { return 444; }\n"
         << "  }\n}\n";
-    proc_ = std::make_unique<Process>(std::vector<std::string>{
-        kNginx, "-p", dir_.string(), "-e", (dir_ / "error.log").string(), "-c",
-        (dir_ / "nginx.conf").string()});
+    proc_ = std::make_unique<Process>(std::vector<std::string>{kNginx, "-p", dir_.string(), "-e",
+                                                               (dir_ / "error.log").string(), "-c",
+                                                               (dir_ / "nginx.conf").string()});
     for (int i = 0; i < 6000 && !port_accepts(port_); ++i) std::this_thread::sleep_for(10ms);
   }
   ~Nginx() {
@@ -105,8 +106,8 @@ class Nginx {
   std::unique_ptr<Process> proc_;
 };
 
-#define SKIP_WITHOUT_NGINX()                                                                 \
-  if (!std::filesystem::exists(kNginx))                                                      \
+#define SKIP_WITHOUT_NGINX()            \
+  if (!std::filesystem::exists(kNginx)) \
   GTEST_SKIP() << kNginx << " is not installed (apt-get install nginx-light); nginx tests skipped"
 
 LoadConfig quick(const std::string& url, int connections = 4, std::chrono::milliseconds d = 1s) {
@@ -245,7 +246,7 @@ TEST(LoadgenNginx, SamplerSeesMasterAndWorkerThroughProc) {
   EXPECT_EQ(s.threads, 2u);
   EXPECT_GT(s.pss_kb, 0u);
   EXPECT_GE(s.rss_kb, s.pss_kb);
-  EXPECT_GT(s.cpu_us, 0u);     // the worker answered thousands of requests
+  EXPECT_GT(s.cpu_us, 0u);  // the worker answered thousands of requests
   EXPECT_GT(s.nvcsw, 0u);
   EXPECT_GE(s.memory_samples, 3u);
   EXPECT_FALSE(s.server_requests.has_value());
@@ -462,7 +463,9 @@ TEST_P(LoadgenConnectRamp, EveryConnectionGetsThroughWithoutErrors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, LoadgenConnectRamp, ::testing::Values(Mode::closed, Mode::idle),
-                         [](const auto& p) { return std::string(shootout::load::mode_name(p.param)); });
+                         [](const auto& p) {
+                           return std::string(shootout::load::mode_name(p.param));
+                         });
 
 // A server whose connections are served by child processes: the sampler must count the CPU
 // of every child exactly once, whether it is alive, exiting or reaped when a snapshot is
@@ -477,8 +480,8 @@ TEST_P(LoadgenForkedCpu, SamplerCountsEveryChildOnce) {
   constexpr std::uint64_t kBurnUs = 2000;
   auto dir = temp_dir("forked-cpu");
   const std::string stats = (dir / "stats.json").string();
-  ServerProcess server({"--model", "forked", "--prefork", std::to_string(GetParam()),
-                        "--stats-file", stats});
+  ServerProcess server(
+      {"--model", "forked", "--prefork", std::to_string(GetParam()), "--stats-file", stats});
   shootout::load::ServerSampler sampler({server.pid(), stats, 0ms});
   sampler.start();  // before the first connection: no request has burnt anything yet
   const LoadResult r = shootout::load::run_load(quick(own_url(server, "/cpu?us=2000"), 4, 1s));
@@ -508,11 +511,9 @@ TEST_P(LoadgenForkedCpu, SamplerCountsEveryChildOnce) {
 }
 
 // 0: a process per connection; 4: a pre-forked pool of 4 (Apache prefork's shape).
-INSTANTIATE_TEST_SUITE_P(Models, LoadgenForkedCpu, ::testing::Values(0, 4),
-                         [](const auto& p) {
-                           return p.param == 0 ? std::string("PerConnection")
-                                                  : "Prefork" + std::to_string(p.param);
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, LoadgenForkedCpu, ::testing::Values(0, 4), [](const auto& p) {
+  return p.param == 0 ? std::string("PerConnection") : "Prefork" + std::to_string(p.param);
+});
 
 // What the sampler relies on for reaped children (and the forked model's stats file): the
 // kernel adds a child's exact run time to RUSAGE_CHILDREN when it is reaped, not a count of
@@ -546,7 +547,8 @@ TEST(LoadgenSamplerSources, RusageChildrenIsTheExactRunTimeOfReapedChildren) {
         timespec start{}, now{};
         ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
         do ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-        while ((now.tv_sec - start.tv_sec) * 1'000'000'000L + now.tv_nsec - start.tv_nsec < 200'000);
+        while ((now.tv_sec - start.tv_sec) * 1'000'000'000L + now.tv_nsec - start.tv_nsec <
+               200'000);
         ::usleep(1000);
       }
       ::_exit(0);
@@ -563,9 +565,11 @@ TEST(LoadgenSamplerSources, RusageChildrenIsTheExactRunTimeOfReapedChildren) {
     ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
   }
   const rusage after = children();
-  auto us = [](const timeval& t) { return std::uint64_t(t.tv_sec) * 1'000'000 + std::uint64_t(t.tv_usec); };
-  const std::uint64_t grown = us(after.ru_utime) + us(after.ru_stime) - us(before.ru_utime) -
-                              us(before.ru_stime);
+  auto us = [](const timeval& t) {
+    return std::uint64_t(t.tv_sec) * 1'000'000 + std::uint64_t(t.tv_usec);
+  };
+  const std::uint64_t grown =
+      us(after.ru_utime) + us(after.ru_stime) - us(before.ru_utime) - us(before.ru_stime);
   // The reap reads the same counters a little later than the zombie's files were read, so
   // RUSAGE_CHILDREN can only be larger (by the last µs of the exit path), never smaller.
   EXPECT_GE(run_ns / 1000, kChildren * 20 * 200u);  // the bursts did run

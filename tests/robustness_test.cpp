@@ -151,7 +151,8 @@ long ms_to_take_on(std::uint16_t port, int n, bool hold) {
     conns.back().send(hold ? get_request("/") : get_request("/", "Connection: close\r\n"));
   }
   for (auto& c : conns) EXPECT_EQ(read_response(c).status, 200) << "calibration";
-  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
 }
 
 // How many of `conns` the server has closed: a closed socket polls readable (EOF) or hung up.
@@ -251,8 +252,8 @@ std::vector<BadRequest> bad_requests() {
        400},
       {"negative chunk size", post + "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
        400},
-      {"no CRLF after chunk data",
-       post + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400},
+      {"no CRLF after chunk data", post + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+       400},
       {"chunk size overflows 64 bits",
        post + "Transfer-Encoding: chunked\r\n\r\n1FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n", 400},
       {"chunk extension past the header limit",
@@ -277,12 +278,12 @@ std::vector<BadRequest> bad_requests() {
        post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
       {"Transfer-Encoding then Content-Length",
        post + "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n", 400},
-      {"two different Content-Lengths",
-       post + "Content-Length: 0\r\nContent-Length: 36\r\n\r\n", 400},
+      {"two different Content-Lengths", post + "Content-Length: 0\r\nContent-Length: 36\r\n\r\n",
+       400},
       {"Content-Length list that disagrees", post + "Content-Length: 0, 36\r\n\r\n", 400},
       {"negative Content-Length", post + "Content-Length: -1\r\n\r\n", 400},
-      {"Content-Length overflows 64 bits",
-       post + "Content-Length: 99999999999999999999999\r\n\r\n", 400},
+      {"Content-Length overflows 64 bits", post + "Content-Length: 99999999999999999999999\r\n\r\n",
+       400},
       {"Transfer-Encoding not ending in chunked", post + "Transfer-Encoding: gzip\r\n\r\n", 400},
       {"Transfer-Encoding: chunked, identity",
        post + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400},
@@ -307,8 +308,8 @@ std::vector<BadRequest> bad_requests() {
 // Connection: close, then EOF (nothing more, so the smuggled request was not answered), and a
 // normal client is served right after.
 TEST_P(Robustness, MalformedRequestsGetOne4xxThenClose) {
-  auto s = start({"--header-limit", std::to_string(kHeaderLimit), "--body-limit",
-                  std::to_string(kBodyLimit)});
+  auto s = start(
+      {"--header-limit", std::to_string(kHeaderLimit), "--body-limit", std::to_string(kBodyLimit)});
   for (const auto& bad : bad_requests()) {
     SCOPED_TRACE(bad.what);
     Conn c(s.port());
@@ -338,8 +339,9 @@ TEST_P(Robustness, Rfc9112ServerRequirementsHold) {
   };
   {
     SCOPED_TRACE("3.2.2: absolute-form is accepted and routed by its own path, Host ignored");
-    Conn c = exchange("GET http://elsewhere.example:8080/bytes?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
-                      "GET HTTPS://[::1]?q HTTP/1.1\r\nHost: t\r\n\r\n");
+    Conn c = exchange(
+        "GET http://elsewhere.example:8080/bytes?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET HTTPS://[::1]?q HTTP/1.1\r\nHost: t\r\n\r\n");
     auto r = read_response(c);
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "xxx");
@@ -349,8 +351,9 @@ TEST_P(Robustness, Rfc9112ServerRequirementsHold) {
   }
   {
     SCOPED_TRACE("3.2: HTTP/1.0 may omit Host; an empty Host is valid");
-    Conn c = exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-                      "GET / HTTP/1.1\r\nHost:\r\n\r\n");
+    Conn c = exchange(
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost:\r\n\r\n");
     EXPECT_EQ(read_response(c).status, 200);
     EXPECT_EQ(read_response(c).status, 200);
   }
@@ -373,9 +376,10 @@ TEST_P(Robustness, Rfc9112ServerRequirementsHold) {
   }
   {
     SCOPED_TRACE("7.1.1: unknown chunk extensions are ignored, the body read and dropped");
-    Conn c = exchange("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "5;name=value;quoted=\"a b\"\r\nhello\r\n0;last\r\nX-Trailer: t\r\n\r\n" +
-                      get_request("/"));
+    Conn c = exchange(
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5;name=value;quoted=\"a b\"\r\nhello\r\n0;last\r\nX-Trailer: t\r\n\r\n" +
+        get_request("/"));
     auto post = read_response(c);
     EXPECT_EQ(post.status, 405);
     EXPECT_EQ(post.headers["allow"], "GET, HEAD");
@@ -676,8 +680,8 @@ TEST_P(Robustness, HalfClosedClientStillGetsItsResponses) {
   auto s = start();
   {
     Conn c(s.port());
-    ASSERT_TRUE(c.send(get_request("/") + get_request("/sleep?ms=50") +
-                       get_request("/bytes?n=3000000")));
+    ASSERT_TRUE(
+        c.send(get_request("/") + get_request("/sleep?ms=50") + get_request("/bytes?n=3000000")));
     c.shutdown_write();
     auto r1 = read_response(c);
     auto r2 = read_response(c);
@@ -724,8 +728,8 @@ TEST_P(Robustness, ClientsThatVanishWithoutReading) {
 // a Unix socket, a directory, a symlink to the FIFO and, where this host lets us make and open
 // one, a character device (a copy of /dev/null). Removed at the end.
 struct NonRegularRoot {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("shootout-nonregular-" + std::to_string(getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("shootout-nonregular-" + std::to_string(getpid()));
   std::vector<std::string> names;  // every name here must be refused
   NonRegularRoot() {
     namespace fs = std::filesystem;
@@ -811,8 +815,7 @@ TEST_P(Robustness, PipelinedFloodAnsweredInOrder) {
   constexpr int kRequests = 10'000;
   auto length = [](int i) { return static_cast<std::size_t>(i % 97); };
   std::string burst;
-  for (int i = 0; i < kRequests; ++i)
-    burst += get_request("/bytes?n=" + std::to_string(length(i)));
+  for (int i = 0; i < kRequests; ++i) burst += get_request("/bytes?n=" + std::to_string(length(i)));
   Conn c(s.port());
   std::atomic<bool> sent{false};
   std::jthread writer([&] { sent = c.send(burst); });

@@ -81,10 +81,10 @@ class RunnerSweep : public ::testing::Test {
   static void SetUpTestSuite() {
     models_ = two_models();
     dir_ = temp_dir("sweep");
-    status_ = run_cli({"run", "--models", join(models_), "--connections", "1,10", "--duration",
-                       "300ms", "--warmup", "100ms", "--idle-hold-seconds", "0.2", "--out",
-                       dir_.string()},
-                      120s, &stderr_);
+    status_ =
+        run_cli({"run", "--models", join(models_), "--connections", "1,10", "--duration", "300ms",
+                 "--warmup", "100ms", "--idle-hold-seconds", "0.2", "--out", dir_.string()},
+                120s, &stderr_);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static std::vector<std::string> models_;
@@ -124,7 +124,8 @@ TEST_F(RunnerSweep, WritesCsvJsonWithEveryPoint) {
   }
   EXPECT_GT(j["meta"]["machine"]["nproc"].get<int>(), 0);
   EXPECT_TRUE(j["meta"]["versions"].contains("nginx"));
-  EXPECT_NE(j["meta"]["command_line"].get<std::string>().find("--connections 1,10"), std::string::npos);
+  EXPECT_NE(j["meta"]["command_line"].get<std::string>().find("--connections 1,10"),
+            std::string::npos);
 }
 
 TEST_F(RunnerSweep, DrawsGraphsAndReport) {
@@ -133,7 +134,8 @@ TEST_F(RunnerSweep, DrawsGraphsAndReport) {
   std::string report = read_file(dir_ / "report.md");
   EXPECT_NE(report.find("![Requests per second](graphs/rps.svg)"), std::string::npos);
   EXPECT_NE(report.find("Load-generator-bound points"), std::string::npos);
-  for (const auto& m : models_) EXPECT_NE(report.find("| " + m + " | 10 |"), std::string::npos) << m;
+  for (const auto& m : models_)
+    EXPECT_NE(report.find("| " + m + " | 10 |"), std::string::npos) << m;
 }
 
 // Issue #16, items 5 and 6: the server capacity (requests per server CPU-second) and the
@@ -144,10 +146,10 @@ TEST_F(RunnerSweep, CapacityAndKernelMemoryPerConnection) {
   std::string header = ",";  // every column between commas
   header += csv.substr(0, csv.find('\n'));
   header += ',';
-  for (const char* col : {"capacity_rps", "threads_baseline", "threads_idle", "sockets_idle",
-                          "kernel_baseline_mb", "kernel_idle_mb", "sock_per_conn_kb",
-                          "pte_per_conn_kb", "stack_per_conn_kb", "kernel_per_conn_kb",
-                          "whole_per_conn_kb", "kernel_fell"})
+  for (const char* col :
+       {"capacity_rps", "threads_baseline", "threads_idle", "sockets_idle", "kernel_baseline_mb",
+        "kernel_idle_mb", "sock_per_conn_kb", "pte_per_conn_kb", "stack_per_conn_kb",
+        "kernel_per_conn_kb", "whole_per_conn_kb", "kernel_fell"})
     EXPECT_NE(header.find(std::string(",") + col + ","), std::string::npos) << col;
   const auto j = nlohmann::json::parse(read_file(dir_ / "results.json"));
   std::map<std::pair<std::string, int>, nlohmann::json> by;
@@ -171,8 +173,8 @@ TEST_F(RunnerSweep, CapacityAndKernelMemoryPerConnection) {
       parts += p[part].get<double>();
     }
     EXPECT_NEAR(p["kernel_per_conn_kb"].get<double>(), parts, 1e-6);
-    EXPECT_NEAR(p["whole_per_conn_kb"].get<double>(),
-                p["mem_per_conn_kb"].get<double>() + parts, 1e-6);
+    EXPECT_NEAR(p["whole_per_conn_kb"].get<double>(), p["mem_per_conn_kb"].get<double>() + parts,
+                1e-6);
     // The server's sockets with the connections held: its listener and one per connection.
     const auto held = p["idle_opened"].get<std::uint64_t>();
     ASSERT_GT(held, 0u);
@@ -274,7 +276,8 @@ TEST(RunnerPeers, ApacheConfigsHavePortLogsAndSizedMpm) {
   limits.mem_available_kb = 64L << 20;
   for (std::string mpm : {"prefork", "worker", "event"}) {
     fs::path dir = temp_dir("apache-conf");
-    auto s = shootout::runner::write_peer_config("apache-" + mpm, dir.string(), 23457, 1000, limits);
+    auto s =
+        shootout::runner::write_peer_config("apache-" + mpm, dir.string(), 23457, 1000, limits);
     std::string conf = read_file(s.config_path);
     EXPECT_NE(conf.find("Listen 127.0.0.1:23457"), std::string::npos) << conf;
     EXPECT_EQ(conf.find("CustomLog"), std::string::npos) << "access log must be off";
@@ -301,7 +304,8 @@ TEST(RunnerPeers, ApachePreforkIsCappedToWhatTheMachineHolds) {
   limits.tasks_now = 500;
   limits.mem_available_kb = 64L << 20;
   fs::path dir = temp_dir("apache-cap");
-  auto s = shootout::runner::write_peer_config("apache-prefork", dir.string(), 23458, 10000, limits);
+  auto s =
+      shootout::runner::write_peer_config("apache-prefork", dir.string(), 23458, 10000, limits);
   std::string conf = read_file(s.config_path);
   EXPECT_NE(conf.find("MaxRequestWorkers 2500\n"), std::string::npos) << conf;  // 5000-500-2000
   ASSERT_EQ(s.notes.size(), 1u);
@@ -371,44 +375,44 @@ TEST(RunnerTruth, APointThatCannotReachNIsMarkedWithWhatItReached) {
 
 TEST(RunnerCli, CtrlCKillsServersAndKeepsResults) {
   for (bool stray_sigusr2 : {false, true}) {
-  SCOPED_TRACE(stray_sigusr2 ? "after a stray SIGUSR2" : "plain");
-  fs::path dir = temp_dir(stray_sigusr2 ? "interrupt-usr2" : "interrupt");
-  Process p({shootout_binary(), "run", "--models", two_models().front(), "--connections",
-             "1,10,100,1000", "--duration", "2s", "--warmup", "100ms", "--idle-hold-seconds",
-             "0.2", "--out", dir.string()});
-  // results.json is rewritten after every point: the first point is done once it exists.
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!fs::exists(dir / "results.json") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(50ms);
-  ASSERT_TRUE(fs::exists(dir / "results.json")) << p.stderr_text();
-  // Someone else's SIGUSR2 must not end the thread that watches for Ctrl-C.
-  if (stray_sigusr2) {
-    p.signal(SIGUSR2);
-    // Taken by the watcher before Ctrl-C comes (sigwait would pick SIGINT first otherwise).
-    auto usr2_pending = [&] {
-      std::istringstream st(read_file("/proc/" + std::to_string(p.pid()) + "/status"));
-      for (std::string line; std::getline(st, line);)
-        if (line.rfind("ShdPnd:", 0) == 0)
-          return (std::stoull(line.substr(7), nullptr, 16) >> (SIGUSR2 - 1)) & 1u;
-      return 0ull;
-    };
-    for (int i = 0; i < 6000 && usr2_pending(); ++i) std::this_thread::sleep_for(10ms);
-    EXPECT_FALSE(usr2_pending());
-  }
-  p.signal(SIGINT);
-  EXPECT_EQ(p.wait(60s), 130) << p.stderr_text();
-  auto j = nlohmann::json::parse(read_file(dir / "results.json"));
-  EXPECT_TRUE(j["interrupted"].get<bool>());
-  EXPECT_GE(j["points"].size(), 1u);
-  EXPECT_LT(j["points"].size(), 4u);
-  EXPECT_TRUE(fs::exists(dir / "report.md"));
-  // No server of this run is left: none has this folder on its command line.
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string cmd = read_file(e.path() / "cmdline");
-    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    EXPECT_EQ(cmd.find(dir.string() + "/servers"), std::string::npos) << e.path() << ": " << cmd;
-  }
-  fs::remove_all(dir);
+    SCOPED_TRACE(stray_sigusr2 ? "after a stray SIGUSR2" : "plain");
+    fs::path dir = temp_dir(stray_sigusr2 ? "interrupt-usr2" : "interrupt");
+    Process p({shootout_binary(), "run", "--models", two_models().front(), "--connections",
+               "1,10,100,1000", "--duration", "2s", "--warmup", "100ms", "--idle-hold-seconds",
+               "0.2", "--out", dir.string()});
+    // results.json is rewritten after every point: the first point is done once it exists.
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!fs::exists(dir / "results.json") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(fs::exists(dir / "results.json")) << p.stderr_text();
+    // Someone else's SIGUSR2 must not end the thread that watches for Ctrl-C.
+    if (stray_sigusr2) {
+      p.signal(SIGUSR2);
+      // Taken by the watcher before Ctrl-C comes (sigwait would pick SIGINT first otherwise).
+      auto usr2_pending = [&] {
+        std::istringstream st(read_file("/proc/" + std::to_string(p.pid()) + "/status"));
+        for (std::string line; std::getline(st, line);)
+          if (line.rfind("ShdPnd:", 0) == 0)
+            return (std::stoull(line.substr(7), nullptr, 16) >> (SIGUSR2 - 1)) & 1u;
+        return 0ull;
+      };
+      for (int i = 0; i < 6000 && usr2_pending(); ++i) std::this_thread::sleep_for(10ms);
+      EXPECT_FALSE(usr2_pending());
+    }
+    p.signal(SIGINT);
+    EXPECT_EQ(p.wait(60s), 130) << p.stderr_text();
+    auto j = nlohmann::json::parse(read_file(dir / "results.json"));
+    EXPECT_TRUE(j["interrupted"].get<bool>());
+    EXPECT_GE(j["points"].size(), 1u);
+    EXPECT_LT(j["points"].size(), 4u);
+    EXPECT_TRUE(fs::exists(dir / "report.md"));
+    // No server of this run is left: none has this folder on its command line.
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::string cmd = read_file(e.path() / "cmdline");
+      std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+      EXPECT_EQ(cmd.find(dir.string() + "/servers"), std::string::npos) << e.path() << ": " << cmd;
+    }
+    fs::remove_all(dir);
   }
 }
 
@@ -435,16 +439,17 @@ TEST(RunnerCli, BadFlagsExit2) {
 TEST(RunnerCli, RepeatsAreInterleavedPasses) {
   fs::path dir = temp_dir("passes");
   std::string err;
-  ASSERT_EQ(run_cli({"run", "--models", "evented", "--connections", "1,10", "--repeat", "2",
-                     "--duration", "200ms", "--warmup", "100ms", "--idle-hold-seconds", "0.1",
-                     "--out", dir.string()},
-                    120s, &err),
-            0)
+  ASSERT_EQ(
+      run_cli({"run", "--models", "evented", "--connections", "1,10", "--repeat", "2", "--duration",
+               "200ms", "--warmup", "100ms", "--idle-hold-seconds", "0.1", "--out", dir.string()},
+              120s, &err),
+      0)
       << err;
   // Progress (not a terminal here: one line per finished run) counts runs, in pass order.
   std::size_t at = 0;
-  for (const char* line : {"[1/4] evented c=1 (run 1 of 2): ", "[2/4] evented c=10 (run 1 of 2): ",
-                           "[3/4] evented c=1 (run 2 of 2): ", "[4/4] evented c=10 (run 2 of 2): "}) {
+  for (const char* line :
+       {"[1/4] evented c=1 (run 1 of 2): ", "[2/4] evented c=10 (run 1 of 2): ",
+        "[3/4] evented c=1 (run 2 of 2): ", "[4/4] evented c=10 (run 2 of 2): "}) {
     at = err.find(line, at);
     ASSERT_NE(at, std::string::npos) << "missing or out of order: " << line << "\n" << err;
   }

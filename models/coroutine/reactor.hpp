@@ -64,7 +64,7 @@ class Parker {
   Parker* prev_ = nullptr;
   Parker* next_ = nullptr;
   FiberClock::time_point deadline_{};
-  int fd_ = -1;             // what it waits for, so that a timeout can clear the watch slot
+  int fd_ = -1;  // what it waits for, so that a timeout can clear the watch slot
   std::uint32_t event_ = 0;
 };
 
@@ -126,10 +126,10 @@ class Reactor {
 
   [[no_unique_address]] OwnerThread owner_;
   std::unique_ptr<Poller> poller_;
-  Mailbox<Parker*> mailbox_;        // post(); its eventfd also carries wake() and request_stop()
-  std::vector<Parker*> posted_;     // take_wakeups()' scratch, keeps its capacity
-  std::vector<Watch> watches_;      // by descriptor number
-  std::vector<PollEvent> ready_;    // poll()'s output, reused
+  Mailbox<Parker*> mailbox_;      // post(); its eventfd also carries wake() and request_stop()
+  std::vector<Parker*> posted_;   // take_wakeups()' scratch, keeps its capacity
+  std::vector<Watch> watches_;    // by descriptor number
+  std::vector<PollEvent> ready_;  // poll()'s output, reused
   std::vector<char> read_buffer_;
   // Timed waits. Scanned whole, at most every kSweepEvery, and only once the earliest deadline
   // inserted since the last scan (due_) has passed: so a busy connection's park and wake cost a
@@ -137,7 +137,7 @@ class Reactor {
   Parker* deadlines_ = nullptr;
   FiberClock::time_point due_ = FiberClock::time_point::max();
   FiberClock::time_point last_sweep_{};
-  bool swept_ = false;              // the stop sweep has run (this thread only)
+  bool swept_ = false;  // the stop sweep has run (this thread only)
   std::atomic<bool> stop_requested_{false};
 };
 

@@ -60,8 +60,7 @@ constexpr std::size_t kMaxStack = 64 << 20;
 using StackAllocator = std::variant<ProtectedStack, boost::fibers::fixedsize_stack,
                                     boost::fibers::pooled_fixedsize_stack>;
 
-StackAllocator make_stack_allocator(const std::string& kind, std::size_t size,
-                                    StackCache& cache) {
+StackAllocator make_stack_allocator(const std::string& kind, std::size_t size, StackCache& cache) {
   if (kind == "fixed") return boost::fibers::fixedsize_stack(size);
   if (kind == "pooled") return boost::fibers::pooled_fixedsize_stack(size);
   return ProtectedStack(cache);
@@ -87,7 +86,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  void start() { thread_ = std::thread([this] { run(); }); }  // throws std::system_error
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }  // throws std::system_error
   void join() {
     if (thread_.joinable()) thread_.join();
   }
@@ -179,9 +180,9 @@ class Scheduler {
   StackAllocator stacks_;
   SessionStack session_stack_;  // every Session call of this thread runs on it
   Reactor reactor_;
-  boost::fibers::mutex mu_;                 // fibers of this thread only: pairs with drained_
+  boost::fibers::mutex mu_;                    // fibers of this thread only: pairs with drained_
   boost::fibers::condition_variable drained_;  // live_ reached 0
-  int live_ = 0;                            // connection fibers alive
+  int live_ = 0;                               // connection fibers alive
   std::thread thread_;
 };
 
@@ -225,8 +226,7 @@ class CoroutineServer {
       try {
         schedulers_[i]->start();
       } catch (const std::system_error& e) {
-        log_line("cannot start scheduler thread {} of {}: {}", i + 1, schedulers_.size(),
-                 e.what());
+        log_line("cannot start scheduler thread {} of {}: {}", i + 1, schedulers_.size(), e.what());
         stop();
         for (auto& s : schedulers_) s->join();
         return false;

@@ -7,8 +7,7 @@ namespace shootout {
 
 SessionStack::SessionStack(std::size_t size)
     : worker_(std::allocator_arg, boost::context::protected_fixedsize_stack(size),
-              [this](boost::context::fiber&& caller) { return worker_loop(std::move(caller)); }) {
-}
+              [this](boost::context::fiber&& caller) { return worker_loop(std::move(caller)); }) {}
 
 SessionStack::~SessionStack() {
   // Resumed with no job, the worker returns and its stack is freed. Letting a live worker be

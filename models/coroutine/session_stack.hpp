@@ -35,8 +35,10 @@ class SessionStack {
   // exception fn() throws is rethrown here, on the caller's stack.
   template <class Fn>
   Next run(Fn&& fn) {
-    Job job{[](void* f) { return (*static_cast<std::remove_reference_t<Fn>*>(f))(); }, &fn,
-            Next::close, {}};
+    Job job{[](void* f) { return (*static_cast<std::remove_reference_t<Fn>*>(f))(); },
+            &fn,
+            Next::close,
+            {}};
     enter(job);
     return job.result;
   }

@@ -34,9 +34,9 @@ class StackCache {
   void deallocate(boost::context::stack_context& sctx) noexcept;
 
  private:
-  std::size_t mapping_;               // bytes per mapping, guard page included
+  std::size_t mapping_;  // bytes per mapping, guard page included
   std::size_t keep_;
-  std::vector<void*> free_;           // bases of the mappings ready for reuse
+  std::vector<void*> free_;  // bases of the mappings ready for reuse
 };
 
 // The Boost.Fiber StackAllocator concept over a StackCache.

@@ -34,8 +34,8 @@
 namespace shootout {
 
 struct Completion {
-  int fd;              // the connection that asked for the work ...
-  std::uint32_t gen;   // ... and its generation, so a reused descriptor is not confused
+  int fd;             // the connection that asked for the work ...
+  std::uint32_t gen;  // ... and its generation, so a reused descriptor is not confused
   WorkResult result;
 };
 
@@ -46,7 +46,7 @@ using Inbox = Mailbox<Completion>;
 class HelperPool {
  public:
   struct Job {
-    Work work;       // a copy: the session may be gone by the time it runs
+    Work work;               // a copy: the session may be gone by the time it runs
     Inbox* inbox = nullptr;  // where the result goes
     int fd = -1;
     std::uint32_t gen = 0;

@@ -20,11 +20,11 @@ namespace shootout {
 
 namespace {
 
-constexpr std::size_t kReadBuffer = 64 * 1024;  // shared by every connection of the loop
+constexpr std::size_t kReadBuffer = 64 * 1024;     // shared by every connection of the loop
 constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
-constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is copied and merged
-constexpr std::size_t kMaxIov = 64;              // chunks handed to one sendmsg
-constexpr std::uint64_t kLogEveryRefusal = 1000;  // pool refusals: one logged in this many
+constexpr std::size_t kSmallChunk = 64 * 1024;     // queued output below this is copied and merged
+constexpr std::size_t kMaxIov = 64;                // chunks handed to one sendmsg
+constexpr std::uint64_t kLogEveryRefusal = 1000;   // pool refusals: one logged in this many
 
 std::int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -60,11 +60,11 @@ struct EventLoop::Conn : DeadlineLink {
   std::unique_ptr<Session> session;
   std::unique_ptr<Output> output;  // nullptr when nothing is queued
   int fd = -1;
-  std::uint32_t gen = 0;           // distinguishes this connection from a later one on fd
-  Next after = Next::read;         // what the session wants once the queued output is sent
-  std::uint8_t interest = 0;       // what the poller watches now (PollEvents bits)
-  bool closing = false;            // marked for the close phase; ignore further events
-  bool eof = false;                // peer shut down its side: send what is queued, then close
+  std::uint32_t gen = 0;      // distinguishes this connection from a later one on fd
+  Next after = Next::read;    // what the session wants once the queued output is sent
+  std::uint8_t interest = 0;  // what the poller watches now (PollEvents bits)
+  bool closing = false;       // marked for the close phase; ignore further events
+  bool eof = false;           // peer shut down its side: send what is queued, then close
 };
 
 EventLoop::EventLoop(const ServeOptions& options, const Handler& handler, HelperPool& pool,
@@ -255,8 +255,7 @@ void EventLoop::begin_stop() {
 // spare descriptor, or stop watching the listener for the shared back-off (common/accept.hpp).
 void EventLoop::on_acceptable() {
   while (accepting_) {
-    const Accepted a =
-        accept_connection(listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC, accept_backoff_);
+    const Accepted a = accept_connection(listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC, accept_backoff_);
     if (a.fd >= 0) {
       counters().connections.fetch_add(1, std::memory_order_relaxed);
       set_nodelay(a.fd);
@@ -334,9 +333,10 @@ int EventLoop::add_connection(int fd) {
     std::uint64_t dropped = 0;
     if (rl.allow(&dropped)) {
       if (err == EINVAL && poller_->name() == "select")
-        log_line("select cannot watch descriptor {} (FD_SETSIZE is {}): connection closed; use "
-                 "--poller poll or epoll for more connections ({} more)",
-                 fd, FD_SETSIZE, dropped);
+        log_line(
+            "select cannot watch descriptor {} (FD_SETSIZE is {}): connection closed; use "
+            "--poller poll or epoll for more connections ({} more)",
+            fd, FD_SETSIZE, dropped);
       else
         log_line("cannot watch descriptor {}: {}; connection closed ({} more)", fd,
                  std::strerror(err), dropped);
@@ -362,8 +362,7 @@ int EventLoop::add_connection(int fd) {
 // read otherwise emptied the socket, and later data is a new edge (nginx's rule).
 void EventLoop::on_readable(Conn& c, bool end_pending) {
   ssize_t n = ::recv(c.fd, in_.data(), in_.size(), 0);
-  if (n > 0 && poller_->edge_triggered() &&
-      (end_pending || n == static_cast<ssize_t>(in_.size())))
+  if (n > 0 && poller_->edge_triggered() && (end_pending || n == static_cast<ssize_t>(in_.size())))
     pending_.push_back({c.fd, c.gen, true});
   if (n < 0) {
     if (!transient(errno)) close_later(c);  // ECONNRESET and friends

@@ -32,10 +32,10 @@
 //
 // Threads: every member function runs on the loop's thread, except request_stop(), which any
 // thread may call; builds that check threads (common/owner_thread.hpp) abort on a call from
-// another thread once run() has started. The loop owns its connections' sockets, its poller and its inbox; it does
-// not own the listener (the caller closes it after run() returns) or the pool. Pool jobs it
-// submitted point at its inbox, so the caller destroys the pool (joining its threads) before
-// the loop, even when the loop's connections went away before their work ended.
+// another thread once run() has started. The loop owns its connections' sockets, its poller and its
+// inbox; it does not own the listener (the caller closes it after run() returns) or the pool. Pool
+// jobs it submitted point at its inbox, so the caller destroys the pool (joining its threads)
+// before the loop, even when the loop's connections went away before their work ended.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -131,26 +131,26 @@ class EventLoop {
   const Handler& handler_;
   HelperPool& pool_;
   int listen_fd_;
-  bool accepting_ = false;                 // listen_fd_ is in the poller
-  int watched_fd_ = -1;                    // see watch()
+  bool accepting_ = false;  // listen_fd_ is in the poller
+  int watched_fd_ = -1;     // see watch()
   std::function<void()> on_watched_;
-  std::uint64_t pool_refusals_ = 0;        // jobs run inline because no pool thread started
-  int spare_fd_ = -1;                      // held for the EMFILE trick (see on_acceptable)
-  AcceptBackoff accept_backoff_;           // how long a starved listener stays unwatched
+  std::uint64_t pool_refusals_ = 0;  // jobs run inline because no pool thread started
+  int spare_fd_ = -1;                // held for the EMFILE trick (see on_acceptable)
+  AcceptBackoff accept_backoff_;     // how long a starved listener stays unwatched
   std::unique_ptr<Poller> poller_;
-  Inbox inbox_;                            // pool results and stop requests; its fd wakes us
+  Inbox inbox_;  // pool results and stop requests; its fd wakes us
   std::atomic<bool> stop_requested_{false};
-  bool stopping_ = false;                  // the loop has seen stop_requested_
-  bool timed_out_ = false;                 // the grace period ran out
+  bool stopping_ = false;   // the loop has seen stop_requested_
+  bool timed_out_ = false;  // the grace period ran out
   std::int64_t grace_deadline_ = 0;
 
-  std::int64_t now_ = 0;                   // ms since the loop started (rounded down), read
-                                           // per iteration, after a poll that slept, after
-                                           // inline work, and when a /sleep timer is set
+  std::int64_t now_ = 0;  // ms since the loop started (rounded down), read
+                          // per iteration, after a poll that slept, after
+                          // inline work, and when a /sleep timer is set
   std::int64_t epoch_ns_ = 0;
   TimerHeap timers_;
-  DeadlineList idle_timeouts_;             // idle keep-alive, and stalled writes
-  DeadlineList request_timeouts_;          // a started request must arrive by then (slowloris)
+  DeadlineList idle_timeouts_;     // idle keep-alive, and stalled writes
+  DeadlineList request_timeouts_;  // a started request must arrive by then (slowloris)
 
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd
   std::size_t live_ = 0;

@@ -21,6 +21,7 @@
 // pool is destroyed (its threads joined) before the loops.
 #include "server.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,8 +29,6 @@
 #include <system_error>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "control.hpp"
 #include "evented/helper_pool.hpp"

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -48,7 +48,7 @@ namespace shootout {
 namespace {
 
 constexpr std::chrono::milliseconds kReforkAfter{100};  // a failed fork of a pool worker
-constexpr std::chrono::seconds kReapAfterKill{10};       // children SIGKILLed after --grace
+constexpr std::chrono::seconds kReapAfterKill{10};      // children SIGKILLed after --grace
 
 // A child's stop state, set by its own SIGTERM/SIGINT handler. Each child has its own copy
 // (fork copies memory); the parent never sets these. Lock-free atomics are signal-safe.
@@ -114,11 +114,12 @@ class ForkedServer {
   // Parent main thread: process per connection. Waits for a free slot (--max-procs) *before*
   // accepting, so excess connections queue in the kernel's backlog instead of failing.
   void accept_loop() {
-    listener_.accept_each([this] { return wait_for_child_slot(); }, [this](int fd) {
-      if (fork_child([this, fd] { serve_one(fd); }) < 0)
-        refuse_connection("cannot fork", std::strerror(errno));
-      ::close(fd);  // the child has its own copy
-    });
+    listener_.accept_each([this] { return wait_for_child_slot(); },
+                          [this](int fd) {
+                            if (fork_child([this, fd] { serve_one(fd); }) < 0)
+                              refuse_connection("cannot fork", std::strerror(errno));
+                            ::close(fd);  // the child has its own copy
+                          });
   }
 
   // Parent main thread: true once a child may start, false once the server stops.
@@ -132,7 +133,8 @@ class ForkedServer {
   bool start_pool() {
     for (int i = 0; i < options_.prefork; ++i) {
       if (fork_child([this] { pool_worker(); }) < 0) {
-        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork, std::strerror(errno));
+        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork,
+                 std::strerror(errno));
         stop();
         return false;
       }
@@ -228,8 +230,8 @@ class ForkedServer {
   bool wait_for_children() {
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, options_.grace, [&] { return children_.empty(); })) return true;
-    log_line("{} children still busy after the {} ms grace period; killing them",
-             children_.size(), options_.grace.count());
+    log_line("{} children still busy after the {} ms grace period; killing them", children_.size(),
+             options_.grace.count());
     for (pid_t pid : children_) ::kill(pid, SIGKILL);
     if (!cv_.wait_for(lock, kReapAfterKill, [&] { return children_.empty(); }))
       log_line("{} children not reaped {} s after SIGKILL", children_.size(),

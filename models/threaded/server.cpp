@@ -90,13 +90,15 @@ class ThreadedServer {
   // Main thread: thread per connection. Waits for a free slot (--max-threads) *before*
   // accepting, so excess connections queue in the kernel's backlog instead of failing.
   void accept_loop() {
-    listener_.accept_each([this] { return wait_for_thread_slot(); }, [this](int fd) {
-      started_one();
-      if (start_thread([this, fd] { serve(fd); }, options_.stack_size, nullptr)) return;
-      refuse_connection("cannot create a thread", std::strerror(errno));
-      ::close(fd);
-      finished_one();
-    });
+    listener_.accept_each(
+        [this] { return wait_for_thread_slot(); },
+        [this](int fd) {
+          started_one();
+          if (start_thread([this, fd] { serve(fd); }, options_.stack_size, nullptr)) return;
+          refuse_connection("cannot create a thread", std::strerror(errno));
+          ::close(fd);
+          finished_one();
+        });
   }
 
   // Main thread: true once a thread may start, false once the server stops.
@@ -115,7 +117,8 @@ class ThreadedServer {
     for (int i = 0; i < options_.pool; ++i) {
       pthread_t tid;
       if (!start_thread([this] { pool_worker(); }, options_.stack_size, &tid)) {
-        log_line("cannot create pool thread {} of {}: {}", i + 1, options_.pool, std::strerror(errno));
+        log_line("cannot create pool thread {} of {}: {}", i + 1, options_.pool,
+                 std::strerror(errno));
         stop();
         join_pool();
         pool_.clear();
@@ -133,10 +136,11 @@ class ThreadedServer {
 
   // Pool thread: accept and serve one connection at a time, until the listener is shut.
   void pool_worker() {
-    listener_.accept_each([this] { return !stopping_; }, [this](int fd) {
-      started_one();
-      serve(fd);
-    });
+    listener_.accept_each([this] { return !stopping_; },
+                          [this](int fd) {
+                            started_one();
+                            serve(fd);
+                          });
   }
 
   // The connection's thread: owns fd from here on and closes it.
@@ -179,10 +183,10 @@ class ThreadedServer {
   const Handler& handler_;
   Listener listener_;  // every accepting thread's
   std::atomic<bool> stopping_{false};
-  std::mutex mu_;                  // guards everything below, and stopping_'s transitions
-  std::condition_variable cv_;     // threads_ fell, or stopping_ rose
-  std::unordered_set<int> live_;   // fds of connections being served
-  int threads_ = 0;                // connection threads alive (or pool threads serving)
+  std::mutex mu_;                 // guards everything below, and stopping_'s transitions
+  std::condition_variable cv_;    // threads_ fell, or stopping_ rose
+  std::unordered_set<int> live_;  // fds of connections being served
+  int threads_ = 0;               // connection threads alive (or pool threads serving)
   std::vector<pthread_t> pool_;
 };
 

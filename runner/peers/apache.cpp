@@ -27,8 +27,8 @@ namespace shootout::runner {
 namespace {
 
 constexpr int kThreadsPerChild = 64;
-constexpr long kTaskMargin = 2000;           // load generator threads, the rest of the machine
-constexpr long kPreforkChildKb = 2 * 1024;   // estimated PSS of one idle prefork child
+constexpr long kTaskMargin = 2000;          // load generator threads, the rest of the machine
+constexpr long kPreforkChildKb = 2 * 1024;  // estimated PSS of one idle prefork child
 
 struct MpmSize {
   int servers = 1, threads_per_child = 1;
@@ -138,10 +138,10 @@ AddType text/plain .txt
     Require all granted
 </Directory>
 )",
-      fmt::arg("connections", connections), fmt::arg("conf", s.config_path),
-      fmt::arg("dir", dir), fmt::arg("run", run_dir), fmt::arg("pid", s.pid_file),
-      fmt::arg("err", s.error_log), fmt::arg("port", port), fmt::arg("mpm", mpm),
-      fmt::arg("mods", mods), fmt::arg("mpm_block", mpm_block(mpm, size)), fmt::arg("root", root));
+      fmt::arg("connections", connections), fmt::arg("conf", s.config_path), fmt::arg("dir", dir),
+      fmt::arg("run", run_dir), fmt::arg("pid", s.pid_file), fmt::arg("err", s.error_log),
+      fmt::arg("port", port), fmt::arg("mpm", mpm), fmt::arg("mods", mods),
+      fmt::arg("mpm_block", mpm_block(mpm, size)), fmt::arg("root", root));
   write_file(s.config_path, conf);
   s.argv = {"/usr/sbin/apache2", "-f", s.config_path, "-DFOREGROUND"};
   return s;

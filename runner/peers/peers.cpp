@@ -1,4 +1,6 @@
 // What the peers share: names, binaries, versions, the machine's limits, the document root.
+#include "peers.hpp"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "peers.hpp"
 #include "peers_internal.hpp"
 
 namespace shootout::runner {
@@ -99,11 +100,10 @@ std::string write_docroot(const std::string& dir) {
   std::filesystem::create_directories(root);
   write_file(root + "/index.txt", "Hello, World!");
   // The workers of nginx (nobody) and Apache (www-data) must be able to read it.
-  std::filesystem::permissions(root, std::filesystem::perms::owner_all |
-                                         std::filesystem::perms::group_read |
-                                         std::filesystem::perms::group_exec |
-                                         std::filesystem::perms::others_read |
-                                         std::filesystem::perms::others_exec);
+  std::filesystem::permissions(
+      root, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                std::filesystem::perms::others_exec);
   return root;
 }
 
@@ -113,7 +113,8 @@ PeerSetup write_peer_config(const std::string& name, const std::string& dir, std
   if (name == "nginx") return write_nginx_config(dir, port, connections, limits, nginx_workers);
   if (name.rfind("apache-", 0) == 0 && is_peer(name))
     return write_apache_config(name.substr(7), dir, port, connections, limits);
-  throw std::runtime_error("unknown peer '" + name + "' (known: nginx, apache-prefork, "
+  throw std::runtime_error("unknown peer '" + name +
+                           "' (known: nginx, apache-prefork, "
                            "apache-worker, apache-event)");
 }
 

@@ -17,22 +17,22 @@ namespace shootout::runner {
 
 // What bounds a peer's size on this machine.
 struct HostLimits {
-  long pid_max = 32768;           // /proc/sys/kernel/pid_max: processes + threads, machine-wide
-  long tasks_now = 0;             // tasks running right now
-  long mem_available_kb = 0;      // /proc/meminfo MemAvailable
-  long nofile = 1024;             // the hard RLIMIT_NOFILE a peer inherits: the most it can
-                                  // raise its own to without CAP_SYS_RESOURCE (0: no limit)
+  long pid_max = 32768;       // /proc/sys/kernel/pid_max: processes + threads, machine-wide
+  long tasks_now = 0;         // tasks running right now
+  long mem_available_kb = 0;  // /proc/meminfo MemAvailable
+  long nofile = 1024;         // the hard RLIMIT_NOFILE a peer inherits: the most it can
+                              // raise its own to without CAP_SYS_RESOURCE (0: no limit)
 };
 HostLimits host_limits();
 
 struct PeerSetup {
-  std::string name;                 // "nginx", "apache-prefork", ...
-  std::string config_path;          // the generated configuration file
-  std::vector<std::string> argv;    // how to start it in the foreground
+  std::string name;               // "nginx", "apache-prefork", ...
+  std::string config_path;        // the generated configuration file
+  std::vector<std::string> argv;  // how to start it in the foreground
   std::string error_log, pid_file;
   std::uint16_t port = 0;
-  int expected_processes = 1;       // processes once it has spawned its workers
-  std::vector<std::string> notes;   // caps applied, in words
+  int expected_processes = 1;      // processes once it has spawned its workers
+  std::vector<std::string> notes;  // caps applied, in words
 };
 
 // "nginx", "apache-prefork", "apache-worker", "apache-event".

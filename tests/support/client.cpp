@@ -13,8 +13,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cctype>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <stdexcept>
 
 namespace shootout::test {
@@ -157,8 +157,8 @@ long slowest_round_trip_ms(std::uint16_t port, int n) {
     http_get(port, "/");
     slowest = std::max(slowest, Clock::now() - t0);
   }
-  return std::max<long>(1, static_cast<long>(
-                               std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count()));
+  return std::max<long>(
+      1, static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count()));
 }
 
 }  // namespace shootout::test

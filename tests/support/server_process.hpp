@@ -19,7 +19,7 @@ struct ChildSetup {
   // Root ignores RLIMIT_NPROC; an unprivileged uid is held to it (faults_test.cpp).
   uid_t uid = 0;
   gid_t gid = 0;
-  long nproc = 0;   // > 0: RLIMIT_NPROC, set after the uid switch (threads count too)
+  long nproc = 0;  // > 0: RLIMIT_NPROC, set after the uid switch (threads count too)
 };
 
 // A child process with stdout (and optionally stderr) captured through pipes.
