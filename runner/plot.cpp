@@ -204,12 +204,18 @@ std::string placeholder(const std::string& why) {
       why);
 }
 
-// What the newer graphs can draw: `capacity`/`whole`/`ramp` whether any point has that figure,
+// What the graphs can draw: each flag says whether any ok point has that figure (finite and
+// above 0: every figure is drawn on a log scale, where gnuplot can place neither 0 nor a
+// missing value, and a plot with no point fails and loses every graph after it: a small sweep
+// whose PSS fell during every idle hold has no memory per connection anywhere);
 // `breakdown_top` the connection count of the whole-memory figure's bars (0: no bars).
 struct Drawable {
   bool capacity = false, whole = false, ramp = false;
+  bool pss = false, per_conn = false, latency = false, switches = false, cpu = false;
   int breakdown_top = 0;
 };
+
+bool positive(double v) { return std::isfinite(v) && v > 0; }
 
 std::string graph_body(const std::string& name, const std::vector<Style>& st, const Drawable& can) {
   std::string g;
@@ -235,17 +241,25 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st, co
   } else if (name == "memory") {
     g = "set multiplot layout 1,2\nset title 'Server PSS with N idle connections'\n"
         "set ylabel 'PSS (MB)'\nset logscale y 10\n" +
-        plot_command(st, 4, true, 12, false) +
+        (can.pss ? plot_command(st, 4, true, 12, false)
+                 : placeholder("no point has a PSS figure")) +
         "set title 'Memory per connection'\nset ylabel 'KB per connection'\n" +
-        plot_command(st, 5, true, 12, false) + "unset multiplot\nunset logscale y\n";
+        (can.per_conn
+             ? plot_command(st, 5, true, 12, false)
+             : placeholder("no point has a memory growth per connection above 0 (see report)")) +
+        "unset multiplot\nunset logscale y\n";
   } else if (name == "latency") {
     g = "set title 'p99 latency (closed loop)'\nset ylabel 'p99 latency (ms)'\n"
         "set logscale y 10\n" +
-        plot_command(st, 3, true, 11, true) + "unset logscale y\n";
+        (can.latency ? plot_command(st, 3, true, 11, true)
+                     : placeholder("no point has a latency figure")) +
+        "unset logscale y\n";
   } else if (name == "switches") {
     g = "set title 'Context switches per request'\nset ylabel 'switches/request'\n"
         "set logscale y 10\n" +
-        plot_command(st, 6, true, 11, true) + "unset logscale y\n";
+        (can.switches ? plot_command(st, 6, true, 11, true)
+                      : placeholder("no point has context switches above 0 per request")) +
+        "unset logscale y\n";
   } else if (name == "ramp") {
     g = "set title 'Time until all N connections were answered once'\nset ylabel 'seconds'\n"
         "set logscale y 10\n" +
@@ -255,7 +269,9 @@ std::string graph_body(const std::string& name, const std::vector<Style>& st, co
   } else {
     g = "set title 'Server CPU time per request'\nset ylabel 'CPU us/request'\n"
         "set logscale y 10\n" +
-        plot_command(st, 7, true, 11, true) + "unset logscale y\n";
+        (can.cpu ? plot_command(st, 7, true, 11, true)
+                 : placeholder("no point has a valid CPU figure")) +
+        "unset logscale y\n";
   }
   return g + "set yrange [*:*]\n";
 }
@@ -301,6 +317,11 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
     can.whole = can.whole || (p.pss_idle_mb > 0 && std::isfinite(p.whole_per_conn_kb) &&
                               p.whole_per_conn_kb > 0);
     can.ramp = can.ramp || (std::isfinite(p.ramp_s) && p.ramp_s > 0);
+    can.pss = can.pss || positive(p.pss_idle_mb);
+    can.per_conn = can.per_conn || (positive(p.pss_idle_mb) && positive(p.mem_per_conn_kb));
+    can.latency = can.latency || positive(p.p99_us);
+    can.switches = can.switches || positive(p.switches_per_request);
+    can.cpu = can.cpu || positive(p.cpu_us_per_request);
   }
   for (const auto& name : order) {
     if (!s.count(name)) continue;  // no ok point: nothing to draw

@@ -236,6 +236,30 @@ TEST_F(RunnerSweep, PlotRedrawsFromResultsJson) {
   EXPECT_TRUE(fs::exists(dir_ / "report.md"));
 }
 
+// A small sweep can have no memory growth per connection anywhere (the PSS fell during every
+// idle hold) and no context switch: a log-scale plot of such a column has no point, gnuplot
+// fails on it and every graph after it was lost. Each such panel now says why it is empty.
+TEST_F(RunnerSweep, PlotDrawsEveryGraphWhenAFigureIsZeroAtEveryPoint) {
+  ASSERT_EQ(status_, 0) << stderr_;
+  const fs::path dir = fs::path(testing::TempDir()) / ("runner-zero-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto j = nlohmann::json::parse(read_file(dir_ / "results.json"));
+  ASSERT_FALSE(j["points"].empty());
+  for (auto& p : j["points"]) {
+    p["mem_per_conn_kb"] = 0.0;
+    p["switches_per_request"] = 0.0;
+  }
+  std::ofstream(dir / "results.json") << j.dump();
+  std::string err;
+  ASSERT_EQ(run_cli({"plot", dir.string()}, 60s, &err), 0) << err;
+  expect_graphs(dir);
+  const std::string script = read_file(dir / "graphs/plot.gp");
+  EXPECT_NE(script.find("no point has a memory growth per connection above 0"), std::string::npos);
+  EXPECT_NE(script.find("no point has context switches above 0 per request"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST(RunnerPeers, NginxConfigHasPortLogsAndLimits) {
   fs::path dir = temp_dir("nginx-conf");
   shootout::runner::HostLimits limits;
