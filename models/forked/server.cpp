@@ -41,6 +41,7 @@
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
+#include "start_workers.hpp"
 #include "stats.hpp"
 
 namespace shootout {
@@ -72,7 +73,10 @@ class ForkedServer {
   int run() {
     SignalControl control({[this] { stop(); }, [this] { reap(); }, &mu_}, options_.stats_file,
                           options_.model);
-    if (options_.prefork > 0 && !start_pool()) {
+    if (options_.prefork > 0 && !start_workers(options_.prefork, "fork pool process", [this] {
+          return fork_child([this] { pool_worker(); }) >= 0;
+        })) {
+      stop();
       wait_for_children();
       return 1;
     }
@@ -127,19 +131,6 @@ class ForkedServer {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return live() < options_.max_procs || stopping_; });
     return !stopping_;
-  }
-
-  // Parent main thread: prefork. Forks the first N workers; false if the kernel refuses one.
-  bool start_pool() {
-    for (int i = 0; i < options_.prefork; ++i) {
-      if (fork_child([this] { pool_worker(); }) < 0) {
-        log_line("cannot fork pool process {} of {}: {}", i + 1, options_.prefork,
-                 std::strerror(errno));
-        stop();
-        return false;
-      }
-    }
-    return true;
   }
 
   // Parent main thread: prefork. Replaces every worker that dies, until stop().

@@ -30,6 +30,7 @@
 #include "blocking_io.hpp"
 #include "control.hpp"
 #include "log.hpp"
+#include "start_workers.hpp"
 
 namespace shootout {
 
@@ -69,7 +70,12 @@ class ThreadedServer {
 
   int run() {
     SignalControl control({[this] { stop(); }, {}}, options_.stats_file, options_.model);
-    if (options_.pool > 0 && !start_pool()) return 1;
+    if (options_.pool > 0 &&
+        !start_workers(options_.pool, "create pool thread", [this] { return add_pool_thread(); })) {
+      stop();
+      join_pool();
+      return 1;
+    }
     listener_.announce();
     options_.pool > 0 ? wait_for_stop() : accept_loop();  // until stop()
     const bool drained = wait_for_threads();
@@ -113,20 +119,11 @@ class ThreadedServer {
     cv_.wait(lock, [&] { return stopping_.load(); });
   }
 
-  bool start_pool() {
-    for (int i = 0; i < options_.pool; ++i) {
-      pthread_t tid;
-      if (!start_thread([this] { pool_worker(); }, options_.stack_size, &tid)) {
-        log_line("cannot create pool thread {} of {}: {}", i + 1, options_.pool,
-                 std::strerror(errno));
-        stop();
-        join_pool();
-        pool_.clear();
-        return false;
-      }
-      std::lock_guard lock(mu_);
-      pool_.push_back(tid);
-    }
+  // Main thread: one more pool thread; false (errno set) if the kernel refuses it.
+  bool add_pool_thread() {
+    pthread_t tid;
+    if (!start_thread([this] { pool_worker(); }, options_.stack_size, &tid)) return false;
+    pool_.push_back(tid);  // only main touches pool_
     return true;
   }
 
@@ -181,13 +178,13 @@ class ThreadedServer {
 
   const ServeOptions& options_;
   const Handler& handler_;
-  Listener listener_;  // every accepting thread's
+  Listener listener_;            // every accepting thread's
+  std::vector<pthread_t> pool_;  // main thread only
   std::atomic<bool> stopping_{false};
   std::mutex mu_;                 // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;    // threads_ fell, or stopping_ rose
   std::unordered_set<int> live_;  // fds of connections being served
   int threads_ = 0;               // connection threads alive (or pool threads serving)
-  std::vector<pthread_t> pool_;
 };
 
 }  // namespace
