@@ -25,43 +25,22 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_common.hpp"
 #include "handler.hpp"
 #include "serve_connection.hpp"
 #include "serve_options.hpp"
-
-extern "C" std::time_t time(std::time_t* t) noexcept {
-  constexpr std::time_t kFrozen = 1'795'000'000;  // as in http_session_fuzz.cpp
-  if (t != nullptr) *t = kFrozen;
-  return kFrozen;
-}
 
 namespace {
 
 using namespace shootout;
 
-constexpr std::size_t kHeaderLimit = 1024;
-constexpr std::uint64_t kBodyLimit = 2048;
-constexpr std::uint64_t kMaxBytes = 200'000;  // /bytes: more than three 64 KiB chunks
-constexpr std::uint64_t kMaxFile = 4096;
 // The session yields once 64 KiB of answers wait; the response that crossed the line may add
 // one /bytes chunk (64 KiB) and a head, or a small answer.
 constexpr std::size_t kMostInOneWrite = 64 * 1024 + 64 * 1024 + 1024;
 constexpr std::size_t kMaxSteps = 200'000;  // session calls for one input: it must end
 
 [[noreturn]] void fail(const char* what, std::string_view detail = {}) {
-  std::fprintf(stderr, "connection_fuzz: invariant broken: %s\n%.*s\n", what,
-               static_cast<int>(std::min<std::size_t>(detail.size(), 2000)), detail.data());
-  std::abort();
-}
-
-HandlerConfig fuzz_config() {
-  HandlerConfig c;
-  c.header_limit = kHeaderLimit;
-  c.body_limit = kBodyLimit;
-  c.file_root = "/fuzz-root";
-  c.max_bytes = kMaxBytes;
-  c.max_file = kMaxFile;
-  return c;
+  fuzz::fail("connection_fuzz", what, detail);
 }
 
 // Blocking work "done" at once; a file's result is chosen from its path, the same each time.
@@ -139,7 +118,7 @@ std::string reference(const Handler& handler, std::string_view stream, bool* clo
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::unique_ptr<Handler> handler = make_handler("http", fuzz_config());
+  static const std::unique_ptr<Handler> handler = make_handler("http", fuzz::config());
   if (size == 0) return 0;
   const std::size_t count = std::min<std::size_t>(data[0] % 16, size - 1);
   std::vector<std::size_t> sizes;
