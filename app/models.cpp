@@ -10,6 +10,9 @@
 #ifdef SHOOTOUT_HAVE_COROUTINE
 #include "coroutine/server.hpp"
 #endif
+#ifdef SHOOTOUT_HAVE_URING
+#include "uring/server.hpp"
+#endif
 
 namespace shootout {
 
@@ -24,6 +27,9 @@ constexpr Model kModels[] = {
 #endif
 #ifdef SHOOTOUT_HAVE_COROUTINE
     {"coroutine", "a Boost.Fiber per connection on an epoll-driven scheduler", run_coroutine},
+#endif
+#ifdef SHOOTOUT_HAVE_URING
+    {"uring", "io_uring completion loop(s) with timers and a helper pool", run_uring},
 #endif
 };
 }  // namespace

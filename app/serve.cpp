@@ -111,7 +111,7 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
-  g = sub->add_option_group("evented", "--model evented");
+  g = sub->add_option_group("evented", "--model evented and --model uring (but --poller)");
   g->add_option("--poller", o.poller, "Readiness backend")
       ->check(CLI::IsMember({"epoll", "poll", "select"}))
       ->capture_default_str();

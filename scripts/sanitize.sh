@@ -38,7 +38,7 @@ EXCLUDE_tsan=(
   "PreforkFaults.ReplacementForkFailsUntilASlotFrees|exact task budget under RLIMIT_NPROC: TSan adds its own thread"
   # These count the one-loop evented server's tasks exactly (1 until the first /file) and give
   # it a task budget of 1 or 3: TSan's background thread is one task more.
-  "EventedThreadsTest|exact task count and budget of the evented server: TSan adds its own thread"
+  "LoopThreadsTest|exact task count and budget of the one-loop evented and uring servers: TSan adds its own thread"
   # The forked model's variants of the shared suites. Under TSan a forked child that holds an
   # open connection does not act on the parent's SIGTERM (stop() runs into --grace: "1 children
   # still busy after the grace period"); the same tests pass in Release and under ASan. TSan
@@ -55,7 +55,7 @@ RELAX_asan=(
   "NoThreadAtStartIsAClearErrorExit|detect_leaks=0|RLIMIT_NPROC 1 leaves LeakSanitizer no thread at exit"
   # The same for the evented server that runs under RLIMIT_NPROC 1 and must exit 0 after doing
   # its pool's work on the loop.
-  "EventedThreadsTest.WorkRunsOnTheLoopWhenNoHelperThreadStarts|detect_leaks=0|RLIMIT_NPROC 1 leaves LeakSanitizer no thread at exit"
+  "LoopThreadsTest.WorkRunsOnTheLoopWhenNoHelperThreadStarts|detect_leaks=0|RLIMIT_NPROC 1 leaves LeakSanitizer no thread at exit"
 )
 RELAX_tsan=(
   # When --grace runs out the server exits 1 on purpose without joining the threads still

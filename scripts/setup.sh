@@ -13,6 +13,7 @@ PACKAGES=(
   nginx-light apache2 wrk
   clang libclang-rt-dev llvm  # scripts/fuzz.sh (clang, libFuzzer) and sanitizer symbolizing
   clang-format                # scripts/format.sh (the style CI checks)
+  liburing-dev                # the uring model (io_uring) and build/shootout-floor-uring
 )
 
 missing=()

@@ -23,11 +23,11 @@
 
 #include "client.hpp"
 #include "evented/loop.hpp"
-#include "evented/timers.hpp"
 #include "mailbox.hpp"
 #include "owner_thread.hpp"
 #include "poller.hpp"
 #include "server_process.hpp"
+#include "timers.hpp"
 
 namespace shootout {
 namespace {

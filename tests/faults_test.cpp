@@ -260,6 +260,9 @@ bool readable_now(int fd) {
 
 class FaultsTest : public ::testing::TestWithParam<Variant> {
  protected:
+  void SetUp() override {
+    if (std::string why = unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
   ServerProcess start(std::vector<std::string> extra = {}, long nofile = 0) {
     auto args = GetParam().args;
     args.insert(args.end(), extra.begin(), extra.end());
@@ -525,11 +528,10 @@ TEST(PreforkFaults, ReplacementForkFailsUntilASlotFrees) {
   EXPECT_TRUE(children_of(getpid()).empty());
 }
 
-// One evented loop receives its signals through a signalfd and starts its helper pool with
-// the first blocking work: it starts as one thread, with no other to create.
-bool one_thread_at_start(const Variant& v) {
-  return is_model(v, "evented") && !has_flag(v, "--loops");
-}
+// One event loop (evented or uring) receives its signals through a signalfd and starts its
+// helper pool with the first blocking work: it starts as one thread, with no other to create.
+bool loop_model(const Variant& v) { return is_model(v, "evented") || is_model(v, "uring"); }
+bool one_thread_at_start(const Variant& v) { return loop_model(v) && !has_flag(v, "--loops"); }
 
 // At set-up every other server creates a control thread (and pools, loops, schedulers,
 // workers). If the kernel refuses one, the server says so and exits 1: not a crash, not a
@@ -578,7 +580,7 @@ std::string pool_target(const Variant& v) {
   return has_flag(v, "--offload-cpu") ? "/cpu?us=1000" : "/file?name=hello.txt";
 }
 
-class EventedThreadsTest : public FaultsTest {
+class LoopThreadsTest : public FaultsTest {
  protected:
   ServerProcess start_with_root(const ReadableRoot& root, const ChildSetup& setup) {
     auto args = GetParam().args;
@@ -597,7 +599,7 @@ class EventedThreadsTest : public FaultsTest {
 // Like an nginx worker, the process is one thread while it only answers requests that need no
 // blocking work (the kernel and libc take their single-threaded fast paths); the first
 // request for the pool starts the pool's threads, all of them.
-TEST_P(EventedThreadsTest, OneThreadUntilTheFirstBlockingWork) {
+TEST_P(LoopThreadsTest, OneThreadUntilTheFirstBlockingWork) {
   ReadableRoot root;
   ServerProcess s = start_with_root(root, ChildSetup{});
   EXPECT_EQ(tasks_of(s.pid()), 1);
@@ -612,7 +614,7 @@ TEST_P(EventedThreadsTest, OneThreadUntilTheFirstBlockingWork) {
 // With no task to spare, the server still starts and serves; work that needs the pool runs
 // on the loop instead (the stall the pool exists to avoid, but a correct answer), the refusal
 // is logged, and the pool is tried again with the next such request.
-TEST_P(EventedThreadsTest, WorkRunsOnTheLoopWhenNoHelperThreadStarts) {
+TEST_P(LoopThreadsTest, WorkRunsOnTheLoopWhenNoHelperThreadStarts) {
   SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN();
   ReadableRoot root;
   ServerProcess s = start_with_root(root, unprivileged(1));
@@ -628,7 +630,7 @@ TEST_P(EventedThreadsTest, WorkRunsOnTheLoopWhenNoHelperThreadStarts) {
 }
 
 // Room for some of the pool: it runs with the threads it got, and says how many.
-TEST_P(EventedThreadsTest, PartOfThePoolIsEnough) {
+TEST_P(LoopThreadsTest, PartOfThePoolIsEnough) {
   SKIP_UNLESS_UNPRIVILEGED_SERVER_CAN_RUN();
   ReadableRoot root;
   ServerProcess s = start_with_root(root, unprivileged(3));  // the loop and two helpers
@@ -639,7 +641,7 @@ TEST_P(EventedThreadsTest, PartOfThePoolIsEnough) {
   stop_cleanly(s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, EventedThreadsTest,
+INSTANTIATE_TEST_SUITE_P(Models, LoopThreadsTest,
                          ::testing::ValuesIn(variants_where(one_thread_at_start)), variant_name);
 
 // A set-up pool larger than the limit allows: the server names what it could not start and
@@ -662,8 +664,8 @@ TEST_P(SetupPoolTest, PoolLargerThanTheLimitIsAClearErrorExit) {
 
 INSTANTIATE_TEST_SUITE_P(Models, SetupPoolTest,
                          ::testing::ValuesIn(variants_where([](const Variant& v) {
-                           // evented starts its pool lazily (EventedThreadsTest)
-                           return !is_model(v, "evented") &&
+                           // the loop models start their pool lazily (LoopThreadsTest)
+                           return !loop_model(v) &&
                                   (has_flag(v, "--pool") || has_flag(v, "--prefork") ||
                                    has_flag(v, "--offload-cpu"));
                          })),
@@ -882,9 +884,10 @@ TEST_P(FaultsTest, UnusedSignalsAreIgnoredAndSigtermStillStops) {
 
 INSTANTIATE_TEST_SUITE_P(Models, FaultsTest, ::testing::ValuesIn(all_variants()), variant_name);
 
-// ---- 3c. Evented: pool work that outlives its connection at shutdown ----------------------
+// ---- 3c. The loop models: pool work that outlives its connection at shutdown
+// ----------------------
 
-class EventedShutdownTest : public FaultsTest {};
+class LoopShutdownTest : public FaultsTest {};
 
 // An offloaded /cpu whose client resets while it runs, then SIGTERM: the loops have nothing
 // left to drain and return at once, while a pool thread still burns. When the burn ends the
@@ -898,7 +901,7 @@ class EventedShutdownTest : public FaultsTest {};
 // select, which cannot report a hang-up on a descriptor it does not watch, the loop learns of
 // the reset only when the job's result arrives and the write fails: there the test checks
 // the plain path.)
-TEST_P(EventedShutdownTest, PoolWorkOfAResetClientEndsBeforeTheLoopsAreFreed) {
+TEST_P(LoopShutdownTest, PoolWorkOfAResetClientEndsBeforeTheLoopsAreFreed) {
   auto args = GetParam().args;
   if (!has_flag(GetParam(), "--offload-cpu")) args.push_back("--offload-cpu");
   ServerProcess s(args);
@@ -919,10 +922,7 @@ TEST_P(EventedShutdownTest, PoolWorkOfAResetClientEndsBeforeTheLoopsAreFreed) {
       << s.process().stderr_text();
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, EventedShutdownTest,
-                         ::testing::ValuesIn(variants_where([](const Variant& v) {
-                           return is_model(v, "evented");
-                         })),
+INSTANTIATE_TEST_SUITE_P(Models, LoopShutdownTest, ::testing::ValuesIn(variants_where(loop_model)),
                          variant_name);
 
 // ---- 4. 100,000 connections ---------------------------------------------------------------
@@ -967,7 +967,12 @@ bool one_get(const sockaddr_in& src, const sockaddr_in& dst, const std::string& 
   return ok && p.get().result_int() == 200 && p.get().body() == "Hello, World!";
 }
 
-class LeakTest : public ::testing::TestWithParam<Variant> {};
+class LeakTest : public ::testing::TestWithParam<Variant> {
+ protected:
+  void SetUp() override {
+    if (std::string why = unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
+};
 
 TEST_P(LeakTest, HundredThousandConnectionsLeaveNothingBehind) {
   // A process per connection shows the same over 10,000: each is a fork() and a reap (~0.85 ms

@@ -31,6 +31,9 @@ const auto* const kSubreaper = ::testing::AddGlobalTestEnvironment(new Subreaper
 
 class ServerTest : public ::testing::TestWithParam<Variant> {
  protected:
+  void SetUp() override {
+    if (std::string why = unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
   ServerProcess start(std::vector<std::string> extra = {}) {
     auto args = GetParam().args;
     args.insert(args.end(), extra.begin(), extra.end());

@@ -168,6 +168,9 @@ int count_closed(std::vector<Conn>& conns) {
 
 class Robustness : public ::testing::TestWithParam<Variant> {
  protected:
+  void SetUp() override {
+    if (std::string why = unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
   ServerProcess start(std::vector<std::string> extra = {}) {
     auto args = GetParam().args;
     args.insert(args.end(), extra.begin(), extra.end());

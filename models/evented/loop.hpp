@@ -45,12 +45,12 @@
 #include <vector>
 
 #include "accept.hpp"
-#include "evented/helper_pool.hpp"
-#include "evented/timers.hpp"
 #include "handler.hpp"
+#include "helper_pool.hpp"
 #include "owner_thread.hpp"
 #include "poller.hpp"
 #include "serve_options.hpp"
+#include "timers.hpp"
 
 namespace shootout {
 

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#ifdef SHOOTOUT_HAVE_URING
+#include "uring/loop.hpp"
+#endif
+
 namespace shootout::test {
 
 struct Variant {
@@ -31,6 +35,11 @@ inline const std::vector<Variant>& all_variants() {
       {"evented_select", {"--model", "evented", "--poller", "select"}},
       {"evented_loops2", {"--model", "evented", "--loops", "2"}},
       {"evented_offload", {"--model", "evented", "--offload-cpu"}},
+#ifdef SHOOTOUT_HAVE_URING
+      {"uring", {"--model", "uring"}},
+      {"uring_loops2", {"--model", "uring", "--loops", "2"}},
+      {"uring_offload", {"--model", "uring", "--offload-cpu"}},
+#endif
   };
   return variants;
 }
@@ -42,9 +51,20 @@ inline std::vector<Variant> one_per_model_and_poller() {
   for (const auto& v : all_variants())
     if (v.name == "threaded" || v.name == "threaded_pool" || v.name == "forked" ||
         v.name == "forked_prefork" || v.name == "coroutine" || v.name == "evented" ||
-        v.name == "evented_poll" || v.name == "evented_select")
+        v.name == "evented_poll" || v.name == "evented_select" || v.name == "uring")
       out.push_back(v);
   return out;
+}
+
+// Why this machine cannot run the variant's model, or "" if it can. A test of such a variant
+// skips with this reason (GTEST_SKIP() << why): io_uring may be disabled by the kernel
+// (kernel.io_uring_disabled) or by a seccomp profile.
+inline std::string unavailable(const Variant& v) {
+#ifdef SHOOTOUT_HAVE_URING
+  if (v.args.size() >= 2 && v.args[1] == "uring") return uring_unavailable();
+#endif
+  (void)v;
+  return {};
 }
 
 inline std::string variant_name(const ::testing::TestParamInfo<Variant>& info) {

@@ -1,7 +1,8 @@
 #pragma once
-// Timers of the evented loop, in two shapes, both cancellable. Times are milliseconds on the
-// loop's cached clock (EventLoop::now_), which is rounded down: a timer is due once that clock
-// reaches it, so a caller that rounds its due time up gets a timer that never fires early.
+// Timers of the event loops (evented, uring), in two shapes, both cancellable. Times are
+// milliseconds on the loop's cached clock (EventLoop::now_, UringLoop::now_), which is rounded
+// down: a timer is due once that clock reaches it, so a caller that rounds its due time up gets
+// a timer that never fires early.
 //
 //   TimerHeap     one-shot timers at arbitrary times (/sleep, the accept pause). A binary
 //                 min-heap of (due, id); cancel() forgets the callback and the heap entry is

@@ -14,8 +14,8 @@
 // Lock order: a pool thread releases the pool lock before it takes an inbox lock; the loop
 // holds the inbox lock only for the swap. No thread ever holds both.
 //
-// Ownership and lifetimes: each EventLoop owns its Inbox; the HelperPool is owned by whoever
-// runs the loops (run_evented) and shared by all of them. A job keeps a raw pointer to the
+// Ownership and lifetimes: each loop (EventLoop, UringLoop) owns its Inbox; the HelperPool is owned
+// by whoever runs the loops (run_loops) and shared by all of them. A job keeps a raw pointer to the
 // inbox it was submitted with and posts to it when its work ends, even if the connection (or
 // the loop's run()) is long gone. So every Inbox a job may post to must outlive the pool's
 // destructor, which runs the jobs still queued and joins the threads: destroy the pool first,

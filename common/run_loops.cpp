@@ -1,0 +1,26 @@
+#include "run_loops.hpp"
+
+namespace shootout {
+
+std::vector<int> open_loop_listeners(const ServeOptions& options) {
+  ListenSpec spec{options.host, options.port, options.backlog, options.loops > 1, true};
+  std::vector<int> fds;
+  try {
+    for (int i = 0; i < options.loops; ++i) {
+      fds.push_back(open_listener(spec));
+      spec.port = local_port(fds.front());
+    }
+  } catch (...) {
+    for (int fd : fds) ::close(fd);
+    throw;
+  }
+  return fds;
+}
+
+void leave_after_grace(const ServeOptions& options) {
+  if (!options.stats_file.empty()) write_stats_file(options.stats_file, options.model);
+  std::fflush(stdout);
+  _exit(1);
+}
+
+}  // namespace shootout

@@ -1,0 +1,791 @@
+#include "uring/loop.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "log.hpp"
+#include "net.hpp"
+#include "stats.hpp"
+
+namespace shootout {
+
+namespace {
+
+constexpr unsigned kSqEntries = 1024;       // submissions queued per iteration before a flush
+constexpr unsigned kCqEntries = 16 * 1024;  // completions reaped per enter (the kernel keeps
+                                            // any overflow and hands it over next time)
+constexpr unsigned kBufferCount = 1024;     // provided receive buffers, shared by every
+constexpr unsigned kBufferSize = 4096;      // connection of the loop: 4 MiB of address space,
+                                            // touched as the kernel uses them
+constexpr int kBufferGroup = 0;
+constexpr std::size_t kHoldLimit = 64 * 1024;   // input held for a busy session before the
+                                                // recv is cancelled (TCP then pushes back)
+constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is merged
+constexpr std::size_t kKeepChunk = 64 * 1024;   // recycled buffers are at most this big
+constexpr std::size_t kSpareMax = 256;          // recycled Outputs and buffers kept
+constexpr std::uint64_t kLogEveryRefusal = 1000;
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr unsigned kSetupFlags =
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+
+std::string probe() {
+  std::ifstream disabled("/proc/sys/kernel/io_uring_disabled");
+  int value = 0;
+  if (disabled >> value && value == 2) return "io_uring is disabled (kernel.io_uring_disabled = 2)";
+  io_uring ring;
+  io_uring_params p{};
+  p.flags = kSetupFlags;
+  if (int r = io_uring_queue_init_params(8, &ring, &p); r < 0) {
+    std::string why = fmt::format("io_uring_setup with SINGLE_ISSUER and DEFER_TASKRUN: {}",
+                                  std::strerror(-r));
+    if (r == -EPERM) why += " (kernel.io_uring_disabled = 1, or a seccomp profile)";
+    if (r == -EINVAL) why += " (the kernel is older than 6.1)";
+    if (r == -ENOSYS) why += " (a kernel built without io_uring, or a seccomp profile)";
+    return why;
+  }
+  std::string why;
+  if (!(p.features & IORING_FEAT_EXT_ARG)) why = "the kernel lacks IORING_FEAT_EXT_ARG";
+  if (io_uring_probe* pr = io_uring_get_probe_ring(&ring)) {
+    for (int op : {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_POLL_ADD,
+                   IORING_OP_ASYNC_CANCEL})
+      if (why.empty() && !io_uring_opcode_supported(pr, op))
+        why = fmt::format("the kernel's io_uring lacks opcode {}", op);
+    io_uring_free_probe(pr);
+  }
+  io_uring_queue_exit(&ring);
+  return why;
+}
+
+}  // namespace
+
+const std::string& uring_unavailable() {
+  static const std::string why = probe();
+  return why;
+}
+
+// Output owned by a connection until the kernel has sent it. chunks.front() is the one in
+// flight while Conn::sending; later output joins the back.
+struct UringLoop::Output {
+  std::deque<std::string> chunks;
+  std::size_t sent = 0;    // bytes of chunks.front() already sent
+  std::size_t unsent = 0;  // bytes of every chunk not sent yet (what --max-output counts)
+};
+
+// One connection: about 80 bytes plus the Session. No buffers while idle: input comes in the
+// loop's provided buffers, output is owned only until sent.
+struct UringLoop::Conn : DeadlineLink {
+  enum class Recv : std::uint8_t { idle, armed, cancelling };
+  std::unique_ptr<Session> session;
+  std::unique_ptr<Output> output;  // nullptr when nothing is queued or in flight
+  std::unique_ptr<std::string> held;  // input that came while the session was busy
+  int fd = -1;
+  std::uint32_t gen = 0;    // distinguishes this connection from a later one on fd
+  Next after = Next::read;  // what the session wants once the output is sent
+  Recv recv = Recv::idle;   // the multishot recv
+  bool sending = false;     // a send is in the kernel
+  bool closing = false;     // marked for the close phase; ignore its completions
+  bool cancelled = false;   // closing: its operations were cancelled, close when they are back
+  bool eof = false;         // the peer shut down its side
+};
+
+UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, HelperPool& pool,
+                     int listen_fd)
+    : options_(options),
+      handler_(handler),
+      pool_(pool),
+      listen_fd_(listen_fd),
+      epoch_ns_(steady_ns()),
+      idle_timeouts_(options.idle_timeout),
+      request_timeouts_(options.request_timeout) {
+  if (const std::string& why = uring_unavailable(); !why.empty())
+    throw std::system_error(ENOSYS, std::generic_category(), why);
+  io_uring_params p{};
+  // Disabled until run(): the loop's own thread enables it and becomes its single issuer.
+  p.flags = kSetupFlags | IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
+  p.cq_entries = kCqEntries;
+  if (int r = io_uring_queue_init_params(kSqEntries, &ring_, &p); r < 0)
+    throw std::system_error(-r, std::generic_category(), "io_uring_setup");
+  ring_ready_ = true;
+
+  const std::size_t ring_bytes = kBufferCount * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
+  mem = ::mmap(nullptr, std::size_t{kBufferCount} * kBufferSize, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  buffers_ = static_cast<char*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(buf_ring_);
+  reg.ring_entries = kBufferCount;
+  reg.bgid = kBufferGroup;
+  if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0)
+    throw std::system_error(-r, std::generic_category(), "registering the receive buffers");
+  io_uring_buf_ring_init(buf_ring_);
+  for (unsigned i = 0; i < kBufferCount; ++i)
+    io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{i} * kBufferSize, kBufferSize,
+                          static_cast<unsigned short>(i), io_uring_buf_ring_mask(kBufferCount),
+                          static_cast<int>(i));
+  io_uring_buf_ring_advance(buf_ring_, kBufferCount);
+
+  arm_poll(inbox_.fd(), Op::wake);
+  if (listen_fd_ >= 0) {
+    accepting_ = true;
+    arm_accept();
+  }
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+UringLoop::~UringLoop() {
+  // The ring first: the kernel lets go of every buffer before the memory goes.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  for (auto& c : conns_)
+    if (c) ::close(c->fd);
+  if (buffers_) ::munmap(buffers_, std::size_t{kBufferCount} * kBufferSize);
+  if (buf_ring_) ::munmap(buf_ring_, kBufferCount * sizeof(io_uring_buf));
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+}
+
+// ---- the iteration ----------------------------------------------------------------------
+
+bool UringLoop::run() {
+  owner_.bind();
+  timers_.bind_to_this_thread();
+  // io_uring_enable_rings() is declared by liburing 2.3 but missing from its library (fixed in
+  // 2.4), so the system call itself.
+  if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
+      0) {
+    log_line("io_uring: cannot enable the ring: {}", std::strerror(errno));
+    return false;
+  }
+  io_uring_register_ring_fd(&ring_);  // saves a descriptor lookup per enter; optional
+  while (run_once()) {
+  }
+  return !timed_out_;
+}
+
+bool UringLoop::run_once() {
+  owner_.check("UringLoop::run_once");
+  update_time();
+  run_timers();
+  run_pending();
+  submit_wait(prepare());
+  complete();
+  check();
+  close_pending_closes();
+  if (stopping_ && live_ == 0) return false;
+  return !timed_out_;
+}
+
+void UringLoop::update_time() { read_clock(); }
+
+std::int64_t UringLoop::read_clock() {
+  std::int64_t ns = steady_ns() - epoch_ns_;
+  now_ = ns / 1'000'000;
+  return ns;
+}
+
+void UringLoop::run_timers() {
+  timers_.run_due(now_);
+  for (DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
+    while (DeadlineLink* link = list->pop_due(now_)) close_later(static_cast<Conn&>(*link));
+  if (stopping_ && now_ >= grace_deadline_ && live_ > 0) {
+    log_line("{} connections still busy after the {} ms grace period; giving up on them", live_,
+             options_.grace.count());
+    timed_out_ = true;
+  }
+}
+
+// Sessions to resume, and input held for a session that reads again. Swapped out first, so a
+// session that asks to be resumed again waits for the next iteration.
+void UringLoop::run_pending() {
+  pending_run_.swap(pending_);
+  pending_.clear();
+  for (Ref r : pending_run_) {
+    Conn* c = live(r.fd);
+    if (!c || c->gen != r.gen) continue;
+    try {
+      if (c->after == Next::resume && !c->output) {
+        advance(*c, c->session->on_resume(out_));
+      } else if (c->after == Next::read && c->held) {
+        std::unique_ptr<std::string> held = std::move(c->held);
+        input(*c, *held);
+      }
+    } catch (const std::exception& e) {
+      drop(*c, e);
+    }
+  }
+  pending_run_.clear();
+}
+
+// The wait, in ns. Known work (pending sessions, closes, the end) must not wait behind the
+// kernel. Timers are due in whole ms of the rounded-down clock: waiting until due * 1 ms on the
+// precise clock wakes no earlier than that, and no later than needed.
+std::int64_t UringLoop::prepare() {
+  if (!pending_.empty() || !closing_.empty() || (stopping_ && live_ == 0)) return 0;
+  std::optional<std::int64_t> due = timers_.next_due();
+  for (const DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
+    if (auto d = list->next_due(); d && (!due || *d < *due)) due = d;
+  if (stopping_ && (!due || grace_deadline_ < *due)) due = grace_deadline_;
+  if (!due) return -1;
+  std::int64_t wait = *due * 1'000'000 - (steady_ns() - epoch_ns_);
+  return wait > 0 ? wait : 0;
+}
+
+// The one system call of the iteration: submits what the phases queued and waits.
+void UringLoop::submit_wait(std::int64_t wait_ns) {
+  int r;
+  if (wait_ns == 0) {
+    r = io_uring_submit_and_get_events(&ring_);
+  } else if (wait_ns < 0) {
+    r = io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
+    io_uring_cqe* cqe = nullptr;
+    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  }
+  ++counts_.enters;
+  if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+    static RateLimit rl;
+    if (rl.allow()) log_line("io_uring_enter: {}", std::strerror(-r));
+  }
+  if (wait_ns != 0) update_time();  // we may have slept
+  ready_.clear();
+  unsigned head;
+  unsigned n = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ready_.push_back({cqe->user_data, cqe->res, cqe->flags});
+    ++n;
+  }
+  io_uring_cq_advance(&ring_, n);
+  counts_.completions += n;
+}
+
+void UringLoop::complete() {
+  for (const Cqe& cqe : ready_) dispatch(cqe);
+  if (buffers_returned_ > 0) {
+    io_uring_buf_ring_advance(buf_ring_, buffers_returned_);
+    buffers_returned_ = 0;
+  }
+}
+
+void UringLoop::check() {
+  if (!stopping_) return;
+  for (auto& c : conns_)
+    if (c && !c->closing && idle(*c)) close_later(*c);
+}
+
+// A connection with an operation in the kernel is cancelled, and closed once its last
+// completion is back (op_ended() queues it here again): until then the kernel may still write
+// into its receive buffer or read its output, and its descriptor number must not be reused.
+void UringLoop::close_pending_closes() {
+  for (int fd : closing_) {
+    Conn& c = *conns_[fd];
+    DeadlineList::disarm(c);
+    if (c.recv != Conn::Recv::idle || c.sending) {
+      if (!c.cancelled) {
+        io_uring_prep_cancel_fd(sqe(), fd, IORING_ASYNC_CANCEL_ALL);
+        c.cancelled = true;
+      }
+      continue;
+    }
+    conns_[fd].reset();
+    ::close(fd);
+    --live_;
+  }
+  closing_.clear();
+}
+
+// ---- the ring ---------------------------------------------------------------------------
+
+std::uint64_t UringLoop::tag(Op op, int fd, std::uint32_t gen) {
+  return (std::uint64_t{static_cast<std::uint8_t>(op)} << 56) |
+         (std::uint64_t{static_cast<std::uint32_t>(fd) & 0xffffffu} << 32) | gen;
+}
+
+io_uring_sqe* UringLoop::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  if (!s) {  // full: hand the queue to the kernel now (an extra enter) and take a fresh entry
+    io_uring_submit(&ring_);
+    ++counts_.enters;
+    s = io_uring_get_sqe(&ring_);
+    if (!s) throw std::runtime_error("io_uring: the submission queue is full");
+  }
+  io_uring_sqe_set_data64(s, tag(Op::ignore));
+  return s;
+}
+
+void UringLoop::arm_accept() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, tag(Op::accept));
+  accept_armed_ = true;
+}
+
+void UringLoop::arm_poll(int fd, Op op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_multishot(s, fd, POLLIN);
+  io_uring_sqe_set_data64(s, tag(op, fd));
+}
+
+void UringLoop::arm_recv(Conn& c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = kBufferGroup;
+  io_uring_sqe_set_data64(s, tag(Op::recv, c.fd, c.gen));
+  c.recv = Conn::Recv::armed;
+}
+
+void UringLoop::cancel(std::uint64_t user_data) { io_uring_prep_cancel64(sqe(), user_data, 0); }
+
+// Back to the ring; the kernel sees it after complete() advances the ring's tail.
+void UringLoop::recycle_buffer(std::uint16_t id) {
+  io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{id} * kBufferSize, kBufferSize, id,
+                        io_uring_buf_ring_mask(kBufferCount), buffers_returned_++);
+}
+
+// ---- dispatch ---------------------------------------------------------------------------
+
+void UringLoop::dispatch(const Cqe& cqe) {
+  const auto op = static_cast<Op>(cqe.user_data >> 56);
+  const bool more = cqe.flags & IORING_CQE_F_MORE;
+  switch (op) {
+    case Op::ignore:
+      return;
+    case Op::wake:
+      if (!more) arm_poll(inbox_.fd(), Op::wake);
+      return on_wake();
+    case Op::watched:
+      if (!more && watched_fd_ >= 0) arm_poll(watched_fd_, Op::watched);
+      return on_watched_();
+    case Op::accept:
+      return on_accept(cqe);
+    case Op::recv:
+    case Op::send:
+      break;
+  }
+  const int fd = static_cast<int>((cqe.user_data >> 32) & 0xffffffu);
+  Conn* c = find(fd, static_cast<std::uint32_t>(cqe.user_data));
+  if (!c) {  // cannot happen (a connection outlives its operations); keep the buffer anyway
+    if (cqe.flags & IORING_CQE_F_BUFFER)
+      recycle_buffer(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+    return;
+  }
+  try {
+    if (op == Op::recv)
+      on_recv(*c, cqe);
+    else
+      on_send(*c, cqe);
+  } catch (const std::exception& e) {  // bad_alloc in a session: that connection only
+    drop(*c, e);
+  }
+}
+
+void UringLoop::on_wake() {
+  inbox_.take(completions_);
+  for (Completion& done : completions_) work_done(done.fd, done.gen, std::move(done.result));
+  completions_.clear();
+  if (!stopping_ && stop_requested_.load()) begin_stop();
+}
+
+void UringLoop::request_stop() {
+  stop_requested_.store(true);
+  inbox_.wake();
+}
+
+void UringLoop::begin_stop() {
+  stopping_ = true;
+  grace_deadline_ = now_ + options_.grace.count();
+  accepting_ = false;
+  if (accept_armed_) cancel(tag(Op::accept));
+  // Shut, not closed (the caller owns it): newcomers are refused at once from now on.
+  if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
+}
+
+// A multishot accept completes once per connection. An error ends it (no IORING_CQE_F_MORE);
+// the shared policy (common/accept.hpp) says whether to re-arm at once or after the back-off.
+void UringLoop::on_accept(const Cqe& cqe) {
+  if (!(cqe.flags & IORING_CQE_F_MORE)) accept_armed_ = false;
+  if (cqe.res >= 0) {
+    accept_backoff_.reset();
+    counters().connections.fetch_add(1, std::memory_order_relaxed);
+    set_nodelay(cqe.res);
+    add_connection(cqe.res);
+  } else if (const int err = -cqe.res; err != ECANCELED) {
+    switch (classify_accept_error(err)) {
+      case AcceptFailure::retry:
+      case AcceptFailure::drained:
+        break;
+      case AcceptFailure::shut:
+        accepting_ = false;
+        break;
+      case AcceptFailure::starved:
+        if ((err == EMFILE || err == ENFILE) && shed_one_connection()) {
+          refuse_connection("out of descriptors", "refused with the spare descriptor");
+          break;
+        }
+        pause_accept(accept_backoff_.next_wait(err));
+        break;
+    }
+  }
+  if (accepting_ && !accept_armed_) arm_accept();
+}
+
+// The evented loop's spare-descriptor trick (see there), with a plain accept4: the listener is
+// non-blocking.
+bool UringLoop::shed_one_connection() {
+  if (spare_fd_ < 0) return false;
+  ::close(spare_fd_);
+  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) ::close(fd);
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd >= 0 && spare_fd_ >= 0;
+}
+
+void UringLoop::pause_accept(std::chrono::milliseconds wait) {
+  if (!accepting_) return;
+  accepting_ = false;
+  if (accept_armed_) cancel(tag(Op::accept));
+  timers_.add(now_ + wait.count(), [this] {
+    if (stopping_) return;
+    if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    accepting_ = true;
+    if (!accept_armed_) arm_accept();
+  });
+}
+
+void UringLoop::watch(int fd, std::function<void()> on_readable) {
+  owner_.check("UringLoop::watch");
+  watched_fd_ = fd;
+  on_watched_ = std::move(on_readable);
+  arm_poll(fd, Op::watched);
+}
+
+int UringLoop::adopt(int fd) {
+  owner_.check("UringLoop::adopt");
+  return add_connection(fd);
+}
+
+int UringLoop::add_connection(int fd) {
+  if (fd > 0xffffff) {  // the descriptor does not fit in an operation's tag
+    ::close(fd);
+    return EMFILE;
+  }
+  auto c = std::make_unique<Conn>();
+  try {
+    c->session = handler_.new_session();
+  } catch (const std::exception& e) {
+    log_line("cannot start a session: {}; connection closed", e.what());
+    ::close(fd);
+    return ENOMEM;
+  }
+  c->fd = fd;
+  c->gen = ++next_gen_;
+  idle_timeouts_.arm(*c, now_);
+  if (static_cast<std::size_t>(fd) >= conns_.size()) conns_.resize(fd + 1);
+  arm_recv(*c);
+  conns_[fd] = std::move(c);
+  ++live_;
+  return 0;
+}
+
+// One completion of a connection's multishot recv: bytes in one provided buffer, the end, or
+// an error. The buffer goes back to the ring once the session has had the bytes.
+void UringLoop::on_recv(Conn& c, const Cqe& cqe) {
+  if (!(cqe.flags & IORING_CQE_F_MORE)) c.recv = Conn::Recv::idle;
+  struct GiveBack {
+    UringLoop* loop;
+    int id;
+    ~GiveBack() {
+      if (id >= 0) loop->recycle_buffer(static_cast<std::uint16_t>(id));
+    }
+  } give_back{this, (cqe.flags & IORING_CQE_F_BUFFER)
+                        ? static_cast<int>(cqe.flags >> IORING_CQE_BUFFER_SHIFT)
+                        : -1};
+  if (c.closing) return op_ended(c);
+  if (cqe.res > 0 && give_back.id >= 0) {
+    input(c, {buffers_ + std::size_t(give_back.id) * kBufferSize, std::size_t(cqe.res)});
+  } else if (cqe.res == 0) {  // the peer is done sending
+    c.eof = true;
+    if (c.after == Next::read && !c.held) {
+      if (!c.output) return close_later(c);
+      c.after = Next::close;
+      return rearm(c);
+    }
+  } else if (cqe.res == -ENOBUFS) {  // the ring ran dry in this batch; the data waits
+    ++counts_.no_buffers;
+  } else if (cqe.res != -ECANCELED) {
+    return close_later(c);  // ECONNRESET and friends
+  }
+  if (!c.closing && c.recv == Conn::Recv::idle && c.after == Next::read && !c.eof && !c.held)
+    arm_recv(c);
+}
+
+void UringLoop::on_send(Conn& c, const Cqe& cqe) {
+  c.sending = false;
+  if (c.closing) return op_ended(c);
+  if (cqe.res <= 0) {
+    if (cqe.res == -EAGAIN || cqe.res == -EINTR) return send_front(c);
+    return close_later(c);  // EPIPE, ECONNRESET, or a send that took nothing
+  }
+  Output& o = *c.output;
+  o.unsent -= static_cast<std::size_t>(cqe.res);
+  o.sent += static_cast<std::size_t>(cqe.res);
+  if (o.sent == o.chunks.front().size()) {
+    if (spare_chunks_.size() < kSpareMax && o.chunks.front().capacity() <= kKeepChunk) {
+      spare_chunks_.push_back(std::move(o.chunks.front()));
+      spare_chunks_.back().clear();
+    }
+    o.chunks.pop_front();
+    o.sent = 0;
+  }
+  if (o.unsent > 0) {
+    idle_timeouts_.arm(c, now_);  // progress: re-arm the stall timer
+    return send_front(c);
+  }
+  release_output(c);
+  switch (c.after) {
+    case Next::close:
+      return close_later(c);
+    case Next::resume:
+      pending_.push_back({c.fd, c.gen});
+      break;
+    case Next::read:
+    case Next::work:
+      break;
+  }
+  rearm(c);
+}
+
+// An operation of a closing connection is back; with none left, it can close.
+void UringLoop::op_ended(Conn& c) {
+  if (c.cancelled && c.recv == Conn::Recv::idle && !c.sending) closing_.push_back(c.fd);
+}
+
+// ---- driving a session ------------------------------------------------------------------
+
+// Bytes that arrived. A session that reads gets them now; one that waits on work or resume
+// (or has older bytes held) gets them when it reads again (run_pending).
+void UringLoop::input(Conn& c, std::string_view bytes) {
+  if (c.after == Next::read && !c.held) {
+    // Over the cap already (one batch may be): what this input makes would close it anyway.
+    if (c.output && c.output->unsent > options_.max_output) return close_over_cap(c);
+    return advance(c, c.session->on_input(bytes, out_));
+  }
+  if (!c.held) c.held = std::make_unique<std::string>();
+  c.held->append(bytes);
+  if (c.held->size() > kHoldLimit && c.recv == Conn::Recv::armed) {
+    cancel(tag(Op::recv, c.fd, c.gen));
+    c.recv = Conn::Recv::cancelling;
+  }
+}
+
+// Sends out_, then does what `next` says: the evented loop's advance(), step for step.
+void UringLoop::advance(Conn& c, Next next) {
+  for (;;) {
+    if (!flush(c)) return;
+    c.after = next;
+    if (next == Next::close && !c.output) return close_later(c);
+    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen});
+    if (next == Next::work) {
+      const Work& w = c.session->pending_work();
+      if ((w.kind == Work::Kind::cpu && !options_.offload_cpu) || !start_work(c)) {
+        WorkResult result = run_work_inline(w);
+        update_time();
+        next = c.session->on_work_done(std::move(result), out_);
+        continue;
+      }
+    }
+    return rearm(c);
+  }
+}
+
+// Hands out_ to the connection (the kernel reads it later) and starts a send if none is in
+// flight. Counted against --max-output like the evented loop counts its queue: output that
+// would join some still unsent past the cap closes the connection; one batch alone may exceed
+// it. Returns false if the connection was closed for the cap.
+bool UringLoop::flush(Conn& c) {
+  if (out_.empty()) return true;
+  if (c.output && c.output->unsent + out_.size() > options_.max_output) {
+    close_over_cap(c);
+    return false;
+  }
+  if (!c.output) {
+    if (spare_.empty()) {
+      c.output = std::make_unique<Output>();
+    } else {
+      c.output = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  Output& o = *c.output;
+  o.unsent += out_.size();
+  // Join the last chunk if it is small and not the one in flight; else out_ becomes a chunk
+  // and a recycled buffer takes its place.
+  if (o.chunks.size() >= 2 && o.chunks.back().size() + out_.size() <= kSmallChunk) {
+    o.chunks.back() += out_;
+    out_.clear();
+  } else {
+    o.chunks.push_back(std::move(out_));
+    out_.clear();
+    if (!spare_chunks_.empty()) {
+      out_.swap(spare_chunks_.back());
+      spare_chunks_.pop_back();
+    }
+  }
+  if (!c.sending) send_front(c);
+  return true;
+}
+
+void UringLoop::send_front(Conn& c) {
+  Output& o = *c.output;
+  const std::string& front = o.chunks.front();
+  io_uring_sqe* s = sqe();
+  io_uring_prep_send(s, c.fd, front.data() + o.sent, front.size() - o.sent, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(s, tag(Op::send, c.fd, c.gen));
+  c.sending = true;
+}
+
+// Every chunk sent (or the connection is closing and none is in flight): the Output and its
+// buffers are recycled.
+void UringLoop::release_output(Conn& c) {
+  if (!c.output) return;
+  for (std::string& chunk : c.output->chunks)
+    if (spare_chunks_.size() < kSpareMax && chunk.capacity() <= kKeepChunk) {
+      chunk.clear();
+      spare_chunks_.push_back(std::move(chunk));
+    }
+  c.output->chunks.clear();
+  c.output->sent = c.output->unsent = 0;
+  if (spare_.size() < kSpareMax) spare_.push_back(std::move(c.output));
+  c.output.reset();
+}
+
+void UringLoop::close_over_cap(Conn& c) {
+  static RateLimit rl;
+  if (rl.allow())
+    log_line("a connection queued more than {} bytes of output; closing it", options_.max_output);
+  out_.clear();
+  close_later(c);
+}
+
+bool UringLoop::start_work(Conn& c) {
+  const Work& w = c.session->pending_work();
+  if (w.kind == Work::Kind::sleep) {
+    // A timer, due on a fresh reading of the clock rounded up (see the evented loop).
+    std::int64_t due_ns = read_clock() + std::chrono::nanoseconds(w.amount).count();
+    timers_.add((due_ns + 999'999) / 1'000'000,
+                [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
+    return true;
+  }
+  try {
+    pool_.submit({w, &inbox_, c.fd, c.gen});
+    return true;
+  } catch (const std::system_error& e) {
+    if (pool_refusals_++ % kLogEveryRefusal == 0)
+      log_line("{}; running the work on the loop instead (refusal {}; one in {} is logged)",
+               e.what(), pool_refusals_, kLogEveryRefusal);
+    return false;
+  }
+}
+
+void UringLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
+  Conn* c = live(fd);
+  if (!c || c->gen != gen || c->after != Next::work) return;  // it went away meanwhile
+  try {
+    advance(*c, c->session->on_work_done(std::move(result), out_));
+  } catch (const std::exception& e) {
+    drop(*c, e);
+  }
+}
+
+// Brings the receive and the timeouts in line with the connection's state:
+//   reading, input held       feed it in the next pending phase
+//   reading, the peer is done close once the output is sent
+//   reading                   a multishot recv armed; request deadline or idle timer
+//   output in flight          stall timer
+//   resume or work            no timer (input that comes meanwhile is held)
+void UringLoop::rearm(Conn& c) {
+  if (c.after == Next::read) {
+    if (c.held) {
+      pending_.push_back({c.fd, c.gen});
+    } else if (c.eof) {
+      if (!c.output) return close_later(c);
+      c.after = Next::close;
+    } else if (c.recv == Conn::Recv::idle) {
+      arm_recv(c);
+    }
+  }
+  if (stopping_ && idle(c)) return close_later(c);
+  const bool reading = c.after == Next::read;
+  if (c.output)
+    idle_timeouts_.arm(c, now_);
+  else if (!reading)
+    DeadlineList::disarm(c);
+  else if (!c.session->mid_request())
+    idle_timeouts_.arm(c, now_);
+  else if (c.owner != &request_timeouts_)
+    request_timeouts_.arm(c, now_);
+}
+
+// Marks the connection for the close phase. Output not in flight is freed now: many
+// connections closed in one batch must not each hold up to a cap's worth until then.
+void UringLoop::close_later(Conn& c) {
+  if (c.closing) return;
+  c.closing = true;
+  closing_.push_back(c.fd);
+  c.held.reset();
+  if (c.output && !c.sending) {
+    release_output(c);
+  } else if (c.output) {
+    while (c.output->chunks.size() > 1) c.output->chunks.pop_back();
+  }
+}
+
+void UringLoop::drop(Conn& c, const std::exception& e) {
+  log_line("connection dropped: {}", e.what());
+  out_.clear();
+  close_later(c);
+}
+
+UringLoop::Conn* UringLoop::find(int fd, std::uint32_t gen) const {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= conns_.size()) return nullptr;
+  Conn* c = conns_[fd].get();
+  return c && c->gen == gen ? c : nullptr;
+}
+
+UringLoop::Conn* UringLoop::live(int fd) const {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= conns_.size()) return nullptr;
+  Conn* c = conns_[fd].get();
+  return c && !c->closing ? c : nullptr;
+}
+
+// Nothing in flight: no request started, no output, no work or resume pending, nothing held.
+bool UringLoop::idle(const Conn& c) const {
+  return c.after == Next::read && !c.output && !c.held && !c.session->mid_request();
+}
+
+}  // namespace shootout
