@@ -11,6 +11,7 @@
 #include "coroutine/server.hpp"
 #endif
 #ifdef SHOOTOUT_HAVE_URING
+#include "uring/loop.hpp"
 #include "uring/server.hpp"
 #endif
 
@@ -29,7 +30,8 @@ constexpr Model kModels[] = {
     {"coroutine", "a Boost.Fiber per connection on an epoll-driven scheduler", run_coroutine},
 #endif
 #ifdef SHOOTOUT_HAVE_URING
-    {"uring", "io_uring completion loop(s) with timers and a helper pool", run_uring},
+    {"uring", "io_uring completion loop(s) with timers and a helper pool", run_uring,
+     [] { return uring_unavailable(); }},
 #endif
 };
 }  // namespace

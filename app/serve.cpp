@@ -19,6 +19,7 @@ namespace {
 
 struct ServeFlags {
   ServeOptions o;
+  bool check = false;
   long long request_timeout_ms = 10'000, idle_timeout_ms = 120'000, grace_ms = 10'000;
 };
 
@@ -30,6 +31,12 @@ int serve(ServeFlags& f) {
   if (!o.handler_config.file_root.empty())
     o.handler_config.file_root = std::filesystem::canonical(o.handler_config.file_root).string();
   const Model* model = find_model(o.model);
+  if (f.check) {  // exit 0 if the model can run here, else say why and exit 2
+    std::string why = model->unavailable ? model->unavailable() : std::string{};
+    if (why.empty()) return 0;
+    fmt::print(stderr, "shootout serve: --model {} cannot run here: {}\n", o.model, why);
+    return 2;
+  }
   block_server_signals();  // before any thread exists, so the control thread gets them all
   counters();              // map the shared counters before any fork
   auto handler = make_handler(o.handler, o.handler_config);
@@ -53,6 +60,9 @@ Command add_serve_command(CLI::App& app) {
   sub->add_option("--model", o.model, "Concurrency model")
       ->check(CLI::IsMember(model_names))
       ->capture_default_str();
+  sub->add_flag("--check", flags->check,
+                "Only check that --model can run on this machine: exit 0, or say why not and "
+                "exit 2 (io_uring may be disabled)");
   sub->add_option("--handler", o.handler, "Protocol handler")
       ->check(CLI::IsMember(handler_names()))
       ->capture_default_str();
@@ -112,9 +122,15 @@ Command add_serve_command(CLI::App& app) {
       ->capture_default_str();
 
   g = sub->add_option_group("evented", "--model evented and --model uring (but --poller)");
-  g->add_option("--poller", o.poller, "Readiness backend")
-      ->check(CLI::IsMember({"epoll", "poll", "select"}))
-      ->capture_default_str();
+  auto* poller = g->add_option("--poller", o.poller, "Readiness backend (not for --model uring)")
+                     ->check(CLI::IsMember({"epoll", "poll", "select"}))
+                     ->capture_default_str();
+  // uring takes completions from io_uring, not readiness: a --poller given to it would be
+  // silently meaningless, so it is a usage error (main prints the usage, exit 2).
+  sub->parse_complete_callback([&o, poller] {
+    if (o.model == "uring" && poller->count() > 0)
+      throw CLI::ValidationError("--poller", "--model uring has no readiness backend");
+  });
   g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();

@@ -117,6 +117,14 @@ std::string resolve(RunFlags& f) {
   for (const auto& m : c.models)
     if (std::find(available.begin(), available.end(), m) == available.end())
       return fmt::format("unknown model '{}' (this build has: {})", m, fmt::join(available, ", "));
+  // A model this machine cannot run (uring where io_uring is disabled) is left out, and said.
+  std::erase_if(c.models, [&c](const std::string& m) {
+    std::string why = runner::model_unavailable(c.binary, m);
+    if (why.empty()) return false;
+    fmt::print(stderr, "shootout run: leaving out model {}: {}\n", m, why);
+    c.left_out.push_back(m + ": " + why);
+    return true;
+  });
   c.peers = f.peers;
   for (const auto& p : c.peers)
     if (!runner::is_peer(p))
@@ -162,6 +170,7 @@ void pin_self(SweepConfig& c) {
 
 nlohmann::json config_json(const SweepConfig& c) {
   return {{"models", c.models},
+          {"left_out", c.left_out},
           {"peers", c.peers},
           {"connections", c.connections},
           {"duration_ms", c.duration.count()},

@@ -103,6 +103,22 @@ std::vector<std::string> available_models(const std::string& binary) {
   return names;
 }
 
+std::string model_unavailable(const std::string& binary, const std::string& model) {
+  std::string out;
+  int status = -1;
+  if (FILE* p =
+          ::popen(("'" + binary + "' serve --check --model '" + model + "' 2>&1").c_str(), "r")) {
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    status = ::pclose(p);
+  }
+  if (status == 0) return "";
+  out = first_line(out);
+  const std::string prefix = "cannot run here: ";
+  if (auto at = out.find(prefix); at != std::string::npos) out = out.substr(at + prefix.size());
+  return out.empty() ? "`serve --check` failed" : out;
+}
+
 std::string self_binary() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);

@@ -13,6 +13,8 @@ nlohmann::json machine_info();
 nlohmann::json versions();
 // The models `binary serve --model` accepts, from its --help ({a,b,c}). Empty on failure.
 std::vector<std::string> available_models(const std::string& binary);
+// Why `model` cannot run on this machine (`shootout serve --model M --check`), "" if it can.
+std::string model_unavailable(const std::string& binary, const std::string& model);
 // /proc/self/exe.
 std::string self_binary();
 

@@ -44,7 +44,13 @@ std::string header(const Results& r) {
   if (m.contains("versions"))
     for (const auto& [k, v] : m["versions"].items())
       s += fmt::format("{}: {}  \n", k, v.is_string() ? v.get<std::string>() : v.dump());
-  if (m.contains("config")) s += fmt::format("\nSettings: `{}`\n", m["config"].dump());
+  if (m.contains("config")) {
+    if (m["config"].contains("left_out"))
+      for (const auto& why : m["config"]["left_out"])
+        s += fmt::format("\n**Left out: model {}** (this machine cannot run it)\n",
+                         why.get<std::string>());
+    s += fmt::format("\nSettings: `{}`\n", m["config"].dump());
+  }
   s += "\nRedraw the graphs and this report from the data: "
        "`build/shootout plot <this folder>`.\n\n";
   return s;

@@ -37,7 +37,9 @@ class Progress;
 struct SweepConfig {
   std::string binary;               // build/shootout
   std::vector<std::string> models;  // our models, in order
-  std::vector<std::string> peers;   // nginx, apache-prefork, ...
+  // Models this machine cannot run (io_uring disabled, ...): "name: why", said in the report.
+  std::vector<std::string> left_out;
+  std::vector<std::string> peers;  // nginx, apache-prefork, ...
   std::vector<int> connections{1, 10, 100, 1000, 5000, 10000};
   std::chrono::milliseconds duration{3000}, warmup{1000}, idle_hold{2000};
   std::string handler = "http";

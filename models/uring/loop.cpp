@@ -1,6 +1,7 @@
 #include "uring/loop.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -15,8 +16,6 @@
 #include <optional>
 #include <stdexcept>
 #include <system_error>
-
-#include <fmt/format.h>
 
 #include "log.hpp"
 #include "net.hpp"
@@ -57,8 +56,8 @@ std::string probe() {
   io_uring_params p{};
   p.flags = kSetupFlags;
   if (int r = io_uring_queue_init_params(8, &ring, &p); r < 0) {
-    std::string why = fmt::format("io_uring_setup with SINGLE_ISSUER and DEFER_TASKRUN: {}",
-                                  std::strerror(-r));
+    std::string why =
+        fmt::format("io_uring_setup with SINGLE_ISSUER and DEFER_TASKRUN: {}", std::strerror(-r));
     if (r == -EPERM) why += " (kernel.io_uring_disabled = 1, or a seccomp profile)";
     if (r == -EINVAL) why += " (the kernel is older than 6.1)";
     if (r == -ENOSYS) why += " (a kernel built without io_uring, or a seccomp profile)";
@@ -97,7 +96,7 @@ struct UringLoop::Output {
 struct UringLoop::Conn : DeadlineLink {
   enum class Recv : std::uint8_t { idle, armed, cancelling };
   std::unique_ptr<Session> session;
-  std::unique_ptr<Output> output;  // nullptr when nothing is queued or in flight
+  std::unique_ptr<Output> output;     // nullptr when nothing is queued or in flight
   std::unique_ptr<std::string> held;  // input that came while the session was busy
   int fd = -1;
   std::uint32_t gen = 0;    // distinguishes this connection from a later one on fd
@@ -129,7 +128,8 @@ UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, Helper
   ring_ready_ = true;
 
   const std::size_t ring_bytes = kBufferCount * sizeof(io_uring_buf);
-  void* mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mem =
+      ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
   buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
   mem = ::mmap(nullptr, std::size_t{kBufferCount} * kBufferSize, PROT_READ | PROT_WRITE,

@@ -203,13 +203,13 @@ class UringLoop {
     int fd;
     std::uint32_t gen;
   };
-  std::vector<Ref> pending_, pending_run_;       // for the next pending phase
-  std::vector<int> closing_;                     // for the close phase
-  std::vector<Cqe> ready_;                       // the batch of completions being dispatched
-  std::vector<Completion> completions_;          // swapped out of the inbox
-  std::string out_;                              // output of the session being driven
-  std::vector<std::unique_ptr<Output>> spare_;   // recycled Output objects
-  std::vector<std::string> spare_chunks_;        // recycled output buffers
+  std::vector<Ref> pending_, pending_run_;      // for the next pending phase
+  std::vector<int> closing_;                    // for the close phase
+  std::vector<Cqe> ready_;                      // the batch of completions being dispatched
+  std::vector<Completion> completions_;         // swapped out of the inbox
+  std::string out_;                             // output of the session being driven
+  std::vector<std::unique_ptr<Output>> spare_;  // recycled Output objects
+  std::vector<std::string> spare_chunks_;       // recycled output buffers
 };
 
 }  // namespace shootout
