@@ -24,16 +24,9 @@ constexpr std::size_t kReadBuffer = 64 * 1024;     // shared by every connection
 constexpr std::size_t kKeepOutCapacity = 1 << 20;  // out_ gives back memory above this
 constexpr std::size_t kSmallChunk = 64 * 1024;     // queued output below this is copied and merged
 constexpr std::size_t kMaxIov = 64;                // chunks handed to one sendmsg
-constexpr std::uint64_t kLogEveryRefusal = 1000;   // pool refusals: one logged in this many
-
-std::int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Milliseconds from `now` to `due`, clamped to int. `now` is rounded down, so a poll that sleeps
-// this long wakes no earlier than `due`; and a timer runs only once now_ has reached its due.
+// this long wakes no earlier than `due`; and a timer runs only once the clock has reached its due.
 int ms_until(std::int64_t due, std::int64_t now) {
   std::int64_t d = due - now;
   if (d <= 0) return 0;
@@ -74,9 +67,8 @@ EventLoop::EventLoop(const ServeOptions& options, const Handler& handler, Helper
       pool_(pool),
       listen_fd_(listen_fd),
       poller_(Poller::create(options.poller, Trigger::edge)),  // edge if the backend has it
-      epoch_ns_(steady_ns()),
-      idle_timeouts_(options.idle_timeout),
-      request_timeouts_(options.request_timeout),
+      work_(options, pool, inbox_),
+      timers_(options),
       in_(kReadBuffer) {
   if (int err = poller_->add(inbox_.fd(), kReadable))
     throw std::system_error(err, std::generic_category(), "watching the wake-up eventfd");
@@ -119,22 +111,13 @@ bool EventLoop::run_once() {
   return !timed_out_;
 }
 
-void EventLoop::update_time() { read_clock(); }
-
-// Rounded down: a deadline compared with now_ is never seen as passed before it has.
-std::int64_t EventLoop::read_clock() {
-  std::int64_t ns = steady_ns() - epoch_ns_;
-  now_ = ns / 1'000'000;
-  return ns;
-}
+void EventLoop::update_time() { timers_.read_clock(); }
 
 // /sleep timers and the accept pause first, then the connection deadlines. An expired
 // connection is only marked: it closes in this iteration's close phase.
 void EventLoop::run_timers() {
-  timers_.run_due(now_);
-  for (DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
-    while (DeadlineLink* link = list->pop_due(now_)) close_later(static_cast<Conn&>(*link));
-  if (stopping_ && now_ >= grace_deadline_ && live_ > 0) {
+  timers_.run_due([this](DeadlineLink& link) { close_later(static_cast<Conn&>(link)); });
+  if (stopping_ && timers_.now() >= grace_deadline_ && live_ > 0) {
     log_line("{} connections still busy after the {} ms grace period; giving up on them", live_,
              options_.grace.count());
     timed_out_ = true;
@@ -171,10 +154,8 @@ void EventLoop::run_pending() {
 int EventLoop::prepare() {
   if (!pending_.empty() || !closing_.empty() || (stopping_ && live_ == 0)) return 0;
   std::optional<std::int64_t> due = timers_.next_due();
-  for (const DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
-    if (auto d = list->next_due(); d && (!due || *d < *due)) due = d;
   if (stopping_ && (!due || grace_deadline_ < *due)) due = grace_deadline_;
-  return due ? ms_until(*due, now_) : -1;
+  return due ? ms_until(*due, timers_.now()) : -1;
 }
 
 void EventLoop::poll(int timeout_ms) {
@@ -241,7 +222,7 @@ void EventLoop::request_stop() {
 
 void EventLoop::begin_stop() {
   stopping_ = true;
-  grace_deadline_ = now_ + options_.grace.count();
+  grace_deadline_ = timers_.now() + options_.grace.count();
   if (accepting_) poller_->remove(listen_fd_);
   accepting_ = false;
   // Shut, not closed (the caller owns the descriptor and closes it after run()): from now on a
@@ -296,7 +277,7 @@ void EventLoop::pause_accept(std::chrono::milliseconds wait) {
   if (!accepting_) return;
   poller_->remove(listen_fd_);
   accepting_ = false;
-  timers_.add(now_ + wait.count(), [this] {
+  timers_.add(timers_.now() + wait.count(), [this] {
     if (stopping_) return;
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     accepting_ = poller_->add(listen_fd_, kReadable) == 0;
@@ -347,7 +328,7 @@ int EventLoop::add_connection(int fd) {
   c->fd = fd;
   c->gen = ++next_gen_;
   c->interest = kReadable;
-  idle_timeouts_.arm(*c, now_);
+  timers_.arm_idle(*c);
   if (static_cast<std::size_t>(fd) >= conns_.size()) conns_.resize(fd + 1);
   conns_[fd] = std::move(c);
   ++live_;
@@ -408,7 +389,7 @@ void EventLoop::on_writable(Conn& c) {
     o.chunks.pop_front();  // sent: its memory goes now, not when the whole queue has drained
     o.sent = 0;
   }
-  if (o.unsent > 0) return idle_timeouts_.arm(c, now_);  // progress: re-arm stall timer
+  if (o.unsent > 0) return timers_.arm_idle(c);  // progress: re-arm the stall timer
   c.output.reset();
   switch (c.after) {
     case Next::close:
@@ -438,7 +419,8 @@ void EventLoop::advance(Conn& c, Next next) {
       // On the loop's own thread, while every other client waits: /cpu without --offload-cpu
       // on purpose, and any work the pool cannot take (no helper thread could be started)
       // rather than failing the request.
-      if ((w.kind == Work::Kind::cpu && !options_.offload_cpu) || !start_work(c)) {
+      if (!work_.start(w, c.fd, c.gen, timers_,
+                       [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); })) {
         WorkResult result = run_work_inline(w);
         // Up to 10 s of /cpu: every timer and deadline armed after this, in this batch, starts
         // now, not at the clock read before the work.
@@ -518,31 +500,6 @@ void EventLoop::close_over_cap(Conn& c) {
   close_later(c);
 }
 
-// Returns false if the work must be done inline: the pool has no thread and cannot start one.
-bool EventLoop::start_work(Conn& c) {
-  const Work& w = c.session->pending_work();
-  if (w.kind == Work::Kind::sleep) {
-    // A timer, not a thread: a sleeping request costs a heap entry. Its due time comes from a
-    // fresh reading of the clock, rounded up to the heap's millisecond: from now_, which is
-    // rounded down and may date from the start of the batch, the timer fired up to that much
-    // before its time (a 20 ms /sleep answered in 19.09 ms). The timer fires once now_ (rounded
-    // down) reaches it, so never before the request's amount has passed since this call.
-    std::int64_t due_ns = read_clock() + std::chrono::nanoseconds(w.amount).count();
-    timers_.add((due_ns + 999'999) / 1'000'000,
-                [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
-    return true;
-  }
-  try {
-    pool_.submit({w, &inbox_, c.fd, c.gen});
-    return true;
-  } catch (const std::system_error& e) {
-    if (pool_refusals_++ % kLogEveryRefusal == 0)  // the first, then one in kLogEveryRefusal
-      log_line("{}; running the work on the loop instead (refusal {}; one in {} is logged)",
-               e.what(), pool_refusals_, kLogEveryRefusal);
-    return false;
-  }
-}
-
 void EventLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
   Conn* c = live(fd);
   if (!c || c->gen != gen || c->after != Next::work) return;  // it went away meanwhile
@@ -575,14 +532,7 @@ void EventLoop::rearm(Conn& c) {
   // Stopping: a connection whose response just finished closes in this iteration (waiting for
   // the check phase would let the poll phase sleep first).
   if (stopping_ && idle(c)) return close_later(c);
-  if (c.output)
-    idle_timeouts_.arm(c, now_);
-  else if (!reading)
-    DeadlineList::disarm(c);
-  else if (!c.session->mid_request())
-    idle_timeouts_.arm(c, now_);
-  else if (c.owner != &request_timeouts_)
-    request_timeouts_.arm(c, now_);
+  timers_.arm(c, c.output != nullptr, reading, reading && c.session->mid_request());
 }
 
 void EventLoop::close_later(int fd) {

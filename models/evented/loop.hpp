@@ -47,10 +47,10 @@
 #include "accept.hpp"
 #include "handler.hpp"
 #include "helper_pool.hpp"
+#include "loop_core.hpp"
 #include "owner_thread.hpp"
 #include "poller.hpp"
 #include "serve_options.hpp"
-#include "timers.hpp"
 
 namespace shootout {
 
@@ -94,7 +94,6 @@ class EventLoop {
 
   // phases
   void update_time();
-  std::int64_t read_clock();  // sets now_; returns ns since the loop started
   void run_timers();
   void run_pending();
   int prepare();
@@ -118,7 +117,6 @@ class EventLoop {
   void enqueue(Output& o, std::size_t from);
   void release_out();
   void close_over_cap(Conn& c);
-  bool start_work(Conn& c);
   void work_done(int fd, std::uint32_t gen, WorkResult result);
   void rearm(Conn& c);
   void close_later(Conn& c);
@@ -134,23 +132,17 @@ class EventLoop {
   bool accepting_ = false;  // listen_fd_ is in the poller
   int watched_fd_ = -1;     // see watch()
   std::function<void()> on_watched_;
-  std::uint64_t pool_refusals_ = 0;  // jobs run inline because no pool thread started
-  int spare_fd_ = -1;                // held for the EMFILE trick (see on_acceptable)
-  AcceptBackoff accept_backoff_;     // how long a starved listener stays unwatched
+  int spare_fd_ = -1;             // held for the EMFILE trick (see on_acceptable)
+  AcceptBackoff accept_backoff_;  // how long a starved listener stays unwatched
   std::unique_ptr<Poller> poller_;
-  Inbox inbox_;  // pool results and stop requests; its fd wakes us
+  Inbox inbox_;    // pool results and stop requests; its fd wakes us
+  LoopWork work_;  // how a session's blocking work starts (common/loop_core.hpp)
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;   // the loop has seen stop_requested_
   bool timed_out_ = false;  // the grace period ran out
   std::int64_t grace_deadline_ = 0;
 
-  std::int64_t now_ = 0;  // ms since the loop started (rounded down), read
-                          // per iteration, after a poll that slept, after
-                          // inline work, and when a /sleep timer is set
-  std::int64_t epoch_ns_ = 0;
-  TimerHeap timers_;
-  DeadlineList idle_timeouts_;     // idle keep-alive, and stalled writes
-  DeadlineList request_timeouts_;  // a started request must arrive by then (slowloris)
+  LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
 
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd
   std::size_t live_ = 0;

@@ -37,13 +37,6 @@ constexpr std::size_t kHoldLimit = 64 * 1024;   // input held for a busy session
 constexpr std::size_t kSmallChunk = 64 * 1024;  // queued output below this is merged
 constexpr std::size_t kKeepChunk = 64 * 1024;   // recycled buffers are at most this big
 constexpr std::size_t kSpareMax = 256;          // recycled Outputs and buffers kept
-constexpr std::uint64_t kLogEveryRefusal = 1000;
-
-std::int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr unsigned kSetupFlags =
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
@@ -114,9 +107,8 @@ UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, Helper
       handler_(handler),
       pool_(pool),
       listen_fd_(listen_fd),
-      epoch_ns_(steady_ns()),
-      idle_timeouts_(options.idle_timeout),
-      request_timeouts_(options.request_timeout) {
+      work_(options, pool, inbox_),
+      timers_(options) {
   if (const std::string& why = uring_unavailable(); !why.empty())
     throw std::system_error(ENOSYS, std::generic_category(), why);
   io_uring_params p{};
@@ -198,19 +190,11 @@ bool UringLoop::run_once() {
   return !timed_out_;
 }
 
-void UringLoop::update_time() { read_clock(); }
-
-std::int64_t UringLoop::read_clock() {
-  std::int64_t ns = steady_ns() - epoch_ns_;
-  now_ = ns / 1'000'000;
-  return ns;
-}
+void UringLoop::update_time() { timers_.read_clock(); }
 
 void UringLoop::run_timers() {
-  timers_.run_due(now_);
-  for (DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
-    while (DeadlineLink* link = list->pop_due(now_)) close_later(static_cast<Conn&>(*link));
-  if (stopping_ && now_ >= grace_deadline_ && live_ > 0) {
+  timers_.run_due([this](DeadlineLink& link) { close_later(static_cast<Conn&>(link)); });
+  if (stopping_ && timers_.now() >= grace_deadline_ && live_ > 0) {
     log_line("{} connections still busy after the {} ms grace period; giving up on them", live_,
              options_.grace.count());
     timed_out_ = true;
@@ -245,11 +229,9 @@ void UringLoop::run_pending() {
 std::int64_t UringLoop::prepare() {
   if (!pending_.empty() || !closing_.empty() || (stopping_ && live_ == 0)) return 0;
   std::optional<std::int64_t> due = timers_.next_due();
-  for (const DeadlineList* list : {&idle_timeouts_, &request_timeouts_})
-    if (auto d = list->next_due(); d && (!due || *d < *due)) due = d;
   if (stopping_ && (!due || grace_deadline_ < *due)) due = grace_deadline_;
   if (!due) return -1;
-  std::int64_t wait = *due * 1'000'000 - (steady_ns() - epoch_ns_);
+  std::int64_t wait = *due * 1'000'000 - timers_.read_clock();
   return wait > 0 ? wait : 0;
 }
 
@@ -418,7 +400,7 @@ void UringLoop::request_stop() {
 
 void UringLoop::begin_stop() {
   stopping_ = true;
-  grace_deadline_ = now_ + options_.grace.count();
+  grace_deadline_ = timers_.now() + options_.grace.count();
   accepting_ = false;
   if (accept_armed_) cancel(tag(Op::accept));
   // Shut, not closed (the caller owns it): newcomers are refused at once from now on.
@@ -469,7 +451,7 @@ void UringLoop::pause_accept(std::chrono::milliseconds wait) {
   if (!accepting_) return;
   accepting_ = false;
   if (accept_armed_) cancel(tag(Op::accept));
-  timers_.add(now_ + wait.count(), [this] {
+  timers_.add(timers_.now() + wait.count(), [this] {
     if (stopping_) return;
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     accepting_ = true;
@@ -504,7 +486,7 @@ int UringLoop::add_connection(int fd) {
   }
   c->fd = fd;
   c->gen = ++next_gen_;
-  idle_timeouts_.arm(*c, now_);
+  timers_.arm_idle(*c);
   if (static_cast<std::size_t>(fd) >= conns_.size()) conns_.resize(fd + 1);
   arm_recv(*c);
   conns_[fd] = std::move(c);
@@ -563,7 +545,7 @@ void UringLoop::on_send(Conn& c, const Cqe& cqe) {
     o.sent = 0;
   }
   if (o.unsent > 0) {
-    idle_timeouts_.arm(c, now_);  // progress: re-arm the stall timer
+    timers_.arm_idle(c);  // progress: re-arm the stall timer
     return send_front(c);
   }
   release_output(c);
@@ -612,7 +594,8 @@ void UringLoop::advance(Conn& c, Next next) {
     if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen});
     if (next == Next::work) {
       const Work& w = c.session->pending_work();
-      if ((w.kind == Work::Kind::cpu && !options_.offload_cpu) || !start_work(c)) {
+      if (!work_.start(w, c.fd, c.gen, timers_,
+                       [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); })) {
         WorkResult result = run_work_inline(w);
         update_time();
         next = c.session->on_work_done(std::move(result), out_);
@@ -692,26 +675,6 @@ void UringLoop::close_over_cap(Conn& c) {
   close_later(c);
 }
 
-bool UringLoop::start_work(Conn& c) {
-  const Work& w = c.session->pending_work();
-  if (w.kind == Work::Kind::sleep) {
-    // A timer, due on a fresh reading of the clock rounded up (see the evented loop).
-    std::int64_t due_ns = read_clock() + std::chrono::nanoseconds(w.amount).count();
-    timers_.add((due_ns + 999'999) / 1'000'000,
-                [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); });
-    return true;
-  }
-  try {
-    pool_.submit({w, &inbox_, c.fd, c.gen});
-    return true;
-  } catch (const std::system_error& e) {
-    if (pool_refusals_++ % kLogEveryRefusal == 0)
-      log_line("{}; running the work on the loop instead (refusal {}; one in {} is logged)",
-               e.what(), pool_refusals_, kLogEveryRefusal);
-    return false;
-  }
-}
-
 void UringLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
   Conn* c = live(fd);
   if (!c || c->gen != gen || c->after != Next::work) return;  // it went away meanwhile
@@ -741,14 +704,7 @@ void UringLoop::rearm(Conn& c) {
   }
   if (stopping_ && idle(c)) return close_later(c);
   const bool reading = c.after == Next::read;
-  if (c.output)
-    idle_timeouts_.arm(c, now_);
-  else if (!reading)
-    DeadlineList::disarm(c);
-  else if (!c.session->mid_request())
-    idle_timeouts_.arm(c, now_);
-  else if (c.owner != &request_timeouts_)
-    request_timeouts_.arm(c, now_);
+  timers_.arm(c, c.output != nullptr, reading, reading && c.session->mid_request());
 }
 
 // Marks the connection for the close phase. Output not in flight is freed now: many

@@ -61,9 +61,9 @@
 #include "accept.hpp"
 #include "handler.hpp"
 #include "helper_pool.hpp"
+#include "loop_core.hpp"
 #include "owner_thread.hpp"
 #include "serve_options.hpp"
-#include "timers.hpp"
 
 namespace shootout {
 
@@ -119,7 +119,6 @@ class UringLoop {
 
   // phases
   void update_time();
-  std::int64_t read_clock();  // sets now_; returns ns since the loop started
   void run_timers();
   void run_pending();
   std::int64_t prepare();  // the wait in ns: 0 none, -1 forever
@@ -155,7 +154,6 @@ class UringLoop {
   void send_front(Conn& c);
   void release_output(Conn& c);
   void close_over_cap(Conn& c);
-  bool start_work(Conn& c);
   void work_done(int fd, std::uint32_t gen, WorkResult result);
   void rearm(Conn& c);
   void close_later(Conn& c);
@@ -174,10 +172,10 @@ class UringLoop {
   bool accept_armed_ = false;  // a multishot accept is in the kernel
   int watched_fd_ = -1;        // see watch()
   std::function<void()> on_watched_;
-  std::uint64_t pool_refusals_ = 0;
   int spare_fd_ = -1;  // held for the EMFILE trick (see on_accept)
   AcceptBackoff accept_backoff_;
-  Inbox inbox_;  // pool results and stop requests; its eventfd completes a multishot poll
+  Inbox inbox_;    // pool results and stop requests; its eventfd completes a multishot poll
+  LoopWork work_;  // how a session's blocking work starts (common/loop_core.hpp)
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;
   bool timed_out_ = false;
@@ -190,11 +188,7 @@ class UringLoop {
   int buffers_returned_ = 0;               // added to buf_ring_ since the last advance
   Counts counts_;
 
-  std::int64_t now_ = 0;  // ms since the loop started, rounded down
-  std::int64_t epoch_ns_ = 0;
-  TimerHeap timers_;
-  DeadlineList idle_timeouts_;     // idle keep-alive, and stalled sends
-  DeadlineList request_timeouts_;  // a started request must arrive by then (slowloris)
+  LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
 
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd; a closing one stays until its ops are back
   std::size_t live_ = 0;                      // connections not yet closed (closing included)
