@@ -12,19 +12,28 @@
 #      own; its CPU per request is the kernel's share, the floor under any epoll server's.
 #      "floor×" is the median over the rounds of floor ÷ nginx: the lowest CPU ratio any
 #      epoll server could reach in that run.
+#      When build/shootout-floor-uring exists, a fourth alternates with them: the same floor
+#      under io_uring (multishot accept and recv, one send per read, one io_uring_enter per
+#      batch); "uring µs" and "uring×" are its columns, as "floor µs" and "floor×" are the epoll
+#      floor's: the kernel's share under completion, and the lowest CPU ratio an io_uring server
+#      could reach.
 #   2. PSS per idle keep-alive connection at 10,000 connections (each sent one request), from
 #      /proc/PID/smaps_rollup before and after.
 #   3. --poller poll against epoll: req/s of 10 busy wrk clients while 10,000 idle connections
 #      stay open.
 # Usage: bench/evented_vs_nginx.sh [build-dir] [seconds]     (default: build, 5)
-# Env: ROUNDS (1), LEVELS ("10 100 1000 10000").
+# Env: ROUNDS (1), LEVELS ("10 100 1000 10000"), MODEL (evented; uring puts the io_uring model in
+# the "ours" columns; the poll-versus-epoll part runs with evented only).
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-5}
 ROUNDS=${ROUNDS:-1}
 LEVELS=${LEVELS:-"10 100 1000 10000"}
+MODEL=${MODEL:-evented}
 BIN=$(realpath "$BUILD/shootout")
 FLOOR_BIN=$(realpath "$BUILD/shootout-floor")
+URING_BIN=""  # the io_uring floor, only built with liburing
+[[ -x $BUILD/shootout-floor-uring ]] && URING_BIN=$(realpath "$BUILD/shootout-floor-uring")
 source "$(dirname "$0")/lib.sh"
 bench_init
 
@@ -84,50 +93,73 @@ median_ratios() {  # nginx.rounds ours.rounds
 
 echo "== GET / (wrk -t1 -d${SECS}s; server on core 0, wrk on core 1; best of $ROUNDS;"
 echo "   med r/s× and med cpu×: median over the rounds of each round's ratios; floor µs: the"
-echo "   floor server's median CPU per request; floor×: median of its per-round ratio to nginx)"
-printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s | %8s %6s\n" conns "nginx r/s" "µs/req" \
-  "ours r/s" "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×" "floor µs" "floor×"
+echo "   floor server's median CPU per request; floor×: median of its per-round ratio to nginx;"
+echo "   uring µs and uring×: the same for the io_uring floor, when it was built)"
+head=$(printf "%7s | %10s %8s | %10s %8s | %6s %6s | %8s %8s | %8s %6s" conns "nginx r/s" "µs/req" \
+  "ours r/s" "µs/req" "r/s×" "cpu×" "med r/s×" "med cpu×" "floor µs" "floor×")
+[[ -n $URING_BIN ]] && head+=$(printf " | %8s %6s" "uring µs" "uring×")
+echo "$head"
 start_nginx
 start_listener "$FLOOR_BIN" 0
 FLOOR=$PID FLOOR_PORT=$PORT
-start_shootout --model evented --idle-timeout 600000
+servers="nginx ours floor"
+if [[ -n $URING_BIN ]]; then
+  start_listener "$URING_BIN" 0
+  URING=$PID URING_PORT=$PORT
+  servers+=" uring"
+fi
+start_shootout --model "$MODEL" --idle-timeout 600000
 OURS=$PID
 : >"$BENCH_TMP/split"
 for c in $LEVELS; do
   : >"$BENCH_TMP/nginx.rounds"
   : >"$BENCH_TMP/ours.rounds"
   : >"$BENCH_TMP/floor.rounds"
+  : >"$BENCH_TMP/uring.rounds"
   for _ in $(seq "$ROUNDS"); do
     wrk_point "$NGINX_PORT" "$c" "$SECS" $(nginx_pids) >>"$BENCH_TMP/nginx.rounds"
     wrk_point "$PORT" "$c" "$SECS" "$OURS" >>"$BENCH_TMP/ours.rounds"
     wrk_point "$FLOOR_PORT" "$c" "$SECS" "$FLOOR" >>"$BENCH_TMP/floor.rounds"
+    if [[ -n $URING_BIN ]]; then
+      wrk_point "$URING_PORT" "$c" "$SECS" "$URING" >>"$BENCH_TMP/uring.rounds"
+    fi
   done
   read -r nr nc < <(best <"$BENCH_TMP/nginx.rounds")
   read -r orr oc < <(best <"$BENCH_TMP/ours.rounds")
   read -r mr mc < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/ours.rounds")
   fc=$(awk '{ print $2 }' "$BENCH_TMP/floor.rounds" | median)
   read -r _ fr < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/floor.rounds")
-  awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" \
+  row=$(awk -v c="$c" -v nr="$nr" -v nc="$nc" -v orr="$orr" -v oc="$oc" -v mr="$mr" -v mc="$mc" \
     -v fc="$fc" -v fr="$fr" 'BEGIN {
-    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f | %8.2f %6.2f\n", c, nr,
-      nc, orr, oc, orr / nr, oc / nc, mr, mc, fc, fr }'
+    printf "%7d | %10.0f %8.2f | %10.0f %8.2f | %6.2f %6.2f | %8.2f %8.2f | %8.2f %6.2f", c, nr,
+      nc, orr, oc, orr / nr, oc / nc, mr, mc, fc, fr }')
+  if [[ -n $URING_BIN ]]; then
+    uc=$(awk '{ print $2 }' "$BENCH_TMP/uring.rounds" | median)
+    read -r _ ur < <(median_ratios "$BENCH_TMP/nginx.rounds" "$BENCH_TMP/uring.rounds")
+    row+=$(awk -v uc="$uc" -v ur="$ur" 'BEGIN { printf " | %8.2f %6.2f", uc, ur }')
+  fi
+  echo "$row"
   split_row=$c
-  for f in nginx ours floor; do
+  for f in $servers; do
     for col in 3 4 5; do
       split_row+=" $(awk -v k=$col '{ print $k }' "$BENCH_TMP/$f.rounds" | median)"
     done
   done
-  awk '{ printf "%7d | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f | %8.2f %8.2f %8.4f\n", $1, $2, $3,
-    $4, $5, $6, $7, $8, $9, $10 }' \
-    <<<"$split_row" >>"$BENCH_TMP/split"
+  awk '{ printf "%7d", $1
+    for (i = 2; i <= NF; i += 3) printf " | %8.2f %8.2f %8.4f", $i, $(i + 1), $(i + 2)
+    print "" }' <<<"$split_row" >>"$BENCH_TMP/split"
 done
 stop_pid "$OURS"
 stop_pid "$FLOOR"
+[[ -n $URING_BIN ]] && stop_pid "$URING"
 echo "== where the CPU per request goes: medians over the rounds, µs of user and kernel time"
 echo "   per request (schedstat's exact total split in the proportion of utime and stime), and"
-echo "   sleeps per request (voluntary context switches: going to sleep in epoll_wait and waking)"
-printf "%7s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s\n" conns "ng user" "ng sys" "ng slp" \
-  "our user" "our sys" "our slp" "fl user" "fl sys" "fl slp"
+echo "   sleeps per request (voluntary context switches: going to sleep in epoll_wait, or in"
+echo "   io_uring_enter, and waking)"
+head=$(printf "%7s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s" conns "ng user" "ng sys" "ng slp" \
+  "our user" "our sys" "our slp" "fl user" "fl sys" "fl slp")
+[[ -n $URING_BIN ]] && head+=$(printf " | %8s %8s %8s" "ur user" "ur sys" "ur slp")
+echo "$head"
 cat "$BENCH_TMP/split"
 
 echo "== PSS per idle keep-alive connection at 10,000 connections"
@@ -136,9 +168,10 @@ stop_pid "$NGINX_PID"
 start_nginx
 worker=$(cat /proc/"$NGINX_PID"/task/*/children | awk '{print $1}')
 echo "nginx worker: $(idle_pss "$NGINX_PORT" "$worker")"
-start_shootout --model evented --idle-timeout 600000
-echo "ours (evented, epoll): $(idle_pss "$PORT" "$PID")"
+start_shootout --model "$MODEL" --idle-timeout 600000
+echo "ours ($MODEL): $(idle_pss "$PORT" "$PID")"
 stop_pid "$PID"
+[[ $MODEL == evented ]] || exit 0
 
 echo "== 10 busy wrk clients while 10,000 idle connections stay open"
 for poller in epoll poll; do
