@@ -28,9 +28,14 @@ namespace {
 constexpr unsigned kSqEntries = 1024;       // submissions queued per iteration before a flush
 constexpr unsigned kCqEntries = 16 * 1024;  // completions reaped per enter (the kernel keeps
                                             // any overflow and hands it over next time)
-constexpr unsigned kBufferCount = 1024;     // provided receive buffers, shared by every
-constexpr unsigned kBufferSize = 4096;      // connection of the loop: 4 MiB of address space,
-                                            // touched as the kernel uses them
+// Receive buffers, shared by every connection of the loop: the ring has room for kBufferCount
+// (16 MiB of address space), but only kFirstBuffers are provided at first, and more only when
+// a batch found none left (-ENOBUFS), doubling up to the ring's size. The kernel takes buffers
+// in ring order, so every provided buffer is touched in turn: providing only what the load
+// needs keeps the memory touched to that (256 KiB for an idle or lightly loaded loop).
+constexpr unsigned kBufferCount = 4096;
+constexpr unsigned kFirstBuffers = 64;
+constexpr unsigned kBufferSize = 4096;
 constexpr int kBufferGroup = 0;
 constexpr std::size_t kHoldLimit = 64 * 1024;   // input held for a busy session before the
                                                 // recv is cancelled (TCP then pushes back)
@@ -135,11 +140,9 @@ UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, Helper
   if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0)
     throw std::system_error(-r, std::generic_category(), "registering the receive buffers");
   io_uring_buf_ring_init(buf_ring_);
-  for (unsigned i = 0; i < kBufferCount; ++i)
-    io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{i} * kBufferSize, kBufferSize,
-                          static_cast<unsigned short>(i), io_uring_buf_ring_mask(kBufferCount),
-                          static_cast<int>(i));
-  io_uring_buf_ring_advance(buf_ring_, kBufferCount);
+  provide_buffers(kFirstBuffers);
+  io_uring_buf_ring_advance(buf_ring_, buffers_added_);
+  buffers_added_ = 0;
 
   arm_poll(inbox_.fd(), Op::wake);
   if (listen_fd_ >= 0) {
@@ -266,10 +269,11 @@ void UringLoop::submit_wait(std::int64_t wait_ns) {
 }
 
 void UringLoop::complete() {
+  grown_this_batch_ = false;
   for (const Cqe& cqe : ready_) dispatch(cqe);
-  if (buffers_returned_ > 0) {
-    io_uring_buf_ring_advance(buf_ring_, buffers_returned_);
-    buffers_returned_ = 0;
+  if (buffers_added_ > 0) {
+    io_uring_buf_ring_advance(buf_ring_, buffers_added_);
+    buffers_added_ = 0;
   }
 }
 
@@ -346,7 +350,14 @@ void UringLoop::cancel(std::uint64_t user_data) { io_uring_prep_cancel64(sqe(), 
 // Back to the ring; the kernel sees it after complete() advances the ring's tail.
 void UringLoop::recycle_buffer(std::uint16_t id) {
   io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{id} * kBufferSize, kBufferSize, id,
-                        io_uring_buf_ring_mask(kBufferCount), buffers_returned_++);
+                        io_uring_buf_ring_mask(kBufferCount), buffers_added_++);
+}
+
+// `n` more buffers (as many as are left) join the ring, with the ids after the last provided.
+void UringLoop::provide_buffers(unsigned n) {
+  for (; n > 0 && buffers_provided_ < kBufferCount; --n)
+    recycle_buffer(static_cast<std::uint16_t>(buffers_provided_++));
+  counts_.buffers = buffers_provided_;
 }
 
 // ---- dispatch ---------------------------------------------------------------------------
@@ -519,6 +530,8 @@ void UringLoop::on_recv(Conn& c, const Cqe& cqe) {
     }
   } else if (cqe.res == -ENOBUFS) {  // the ring ran dry in this batch; the data waits
     ++counts_.no_buffers;
+    if (!grown_this_batch_) provide_buffers(buffers_provided_);  // double them, once a batch
+    grown_this_batch_ = true;
   } else if (cqe.res != -ECANCELED) {
     return close_later(c);  // ECONNRESET and friends
   }

@@ -104,6 +104,7 @@ class UringLoop {
     std::uint64_t enters = 0;       // io_uring_enter calls (the iteration's, and SQ-full ones)
     std::uint64_t completions = 0;  // CQEs reaped
     std::uint64_t no_buffers = 0;   // recv completions with -ENOBUFS (the buffer ring ran dry)
+    unsigned buffers = 0;           // receive buffers provided to the ring so far
   };
   const Counts& counts() const { return counts_; }
 
@@ -135,6 +136,7 @@ class UringLoop {
   void arm_recv(Conn& c);
   void cancel(std::uint64_t user_data);
   void recycle_buffer(std::uint16_t id);
+  void provide_buffers(unsigned n);
 
   // dispatch
   void dispatch(const Cqe& cqe);
@@ -185,7 +187,9 @@ class UringLoop {
   bool ring_ready_ = false;  // io_uring_queue_init succeeded (the destructor tears it down)
   io_uring_buf_ring* buf_ring_ = nullptr;  // the provided buffers' ring (one page, mmap'd)
   char* buffers_ = nullptr;                // kBufferCount buffers of kBufferSize (mmap'd)
-  int buffers_returned_ = 0;               // added to buf_ring_ since the last advance
+  unsigned buffers_provided_ = 0;          // buffers 0..this-1 have been given to the ring
+  int buffers_added_ = 0;                  // added to buf_ring_ since the last advance
+  bool grown_this_batch_ = false;          // buffers were added for -ENOBUFS in this batch
   Counts counts_;
 
   LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
