@@ -191,6 +191,7 @@ class UringLoop {
   int buffers_added_ = 0;                  // added to buf_ring_ since the last advance
   bool grown_this_batch_ = false;          // buffers were added for -ENOBUFS in this batch
   Counts counts_;
+  unsigned sends_queued_ = 0;  // sends queued since the last enter (see submit_wait)
 
   LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
 
