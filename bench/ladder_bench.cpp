@@ -11,6 +11,13 @@
 //                             label says so
 //   ladder_tcp_loopback_rtt   1 byte to an echo thread over 127.0.0.1 and back (TCP_NODELAY);
 //                             cpu_ns_per_op: the CPU time of both threads per round trip
+//   ladder_syscall_null       syscall(SYS_getppid): the price of entering and leaving the
+//                             kernel, which every read, write and epoll_wait pays (more on a VM
+//                             with page-table isolation)
+//   ladder_uring_nop/batch:N  N io_uring NOPs queued, then one io_uring_enter that submits them
+//                             and waits for their N completions: per NOP, what a completion
+//                             API pays per operation once the entry is shared (built with
+//                             liburing only)
 // ns_per_op is one access (one pointer step, one write+fsync, one read, one round trip).
 // The pointer chase is timed on the thread's CPU clock; disk and network on the wall clock.
 #include <fcntl.h>
@@ -18,7 +25,11 @@
 #include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#ifdef SHOOTOUT_HAVE_URING
+#include <liburing.h>
+#endif
 
 #include <cerrno>
 #include <cstdlib>
@@ -247,6 +258,33 @@ void ladder_tcp_loopback_rtt(benchmark::State& state) {
   report_cpu_per_op(state, our_cpu + echo_cpu, static_cast<double>(state.iterations()));
 }
 
+// --- the kernel's door -----------------------------------------------------------------------
+
+void ladder_syscall_null(benchmark::State& state) {
+  auto cpu0 = thread_cpu_now();
+  for (auto _ : state) benchmark::DoNotOptimize(::syscall(SYS_getppid));
+  report_per_op(state, thread_cpu_now() - cpu0, static_cast<double>(state.iterations()));
+}
+
+#ifdef SHOOTOUT_HAVE_URING
+void ladder_uring_nop(benchmark::State& state) {
+  const auto batch = static_cast<unsigned>(state.range(0));
+  io_uring ring;
+  if (io_uring_queue_init(64, &ring, 0) < 0) return state.SkipWithError("io_uring_setup failed");
+  auto cpu0 = thread_cpu_now();
+  for (auto _ : state) {
+    for (unsigned i = 0; i < batch; ++i) io_uring_prep_nop(io_uring_get_sqe(&ring));
+    if (io_uring_submit_and_wait(&ring, batch) < 0) {
+      state.SkipWithError("io_uring_enter failed");
+      break;
+    }
+    io_uring_cq_advance(&ring, batch);
+  }
+  report_per_op(state, thread_cpu_now() - cpu0, static_cast<double>(state.iterations()) * batch);
+  io_uring_queue_exit(&ring);
+}
+#endif
+
 }  // namespace
 
 void register_ladder_benchmarks(const Preset& preset) {
@@ -267,6 +305,10 @@ void register_ladder_benchmarks(const Preset& preset) {
   add(preset, "ladder_tcp_loopback_rtt", ladder_tcp_loopback_rtt)
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
+  add(preset, "ladder_syscall_null", ladder_syscall_null);
+#ifdef SHOOTOUT_HAVE_URING
+  add(preset, "ladder_uring_nop", ladder_uring_nop)->ArgName("batch")->Arg(1)->Arg(32);
+#endif
 }
 
 }  // namespace shootout::bench
