@@ -127,9 +127,10 @@ Command add_serve_command(CLI::App& app) {
                      ->capture_default_str();
   // uring takes completions from io_uring, not readiness: a --poller given to it would be
   // silently meaningless, so it is a usage error (main prints the usage, exit 2).
-  sub->parse_complete_callback([&o, poller] {
-    if (o.model == "uring" && poller->count() > 0)
-      throw CLI::ValidationError("--poller", "--model uring has no readiness backend");
+  sub->parse_complete_callback([flags, poller] {
+    if (flags->o.model == "uring" && poller->count() > 0)
+      throw CLI::ValidationError(
+          "--poller", "--model uring has no readiness backend (--poller is for --model evented)");
   });
   g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
       ->check(CLI::Range(1, 256))

@@ -2,7 +2,9 @@
 // other, the loop driven in-process over socketpairs (a callback closing another connection of
 // the same ready batch), and real server processes for the slow reader, the /cpu stall,
 // EMFILE, select's FD_SETSIZE limit, the output cap on every path that adds output, and timers
-// that never fire early.
+// that never fire early. The process tests of what every event loop must do (suites LoopServer,
+// LoopCpuStall, LoopOutputCap, LoopTimers) run for both loop models, evented and uring (the
+// uring loop's own tests are in uring_test.cpp).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -20,6 +22,7 @@
 #include <functional>
 #include <iterator>
 #include <thread>
+#include <tuple>
 
 #include "client.hpp"
 #include "evented/loop.hpp"
@@ -28,6 +31,9 @@
 #include "poller.hpp"
 #include "server_process.hpp"
 #include "timers.hpp"
+#ifdef SHOOTOUT_HAVE_URING
+#include "uring/loop.hpp"
+#endif
 
 namespace shootout {
 namespace {
@@ -394,10 +400,46 @@ INSTANTIATE_TEST_SUITE_P(Backends, LoopTest, ::testing::Values("epoll", "poll", 
 
 // ---- real server processes ----------------------------------------------------------------
 
+// The models built on an event loop (common/run_loops.hpp): the process tests below that hold
+// for every one of them run for each. uring is there when it is built (liburing) and skips,
+// saying why, where this kernel cannot run it.
+std::vector<std::string> loop_models() {
+  return {"evented",
+#ifdef SHOOTOUT_HAVE_URING
+          "uring"
+#endif
+  };
+}
+
+// Empty if this machine can run `model`, else why not.
+std::string model_unavailable([[maybe_unused]] const std::string& model) {
+#ifdef SHOOTOUT_HAVE_URING
+  if (model == "uring") return uring_unavailable();
+#endif
+  return {};
+}
+
+// A test of a server process, run for each loop model (GetParam() is its name).
+class LoopModelTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (std::string why = model_unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
+  // `shootout serve` arguments for this model, then `more`.
+  std::vector<std::string> args(std::vector<std::string> more = {}) const {
+    std::vector<std::string> a = {"--model", GetParam()};
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  }
+};
+
+using LoopServer = LoopModelTest;
+
 // A client that asked for 50 MB and reads none of it fills its socket buffers; the loop must
-// park that connection (EPOLLOUT armed) and keep answering everybody else.
-TEST(EventedServer, SlowReaderDoesNotDelayOtherClients) {
-  ServerProcess s({"--model", "evented"});
+// park that connection (evented: EPOLLOUT armed; uring: its send waits in the kernel) and keep
+// answering everybody else.
+TEST_P(LoopServer, SlowReaderDoesNotDelayOtherClients) {
+  ServerProcess s(args());
   Conn slow(s.port());
   ASSERT_TRUE(slow.send(test::get_request("/bytes?n=50000000")));
   ASSERT_TRUE(readable_now(slow.fd(), 15'000));  // the response has started (left unread)
@@ -425,16 +467,23 @@ bool answered_before(int second, int first) {
   return false;
 }
 
-class CpuStallTest : public ::testing::TestWithParam<bool> {};
+// A loop model, and whether /cpu is offloaded.
+class LoopCpuStall : public ::testing::TestWithParam<std::tuple<std::string, bool>> {
+ protected:
+  void SetUp() override {
+    if (std::string why = model_unavailable(std::get<0>(GetParam())); !why.empty())
+      GTEST_SKIP() << why;
+  }
+};
 
 // Without --offload-cpu, /cpu?us=1500000 burns the loop's own thread: a GET / sent while it
 // runs cannot be answered before it. With --offload-cpu the pool burns instead, and the GET /
 // overtakes it.
-TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
-  const bool offload = GetParam();
-  const std::string stats = testing::TempDir() + "evented-cpu-" + std::to_string(getpid()) +
+TEST_P(LoopCpuStall, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
+  const auto& [model, offload] = GetParam();
+  const std::string stats = testing::TempDir() + model + "-cpu-" + std::to_string(getpid()) +
                             (offload ? "-off" : "-on") + ".json";
-  std::vector<std::string> args = {"--model", "evented", "--stats-file", stats};
+  std::vector<std::string> args = {"--model", model, "--stats-file", stats};
   if (offload) args.push_back("--offload-cpu");
   ServerProcess s(args);
   // Long enough, on this host now, for the GET / to be answered many times over while it burns.
@@ -457,15 +506,18 @@ TEST_P(CpuStallTest, CpuOnTheLoopStallsEveryClientUnlessOffloaded) {
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Offload, CpuStallTest, ::testing::Bool(), [](const auto& param_info) {
-  return param_info.param ? "offload" : "on_loop";
-});
+INSTANTIATE_TEST_SUITE_P(Models, LoopCpuStall,
+                         ::testing::Combine(::testing::ValuesIn(loop_models()), ::testing::Bool()),
+                         [](const auto& param_info) {
+                           return std::get<0>(param_info.param) +
+                                  (std::get<1>(param_info.param) ? "_offload" : "_on_loop");
+                         });
 
 // RLIMIT_NOFILE 32: the server runs out of descriptors with a few dozen clients. It must shed
 // the excess (or pause accepting), keep serving the connections it has, and serve new ones once
 // the clients are gone.
-TEST(EventedServer, SurvivesRunningOutOfDescriptors) {
-  ServerProcess s({"--model", "evented"}, 32);
+TEST_P(LoopServer, SurvivesRunningOutOfDescriptors) {
+  ServerProcess s(args(), 32);
   std::vector<Conn> conns;
   for (int i = 0; i < 80; ++i) conns.emplace_back(s.port());
   // The first connection was accepted before the limit: it is served.
@@ -513,10 +565,10 @@ TEST(EventedServer, SelectRefusesDescriptorsAboveFdSetsizeAndStaysUp) {
 // A client that pipelines ~1 MB of answers per burst and never reads: whichever acts first, the
 // output cap (small answers merged into a queue that grows while the loop goes on reading) or
 // the session's yield (answers to one read past 64 KiB wait until they have gone out, and the
-// loop stops reading meanwhile), the client is cut off (by the cap, or by --idle-timeout once
-// its writes stall) and a normal client is answered meanwhile.
-TEST(EventedServer, AClientThatDoesNotReadIsCutOff) {
-  ServerProcess s({"--model", "evented", "--max-output", "100000", "--idle-timeout", "2000"});
+// loop stops reading meanwhile: uring once it holds 64 KiB), the client is cut off (by the cap,
+// or by --idle-timeout once its writes stall) and a normal client is answered meanwhile.
+TEST_P(LoopServer, AClientThatDoesNotReadIsCutOff) {
+  ServerProcess s(args({"--max-output", "100000", "--idle-timeout", "2000"}));
   Conn greedy(s.port());
   greedy.set_timeout_ms(2000);
   std::string burst;
@@ -527,6 +579,9 @@ TEST(EventedServer, AClientThatDoesNotReadIsCutOff) {
   EXPECT_EQ(test::http_get(s.port(), "/").body, "Hello, World!");
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, LoopServer, ::testing::ValuesIn(loop_models()),
+                         [](const auto& param_info) { return param_info.param; });
 
 // ---- the output cap on every path, and the timers (issue #17, items 2 and 5) --------------
 
@@ -605,10 +660,12 @@ void expect_bounded_and_cut_off(ServerProcess& s, std::size_t cap, const std::st
 // The pool-job path: a client pipelines 100 /file requests for a 2 MiB file and never reads.
 // Each answer is added by a finished pool job with no new input, so a cap checked only when
 // input is read never saw them.
-TEST(EventedOutputCap, AnswersAddedByPoolJobsAreCounted) {
+using LoopOutputCap = LoopModelTest;
+
+TEST_P(LoopOutputCap, AnswersAddedByPoolJobsAreCounted) {
   constexpr std::size_t kFile = 2 << 20, kCap = 4 << 20;
   FileRoot root(kFile);
-  ServerProcess s({"--model", "evented", "--root", root.dir, "--max-output", std::to_string(kCap)});
+  ServerProcess s(args({"--root", root.dir, "--max-output", std::to_string(kCap)}));
   Conn normal(s.port());
   std::string burst;
   for (int i = 0; i < 100; ++i) burst += test::get_request("/file?name=big");  // 200 MiB answered
@@ -625,16 +682,15 @@ TEST(EventedOutputCap, AnswersAddedByPoolJobsAreCounted) {
 // from one 63 KiB burst, where the cap was not looked at. Now each answer waits for the one
 // before it to go out (the session yields after 64 KiB), so the client's own socket holds it
 // back; whether the cap or the stall timeout ends it, the server's memory stays bounded.
-TEST(EventedOutputCap, AnswersAddedByTimersAreBounded) {
+TEST_P(LoopOutputCap, AnswersAddedByTimersAreBounded) {
   constexpr std::size_t kCap = 4 << 20;
-  ServerProcess s(
-      {"--model", "evented", "--max-output", std::to_string(kCap), "--idle-timeout", "2000"});
+  ServerProcess s(args({"--max-output", std::to_string(kCap), "--idle-timeout", "2000"}));
   std::string burst;
   while (burst.size() < 60'000) {
     burst += test::get_request("/sleep?ms=0");
     for (int i = 0; i < 30; ++i) burst += test::get_request("/bytes?n=65536");
   }
-  ASSERT_LT(burst.size(), 64u * 1024);  // one read of the loop's buffer
+  ASSERT_LT(burst.size(), 64u * 1024);  // one read of evented's buffer (uring: 4 KiB buffers)
   expect_bounded_and_cut_off(s, kCap, burst, /*by_cap=*/false, [&] {
     Conn normal(s.port());  // a new one each time: a kept one would meet the 2 s idle timeout
     ASSERT_TRUE(
@@ -650,9 +706,14 @@ TEST(EventedOutputCap, AnswersAddedByTimersAreBounded) {
 // connections, each sending its next request as soon as its answer arrives, keep the loop
 // waking at every moment, so a due time rounded down to a millisecond, or computed from a clock
 // read earlier in the batch, is found.
-TEST(EventedTimers, SleepIsNeverAnsweredEarly) {
+INSTANTIATE_TEST_SUITE_P(Models, LoopOutputCap, ::testing::ValuesIn(loop_models()),
+                         [](const auto& param_info) { return param_info.param; });
+
+using LoopTimers = LoopModelTest;
+
+TEST_P(LoopTimers, SleepIsNeverAnsweredEarly) {
   using Clock = std::chrono::steady_clock;
-  ServerProcess s({"--model", "evented"});
+  ServerProcess s(args());
   constexpr int kConns = 50, kEach = 100;
   std::vector<Conn> conns;
   std::vector<Clock::time_point> sent(kConns);
@@ -730,10 +791,10 @@ std::int64_t cpu_ns(pid_t pid) {
 // pipelined behind it is asked for once the /cpu is done, so its answer cannot come before 300
 // ms after the burn's end; a due time computed from the clock read before the /cpu fires as
 // soon as the burn ends.
-TEST(EventedTimers, SleepAfterAnInlineCpuCountsFromTheEndOfTheCpu) {
+TEST_P(LoopTimers, SleepAfterAnInlineCpuCountsFromTheEndOfTheCpu) {
   using Clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
-  ServerProcess s({"--model", "evented"});  // no --offload-cpu: /cpu runs on the loop
+  ServerProcess s(args());  // no --offload-cpu: /cpu runs on the loop
   Conn c(s.port());
   c.set_timeout_ms(60'000);
   const std::int64_t cpu_before = cpu_ns(s.pid());
@@ -752,10 +813,10 @@ TEST(EventedTimers, SleepAfterAnInlineCpuCountsFromTheEndOfTheCpu) {
 // The idle deadline, too: a connection becomes idle when its /cpu answer has gone, after the
 // burn, and must then live --idle-timeout (500 ms) more; from the clock read before the burn,
 // its deadline had passed as soon as it was armed.
-TEST(EventedTimers, IdleTimeoutAfterAnInlineCpuCountsFromTheAnswer) {
+TEST_P(LoopTimers, IdleTimeoutAfterAnInlineCpuCountsFromTheAnswer) {
   using Clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
-  ServerProcess s({"--model", "evented", "--idle-timeout", "500"});
+  ServerProcess s(args({"--idle-timeout", "500"}));
   Conn c(s.port());
   c.set_timeout_ms(60'000);
   const std::int64_t cpu_before = cpu_ns(s.pid());
@@ -770,6 +831,9 @@ TEST(EventedTimers, IdleTimeoutAfterAnInlineCpuCountsFromTheAnswer) {
   EXPECT_GE(ms, 500);
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, LoopTimers, ::testing::ValuesIn(loop_models()),
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace
 }  // namespace shootout

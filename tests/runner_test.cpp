@@ -458,6 +458,33 @@ TEST(RunnerCli, BadFlagsExit2) {
 
 }  // namespace
 
+// A model this machine cannot run is left out of the sweep, not run into failed points: under a
+// seccomp filter that forbids io_uring (a container's profile), `run --models uring,evented`
+// runs evented only, says on stderr and in the report why uring is missing, and exits 0.
+TEST(RunnerCli, AModelThisMachineCannotRunIsLeftOutAndTheReportSaysWhy) {
+  auto models = shootout::runner::available_models(shootout_binary());
+  if (std::find(models.begin(), models.end(), "uring") == models.end())
+    GTEST_SKIP() << "this build has no uring model (liburing missing)";
+  fs::path dir = temp_dir("left-out");
+  shootout::test::ChildSetup setup;
+  setup.forbid_io_uring = true;
+  Process p(
+      {shootout_binary(), "run", "--models", "uring,evented", "--connections", "1", "--duration",
+       "200ms", "--warmup", "100ms", "--idle-hold-seconds", "0.1", "--out", dir.string()},
+      setup);
+  ASSERT_EQ(p.wait(120s), 0) << p.stderr_text();
+  EXPECT_NE(p.stderr_text().find("leaving out model uring: "), std::string::npos)
+      << p.stderr_text();
+  auto j = nlohmann::json::parse(read_file(dir / "results.json"));
+  ASSERT_EQ(j["points"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["points"][0]["server"], "evented");
+  EXPECT_EQ(j["points"][0]["status"], "ok");
+  const std::string report = read_file(dir / "report.md");
+  EXPECT_NE(report.find("Left out: model uring: "), std::string::npos) << report;
+  EXPECT_NE(report.find("io_uring"), std::string::npos) << "the reason is not in the report";
+  fs::remove_all(dir);
+}
+
 // --repeat K makes K passes over the points: the repeats of one point are not back to back,
 // and after each run its point is summarized again from the runs so far.
 TEST(RunnerCli, RepeatsAreInterleavedPasses) {

@@ -507,9 +507,17 @@ int UringLoop::add_connection(int fd) {
   }
   c->fd = fd;
   c->gen = ++next_gen_;
+  // The receive first: if no submission entry can be had (a full queue before run() has enabled
+  // the ring), nothing else refers to the connection yet.
+  try {
+    arm_recv(*c);
+  } catch (const std::exception& e) {
+    log_line("cannot start receiving on descriptor {}: {}; connection closed", fd, e.what());
+    ::close(fd);
+    return EAGAIN;
+  }
   timers_.arm_idle(*c);
   if (static_cast<std::size_t>(fd) >= conns_.size()) conns_.resize(fd + 1);
-  arm_recv(*c);
   conns_[fd] = std::move(c);
   ++live_;
   return 0;

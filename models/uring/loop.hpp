@@ -91,7 +91,8 @@ class UringLoop {
   void request_stop();
 
   // Takes a connected socket as a connection (tests: one end of a socketpair). Returns 0, or
-  // the errno that refused it (the socket is then closed).
+  // the errno that refused it (the socket is then closed): EAGAIN when the submission queue is
+  // full before run() (about 1,000 adopted sockets; the ring cannot be entered until then).
   int adopt(int fd);
   // Loop thread, before run(): also watch `fd` for readability, calling on_readable (which
   // must read it until EAGAIN) each time. The loop does not own fd.

@@ -3,13 +3,19 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,8 +28,37 @@ namespace shootout::test {
 std::string shootout_binary() { return SHOOTOUT_BINARY; }
 
 namespace {
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#elif defined(__i386__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_I386;
+#else
+#error "forbid_io_uring: add this architecture's AUDIT_ARCH_ constant"
+#endif
+
+// A seccomp filter: io_uring_setup fails with ENOSYS (what a kernel without io_uring says), a
+// system call of another architecture kills the process (its numbers mean other calls), every
+// other call is allowed. Inherited across exec (with no_new_privs).
+bool forbid_io_uring() {
+  static sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
 // In the child, between fork and exec: only async-signal-safe calls. Returns false if the uid
-// switch failed.
+// switch or the seccomp filter failed.
 bool set_up_child(const ChildSetup& setup) {
   if (setup.nofile > 0) {
     rlimit rl{static_cast<rlim_t>(setup.nofile), static_cast<rlim_t>(setup.nofile)};
@@ -39,6 +74,7 @@ bool set_up_child(const ChildSetup& setup) {
     rlimit rl{static_cast<rlim_t>(setup.nproc), static_cast<rlim_t>(setup.nproc)};
     setrlimit(RLIMIT_NPROC, &rl);
   }
+  if (setup.forbid_io_uring && !forbid_io_uring()) return false;
   return true;
 }
 }  // namespace

@@ -20,6 +20,9 @@ struct ChildSetup {
   uid_t uid = 0;
   gid_t gid = 0;
   long nproc = 0;  // > 0: RLIMIT_NPROC, set after the uid switch (threads count too)
+  // true: a seccomp filter (installed last, after PR_SET_NO_NEW_PRIVS) makes io_uring_setup fail
+  // with ENOSYS, as a container's profile does; every other system call is allowed.
+  bool forbid_io_uring = false;
 };
 
 // A child process with stdout (and optionally stderr) captured through pipes.
@@ -30,7 +33,7 @@ class Process {
   // child's RLIMIT_NOFILE before exec.
   explicit Process(std::vector<std::string> argv, long nofile = 0);
   // The same, with the child set up as `setup` says. If the uid switch fails the child exits
-  // with status 126 before exec.
+  // with status 126 before exec, as it does if the seccomp filter cannot be installed.
   Process(std::vector<std::string> argv, const ChildSetup& setup);
   ~Process();  // SIGKILL and reap if still running
   Process(const Process&) = delete;
