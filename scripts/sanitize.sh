@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the tests under ASan+UBSan (build-asan/) and/or TSan (build-tsan/) and runs them.
 # Usage: scripts/sanitize.sh asan|tsan|all
+# Env: SANITIZE_TESTS=REGEX runs only the tests matching it (ctest -R), to check one area while
+# developing; CI runs everything.
 #
 # A sanitizer report fails the run wherever it happens: in a test program, in a server it
 # started, in a forked child of that server, in the load generator. Every process writes its
@@ -139,8 +141,10 @@ run_one() {  # $1 = asan|tsan
   # 2-20x slower and the CI machine may be busy, and some tests wait for a server within a
   # bound. The retry cannot hide a sanitizer report (the log files and every failed attempt's
   # output are scanned below), and every test that needed it is named at the end of the run.
+  local only=()
+  [ -n "${SANITIZE_TESTS:-}" ] && only=(-R "$SANITIZE_TESTS")
   (cd "build-$san" && ctest --output-on-failure -j2 --timeout 900 --repeat until-pass:2 \
-     "${exclude[@]}") | tee "$out" || rc=1
+     "${only[@]}" "${exclude[@]}") | tee "$out" || rc=1
   for entry in "${relax[@]}"; do
     local pattern=${entry%%|*} rest=${entry#*|}
     echo "sanitize: $san runs tests matching '$pattern' with ${rest%%|*}: ${rest#*|}"
