@@ -40,8 +40,10 @@ constexpr int kBufferGroup = 0;
 constexpr std::size_t kHoldLimit = 64 * 1024;        // input held for a busy session before the
                                                      // recv is cancelled (TCP then pushes back)
 constexpr std::size_t kSmallChunk = 64 * 1024;       // queued output below this is merged
-constexpr std::size_t kKeepChunk = 64 * 1024;        // recycled buffers are at most this big
-constexpr std::size_t kSpareMax = 256;               // recycled Outputs and buffers kept
+constexpr std::size_t kKeepChunk = 256 * 1024;       // recycled buffers are at most this big (a
+                                                     // /bytes chunk of 64 KiB and its header fit),
+constexpr std::size_t kSpareBytes = 2 << 20;         // and at most this much in all
+constexpr std::size_t kSpareMax = 256;               // recycled Outputs kept
 constexpr std::int64_t kInlineSendWait = 1'000'000;  // ns; see submit_wait
 
 constexpr unsigned kSetupFlags =
@@ -568,10 +570,7 @@ void UringLoop::on_send(Conn& c, const Cqe& cqe) {
   o.unsent -= static_cast<std::size_t>(cqe.res);
   o.sent += static_cast<std::size_t>(cqe.res);
   if (o.sent == o.chunks.front().size()) {
-    if (spare_chunks_.size() < kSpareMax && o.chunks.front().capacity() <= kKeepChunk) {
-      spare_chunks_.push_back(std::move(o.chunks.front()));
-      spare_chunks_.back().clear();
-    }
+    recycle_chunk(o.chunks.front());
     o.chunks.pop_front();
     o.sent = 0;
   }
@@ -666,6 +665,7 @@ bool UringLoop::flush(Conn& c) {
     o.chunks.push_back(std::move(out_));
     out_.clear();
     if (!spare_chunks_.empty()) {
+      spare_bytes_ -= spare_chunks_.back().capacity();
       out_.swap(spare_chunks_.back());
       spare_chunks_.pop_back();
     }
@@ -684,15 +684,20 @@ void UringLoop::send_front(Conn& c) {
   ++sends_queued_;
 }
 
+// An output buffer the kernel is done with is kept for the next output (so out_ does not grow
+// again from nothing, reallocating on the way, for every answer), within kKeepChunk/kSpareBytes.
+void UringLoop::recycle_chunk(std::string& chunk) {
+  if (chunk.capacity() > kKeepChunk || spare_bytes_ + chunk.capacity() > kSpareBytes) return;
+  chunk.clear();
+  spare_bytes_ += chunk.capacity();
+  spare_chunks_.push_back(std::move(chunk));
+}
+
 // Every chunk sent (or the connection is closing and none is in flight): the Output and its
 // buffers are recycled.
 void UringLoop::release_output(Conn& c) {
   if (!c.output) return;
-  for (std::string& chunk : c.output->chunks)
-    if (spare_chunks_.size() < kSpareMax && chunk.capacity() <= kKeepChunk) {
-      chunk.clear();
-      spare_chunks_.push_back(std::move(chunk));
-    }
+  for (std::string& chunk : c.output->chunks) recycle_chunk(chunk);
   c.output->chunks.clear();
   c.output->sent = c.output->unsent = 0;
   if (spare_.size() < kSpareMax) spare_.push_back(std::move(c.output));

@@ -156,6 +156,7 @@ class UringLoop {
   bool flush(Conn& c);
   void send_front(Conn& c);
   void release_output(Conn& c);
+  void recycle_chunk(std::string& chunk);
   void close_over_cap(Conn& c);
   void work_done(int fd, std::uint32_t gen, WorkResult result);
   void rearm(Conn& c);
@@ -210,6 +211,7 @@ class UringLoop {
   std::string out_;                             // output of the session being driven
   std::vector<std::unique_ptr<Output>> spare_;  // recycled Output objects
   std::vector<std::string> spare_chunks_;       // recycled output buffers
+  std::size_t spare_bytes_ = 0;                 // their capacity, in all
 };
 
 }  // namespace shootout
