@@ -75,8 +75,17 @@ nlohmann::json machine_info() {
           {"nofile_hard", static_cast<long>(rl.rlim_max)}};
 }
 
+// The commit of the source tree the binary was built from ("unknown" without git or a checkout;
+// "-dirty" when it had uncommitted changes).
+std::string source_commit() {
+  std::string c = first_line(run_capture("git -C '" SHOOTOUT_SOURCE_DIR
+                                         "' describe --always --dirty --abbrev=7 2>/dev/null"));
+  return c.empty() ? "unknown" : c;
+}
+
 nlohmann::json versions() {
   return {{"shootout", SHOOTOUT_VERSION},
+          {"commit", source_commit()},
           {"boost", fmt::format("{}.{}.{}", BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000,
                                 BOOST_VERSION % 100)},
           {"fmt", fmt::format("{}", FMT_VERSION)},

@@ -1,6 +1,7 @@
 // The shootout runner against real processes: a short sweep of real models writes the CSV,
 // JSON, graphs and report; `plot` redraws them; generated peer configurations say what they
 // must; installed peers really answer from them; Ctrl-C keeps the results; bad flags exit 2.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -136,6 +137,21 @@ TEST_F(RunnerSweep, DrawsGraphsAndReport) {
   EXPECT_NE(report.find("Load-generator-bound points"), std::string::npos);
   for (const auto& m : models_)
     EXPECT_NE(report.find("| " + m + " | 10 |"), std::string::npos) << m;
+  // Every graph says under its title which machine, which day and which build drew it.
+  const std::string gp = read_file(dir_ / "graphs" / "plot.gp");
+  const auto j = nlohmann::json::parse(read_file(dir_ / "results.json"));
+  const std::string sub = fmt::format(
+      "{} ({} CPUs), {}, commit {}", j["meta"]["machine"]["cpu_model"].get<std::string>(),
+      j["meta"]["machine"]["nproc"].dump(), j["meta"]["started"].get<std::string>().substr(0, 10),
+      j["meta"]["versions"]["commit"].get<std::string>());
+  std::size_t titles = 0, with_sub = 0;
+  for (std::size_t at = 0; (at = gp.find("set title ", at)) != std::string::npos; ++at) {
+    ++titles;
+    with_sub += gp.compare(gp.find("\\n", at) + 2, sub.size(), sub) == 0;
+  }
+  EXPECT_GT(titles, 0u);
+  EXPECT_EQ(with_sub, titles) << "a graph title without the machine, date and commit: " << sub;
+  EXPECT_NE(j["meta"]["versions"]["commit"], "") << "no commit recorded";
 }
 
 // Issue #16, items 5 and 6: the server capacity (requests per server CPU-second) and the
