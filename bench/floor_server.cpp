@@ -22,37 +22,22 @@
 #include <exception>
 #include <string_view>
 
+#include "floor_common.hpp"
 #include "net.hpp"
 
 namespace {
 
-// The evented model's answer to GET /, byte for byte but for the date.
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nServer: shootout\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\n"
-    "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+using shootout::floor::kResponse;
+using shootout::floor::port_from_args;
+using shootout::floor::requests_in;
 
 volatile sig_atomic_t stop = 0;
-
-// Requests completed in one read: the number of "\r\n\r\n" in it.
-int requests_in(std::string_view data) {
-  int n = 0;
-  for (auto at = data.find("\r\n\r\n"); at != data.npos; at = data.find("\r\n\r\n", at + 4)) ++n;
-  return n;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  long port = 0;
-  if (argc == 2) {
-    char* end = nullptr;
-    port = std::strtol(argv[1], &end, 10);
-    if (*argv[1] == '\0' || *end != '\0' || port < 0 || port > 65535) argc = 3;
-  }
-  if (argc > 2) {
-    std::fprintf(stderr, "usage: shootout-floor [port]   (0-65535; 0 or none picks one)\n");
-    return 2;
-  }
+  const long port = port_from_args("shootout-floor", argc, argv);
+  if (port < 0) return 2;
   struct sigaction sa {};
   sa.sa_handler = [](int) { stop = 1; };
   ::sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: epoll_wait returns EINTR

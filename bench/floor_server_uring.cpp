@@ -45,14 +45,14 @@
 #include <string_view>
 #include <vector>
 
+#include "floor_common.hpp"
 #include "net.hpp"
 
 namespace {
 
-// The evented model's answer to GET /, byte for byte but for the date.
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nServer: shootout\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\n"
-    "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+using shootout::floor::kResponse;
+using shootout::floor::port_from_args;
+using shootout::floor::requests_in;
 
 // Sizes: a batch holds about one recv CQE per connection with data (sends post a CQE only when
 // they fail) and queues about one send per recv CQE, so 10,000 connections need about 10,000
@@ -76,13 +76,6 @@ Kind kind_of(std::uint64_t t) { return static_cast<Kind>(t & 0xff); }
 int copies_of(std::uint64_t t) { return static_cast<int>(t >> 8 & 0xff); }
 std::uint16_t gen_of(std::uint64_t t) { return static_cast<std::uint16_t>(t >> 16); }
 int fd_of(std::uint64_t t) { return static_cast<int>(t >> 32); }
-
-// Requests completed in one read: the number of "\r\n\r\n" in it.
-int requests_in(std::string_view data) {
-  int n = 0;
-  for (auto at = data.find("\r\n\r\n"); at != data.npos; at = data.find("\r\n\r\n", at + 4)) ++n;
-  return n;
-}
 
 int setup_failed(const char* what, int err) {
   std::fprintf(stderr, "shootout-floor-uring: %s failed: %s (%s)%s\n", what, strerrorname_np(err),
@@ -198,16 +191,8 @@ struct Floor {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long port = 0;
-  if (argc == 2) {
-    char* end = nullptr;
-    port = std::strtol(argv[1], &end, 10);
-    if (*argv[1] == '\0' || *end != '\0' || port < 0 || port > 65535) argc = 3;
-  }
-  if (argc > 2) {
-    std::fprintf(stderr, "usage: shootout-floor-uring [port]   (0-65535; 0 or none picks one)\n");
-    return 2;
-  }
+  const long port = port_from_args("shootout-floor-uring", argc, argv);
+  if (port < 0) return 2;
   // The signals wait in a signalfd that the ring polls: no EINTR, no window between a check of
   // a flag and the wait.
   sigset_t mask;

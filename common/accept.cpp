@@ -1,5 +1,6 @@
 #include "accept.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,6 +80,15 @@ void refuse_connection(std::string_view what, std::string_view why) {
   if (rl.allow(&dropped))
     log_line("{} ({}); closing the connection ({} more dropped)", what, why, dropped);
   counters().errors.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool shed_with_spare(int listen_fd, int& spare_fd) {
+  if (spare_fd < 0) return false;
+  ::close(spare_fd);
+  int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) ::close(fd);
+  spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd >= 0 && spare_fd >= 0;
 }
 
 }  // namespace shootout

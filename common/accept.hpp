@@ -106,6 +106,13 @@ class Listener {
   AcceptBackoff backoff_;
 };
 
+// The loop models' spare-descriptor trick, out of descriptors (EMFILE, ENFILE): give back the
+// descriptor held for this moment (`spare_fd`, /dev/null), accept the waiting client on it and
+// close it at once (the client sees the connection closed rather than hanging in the backlog),
+// then take the spare again. Returns true if a client was shed and the spare is held again; the
+// caller backs off otherwise. Needs a non-blocking listener.
+bool shed_with_spare(int listen_fd, int& spare_fd);
+
 // A connection the server accepted but has no thread, process or fiber for: counts an error
 // and logs `what` and `why` ("cannot fork", "Resource temporarily unavailable") at most once a
 // second. The caller closes the connection, which the client sees closed unanswered.

@@ -250,25 +250,13 @@ void EventLoop::on_acceptable() {
       case AcceptFailure::shut:
         return;
       case AcceptFailure::starved:
-        if ((a.err == EMFILE || a.err == ENFILE) && shed_one_connection()) {
+        if ((a.err == EMFILE || a.err == ENFILE) && shed_with_spare(listen_fd_, spare_fd_)) {
           refuse_connection("out of descriptors", "refused with the spare descriptor");
           continue;
         }
         return pause_accept(accept_backoff_.next_wait(a.err));
     }
   }
-}
-
-// The spare-descriptor trick: give back the descriptor held for this moment, accept the
-// waiting client on it and close it at once (the client sees the connection closed rather than
-// hanging in the backlog), then take the spare again.
-bool EventLoop::shed_one_connection() {
-  if (spare_fd_ < 0) return false;
-  ::close(spare_fd_);
-  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) ::close(fd);
-  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return fd >= 0 && spare_fd_ >= 0;
 }
 
 // Stops watching the listener for `wait`, then takes the spare descriptor again if it could

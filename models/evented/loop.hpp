@@ -106,7 +106,6 @@ class EventLoop {
   void on_wake();
   void on_acceptable();
   int add_connection(int fd);  // fd is non-blocking already
-  bool shed_one_connection();
   void pause_accept(std::chrono::milliseconds wait);
   void on_readable(Conn& c, bool end_pending);
   void on_writable(Conn& c);

@@ -448,7 +448,7 @@ void UringLoop::on_accept(const Cqe& cqe) {
         accepting_ = false;
         break;
       case AcceptFailure::starved:
-        if ((err == EMFILE || err == ENFILE) && shed_one_connection()) {
+        if ((err == EMFILE || err == ENFILE) && shed_with_spare(listen_fd_, spare_fd_)) {
           refuse_connection("out of descriptors", "refused with the spare descriptor");
           break;
         }
@@ -457,17 +457,6 @@ void UringLoop::on_accept(const Cqe& cqe) {
     }
   }
   if (accepting_ && !accept_armed_) arm_accept();
-}
-
-// The evented loop's spare-descriptor trick (see there), with a plain accept4: the listener is
-// non-blocking.
-bool UringLoop::shed_one_connection() {
-  if (spare_fd_ < 0) return false;
-  ::close(spare_fd_);
-  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) ::close(fd);
-  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return fd >= 0 && spare_fd_ >= 0;
 }
 
 void UringLoop::pause_accept(std::chrono::milliseconds wait) {

@@ -143,7 +143,6 @@ class UringLoop {
   void dispatch(const Cqe& cqe);
   void on_wake();
   void on_accept(const Cqe& cqe);
-  bool shed_one_connection();
   void pause_accept(std::chrono::milliseconds wait);
   int add_connection(int fd);
   void on_recv(Conn& c, const Cqe& cqe);
