@@ -9,12 +9,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-out="results/$(date +%Y%m%d-%H%M%S)"
+# The results folder: the caller's --out DIR (or --out=DIR) if given, else a new timestamped one.
+out="" prev=""
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  case $a in --out=*) out=${a#--out=} ;; esac
+  prev=$a
+done
+ours=()
+[ -z "$out" ] && out="results/$(date +%Y%m%d-%H%M%S)" && ours=(--out "$out")
 pin=()
 [ "$(nproc)" -ge 2 ] && pin=(--pin)
 status=0
 build/shootout run --peers nginx,apache-prefork,apache-worker,apache-event "${pin[@]}" \
-  --out "$out" "$@" || status=$?
+  "${ours[@]}" "$@" || status=$?
 if [ -f "$out/report.md" ]; then
   echo
   echo "shootout: report at $out/report.md (graphs in $out/graphs/, data in $out/results.csv)"
