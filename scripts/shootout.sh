@@ -2,7 +2,7 @@
 # The main command: set up (packages + Release build into build/), run the default shootout —
 # our five models and the real nginx and Apache (prefork, worker, event) at 1 to 10,000
 # connections, server pinned to CPU 0 and load generator to CPU 1 — and print where the
-# report is. Takes a few minutes (about 9 on a 2-core machine; docs/RUNNER.md says why).
+# report is. Takes about 30 minutes on a 2-core machine (docs/RUNNER.md says why).
 #
 # Usage: scripts/shootout.sh [extra `shootout run` flags, e.g. --quick or --out DIR]
 set -euo pipefail
