@@ -70,16 +70,6 @@ int unread(int fd) {
   return ::ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
 }
 
-bool write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
 // Reads until `n` bytes have come, the end, or 15 s without a byte.
 std::string read_exactly(int fd, std::size_t n) {
   std::string got;
@@ -354,10 +344,10 @@ TEST_F(UringLoopTest, BytesArrivingWhileTheSessionWaitsOnWorkAreHeldAndAnsweredA
   ASSERT_EQ(lt.loop().adopt(sp.loop_end), 0);
   lt.start();
   steering_.gate_open = false;
-  ASSERT_TRUE(write_all(sp.peer, "wait\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
-  ASSERT_TRUE(write_all(sp.peer, "one\n"));
-  ASSERT_TRUE(write_all(sp.peer, "two\nthree\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "one\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "two\nthree\n"));
   // Taken by the loop while the gate is shut: the session is still waiting.
   EXPECT_TRUE(eventually([&] { return unread(sp.loop_end) == 0; }))
       << unread(sp.loop_end) << " bytes left in the socket";
@@ -377,7 +367,7 @@ TEST_F(UringLoopTest, InputBeyondTheHoldLimitWhileBusyIsAllAnsweredAfterTheWork)
   ASSERT_EQ(lt.loop().adopt(sp.loop_end), 0);
   lt.start();
   steering_.gate_open = false;
-  ASSERT_TRUE(write_all(sp.peer, "wait\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
 
   std::string lines;
@@ -441,9 +431,9 @@ TEST_F(UringLoopTest, PeerThatHalfClosesWhileTheSessionWaitsGetsEveryAnswerThenT
   ASSERT_EQ(lt.loop().adopt(sp.loop_end), 0);
   lt.start();
   steering_.gate_open = false;
-  ASSERT_TRUE(write_all(sp.peer, "wait\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
-  ASSERT_TRUE(write_all(sp.peer, "after\n"));
+  ASSERT_TRUE(test::send_all(sp.peer, "after\n"));
   ::shutdown(sp.peer, SHUT_WR);
   EXPECT_TRUE(eventually([&] { return unread(sp.loop_end) == 0; }));
   steering_.gate_open = true;
@@ -527,7 +517,7 @@ TEST_F(UringLoopTest, MoreReadyConnectionsThanReceiveBuffersAreAllAnswered) {
   if (!descriptors_for(2 * kConns + 100)) GTEST_SKIP() << "RLIMIT_NOFILE too low";
   std::vector<SocketPair> pairs(kConns);
   for (std::size_t i = 0; i < kConns; ++i)
-    ASSERT_TRUE(write_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
   LoopThread lt(options_, steered_);
   lt.start();
   const UringLoop::Counts before = lt.counts();
@@ -560,7 +550,7 @@ TEST_F(UringLoopTest, AdoptingMoreSocketsBeforeRunThanTheQueueHoldsRefusesTheRes
   std::vector<bool> taken(kConns);
   std::size_t refused = 0;
   for (std::size_t i = 0; i < kConns; ++i) {
-    ASSERT_TRUE(write_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
     const int err = lt.loop().adopt(pairs[i].loop_end);
     ASSERT_TRUE(err == 0 || err == EAGAIN) << std::strerror(err);
     taken[i] = err == 0;
@@ -587,7 +577,7 @@ TEST_F(UringLoopTest, AdoptingMoreSocketsBeforeRunThanTheQueueHoldsRefusesTheRes
 // one iteration, are answered without a single receive finding the ring empty.
 TEST_F(UringLoopTest, CompletionsOfAClosingConnectionAreSkippedAndTheirBuffersGivenBack) {
   SocketPair doomed;
-  ASSERT_TRUE(write_all(doomed.peer, "boom\n" + std::string(10'000, 'x') + "\n"));
+  ASSERT_TRUE(test::send_all(doomed.peer, "boom\n" + std::string(10'000, 'x') + "\n"));
   LoopThread lt(options_, steered_);
   ASSERT_EQ(lt.loop().adopt(doomed.loop_end), 0);
   lt.start();
@@ -599,7 +589,7 @@ TEST_F(UringLoopTest, CompletionsOfAClosingConnectionAreSkippedAndTheirBuffersGi
   if (!descriptors_for(2 * before.buffers + 100)) GTEST_SKIP() << "RLIMIT_NOFILE too low";
   std::vector<SocketPair> pairs(before.buffers);
   for (std::size_t i = 0; i < pairs.size(); ++i)
-    ASSERT_TRUE(write_all(pairs[i].peer, std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, std::to_string(i) + "\n"));
   lt.on_loop([&] {
     for (auto& p : pairs) EXPECT_EQ(lt.loop().adopt(p.loop_end), 0);
   });
@@ -621,7 +611,7 @@ TEST_F(UringLoopTest, ManyBusyConnectionsTakeFarFewerEntersThanRequests) {
   constexpr std::size_t kConns = 200;
   std::vector<SocketPair> pairs(kConns);
   for (std::size_t i = 0; i < kConns; ++i)
-    ASSERT_TRUE(write_all(pairs[i].peer, "r" + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, "r" + std::to_string(i) + "\n"));
   LoopThread lt(options_, steered_);
   lt.start();
   std::uint64_t before = 0;
@@ -652,7 +642,7 @@ TEST_F(UringLoopTest, StopFromAnotherThreadFinishesInFlightWorkThenRunReturnsTru
   ASSERT_EQ(lt.loop().adopt(idle.loop_end), 0);
   lt.start();
   steering_.gate_open = false;
-  ASSERT_TRUE(write_all(busy.peer, "wait\n"));
+  ASSERT_TRUE(test::send_all(busy.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
   lt.loop().request_stop();  // from this thread, as a signal handler's thread would
   EXPECT_TRUE(ended(idle.peer)) << "the idle connection was not closed";
@@ -674,7 +664,7 @@ TEST_F(UringLoopTest, RunReturnsFalseWhenWorkOutlastsTheGracePeriod) {
   ASSERT_EQ(lt.loop().adopt(busy.loop_end), 0);
   lt.start();
   steering_.gate_open = false;
-  ASSERT_TRUE(write_all(busy.peer, "wait\n"));
+  ASSERT_TRUE(test::send_all(busy.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
   EXPECT_FALSE(lt.stop());
 }

@@ -45,15 +45,17 @@ void Conn::set_timeout_ms(int ms) {
   setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-bool Conn::send(std::string_view data) {
+bool send_all(int fd, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
 }
+
+bool Conn::send(std::string_view data) { return send_all(fd_, data); }
 
 std::string Conn::read_some() {
   char b[65536];

@@ -51,6 +51,9 @@ struct Response {
 Response read_response(Conn& c, bool head_request = false);
 
 // "GET target HTTP/1.1\r\nHost: t\r\n\r\n" plus extra header lines (each ending in \r\n).
+// Writes all of `data` to a blocking socket (MSG_NOSIGNAL); false if the socket broke first.
+bool send_all(int fd, std::string_view data);
+
 std::string get_request(std::string_view target, std::string_view extra_headers = {});
 
 // One GET on a fresh connection.
