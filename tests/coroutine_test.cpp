@@ -22,16 +22,6 @@ namespace {
 
 class CoroutineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-#if defined(SHOOTOUT_SANITIZER) && defined(__SANITIZE_THREAD__)
-    // Debian's Boost.Context switches stacks in its own assembly (fcontext) without telling TSan
-    // (__tsan_switch_to_fiber): TSan takes each fiber for the thread that runs it and reports
-    // races between fibers that cannot race. ASan builds run these tests (docs/COROUTINE.md).
-    GTEST_SKIP() << "coroutine model not checked under TSan: Boost.Context here is built "
-                    "without fiber-switch annotations (docs/COROUTINE.md)";
-#endif
-  }
-
   static ServerProcess start(std::vector<std::string> extra = {}, long nofile = 0) {
     std::vector<std::string> args = {"--model", "coroutine"};
     args.insert(args.end(), extra.begin(), extra.end());

@@ -19,6 +19,7 @@
 #include <boost/fiber/scheduler.hpp>
 
 #include "reactor.hpp"
+#include "tsan_fibers.hpp"
 
 namespace shootout {
 
@@ -29,7 +30,7 @@ class ReactorScheduler final : public boost::fibers::algo::algorithm {
   ReactorScheduler& operator=(const ReactorScheduler&) = delete;
 
   void awakened(boost::fibers::context* ctx) noexcept override;
-  boost::fibers::context* pick_next() noexcept override;
+  SHOOTOUT_NO_TSAN boost::fibers::context* pick_next() noexcept override;
   bool has_ready_fibers() const noexcept override { return !ready_.empty(); }
   void suspend_until(const FiberClock::time_point& deadline) noexcept override;
   void notify() noexcept override { reactor_.wake(); }
@@ -37,6 +38,7 @@ class ReactorScheduler final : public boost::fibers::algo::algorithm {
  private:
   boost::fibers::scheduler::ready_queue_type ready_;
   Reactor& reactor_;
+  TsanFibers tsan_;  // ThreadSanitizer builds: announces each switch (tsan_fibers.hpp)
 };
 
 }  // namespace shootout

@@ -31,11 +31,11 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <variant>
 #include <vector>
 
 #include "accept.hpp"
 #include "control.hpp"
+#include "fiber_launch.hpp"
 #include "fiber_socket_io.hpp"
 #include "log.hpp"
 #include "net.hpp"
@@ -54,11 +54,6 @@ namespace {
 constexpr std::size_t kDefaultStack = 64 * 1024;
 constexpr std::size_t kMinStack = 16 * 1024;  // below this the handler itself may overflow
 constexpr std::size_t kMaxStack = 64 << 20;
-
-// --stack: protected (mmap + a guard page, mappings reused: stack_cache.hpp), fixed (malloc),
-// pooled (a free list of malloc'ed stacks, reused without going back to the allocator).
-using StackAllocator = std::variant<ProtectedStack, boost::fibers::fixedsize_stack,
-                                    boost::fibers::pooled_fixedsize_stack>;
 
 StackAllocator make_stack_allocator(const std::string& kind, std::size_t size, StackCache& cache) {
   if (kind == "fixed") return boost::fibers::fixedsize_stack(size);
@@ -98,7 +93,7 @@ class Scheduler {
   void run() {
     reactor_.bind_to_this_thread();
     boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor_);
-    boost::fibers::fiber acceptor([this] { accept_loop(); });
+    boost::fibers::fiber acceptor = launch_fiber([this] { accept_loop(); });
     acceptor.join();  // returns once stop() has been seen
     reactor_.forget(listen_fd_);
     ::close(listen_fd_);  // connections still in the backlog are refused
@@ -132,11 +127,7 @@ class Scheduler {
   void start_connection(int fd) {
     ++live_;
     try {
-      std::visit(
-          [&](auto& stacks) {
-            boost::fibers::fiber(std::allocator_arg, stacks, [this, fd] { serve(fd); }).detach();
-          },
-          stacks_);
+      launch_detached_fiber(stacks_, [this, fd] { serve(fd); });
     } catch (const std::exception& e) {  // no memory for a stack
       refuse_connection("cannot create a fiber", e.what());
       ::close(fd);

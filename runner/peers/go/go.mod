@@ -1,0 +1,3 @@
+module shootout/peers/go
+
+go 1.19
