@@ -264,7 +264,10 @@ Command add_run_command(CLI::App& app) {
                   "Models to run, comma-separated (default: every model; none: only the --peers)")
       ->delimiter(',');
   sub->add_option("--peers", f->peers,
-                  "Real servers beside the models: nginx,apache-prefork,apache-worker,apache-event")
+                  "Real servers beside the models: nginx,apache-prefork,apache-worker,"
+                  "apache-event, and other runtimes' servers: node,node-cluster (node.js http), "
+                  "go,go-2 (net/http, GOMAXPROCS 1 and 2), tokio,tokio-mt (hyper; current- and "
+                  "multi-thread runtime), eventmachine (Ruby); a missing one is skipped")
       ->delimiter(',');
   sub->add_option("--connections", f->connections, "Connection counts, comma-separated")
       ->delimiter(',')

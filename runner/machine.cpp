@@ -92,6 +92,10 @@ nlohmann::json versions() {
           {"compiler", "g++ " __VERSION__},
           {"nginx", peer_version("nginx")},
           {"apache2", peer_version("apache-event")},
+          {"node", peer_version("node")},
+          {"go", peer_version("go")},
+          {"tokio", peer_version("tokio")},
+          {"eventmachine", peer_version("eventmachine")},
           {"gnuplot", first_line(run_capture("gnuplot --version 2>&1"))}};
 }
 

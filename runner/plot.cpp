@@ -139,6 +139,18 @@ struct Style {
   bool peer = false;
 };
 
+// A line's colour: gnuplot's eight default line types first (the graphs of up to eight servers
+// look as they always did), then colours of their own — gnuplot repeats its eight from the
+// ninth line on, which drew the default shootout's node and go in forked's and threaded's.
+std::string line_colour(int index) {
+  static const char* const extra[] = {"#8c564b", "#7f7f7f", "#bcbd22", "#17becf",
+                                      "#ff9896", "#98df8a", "#c5b0d5", "#393b79"};
+  constexpr int kDefaults = 8, kExtra = sizeof extra / sizeof extra[0];
+  if (index < kDefaults) return fmt::format("lt {}", index + 1);
+  return fmt::format("lt {} lc rgb '{}'", index % kDefaults + 1,
+                     extra[(index - kDefaults) % kExtra]);
+}
+
 // One `plot` command: a line per server on column `col`; black crosses on the points that did
 // not reach N connections (column `at_n_col` is 0: their label's N is not what was measured);
 // and, for graphs of the loaded window, red circles on the load-generator-bound points.
@@ -149,8 +161,8 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   std::string cmd = "plot ";
   for (const auto& s : styles) {
     cmd += fmt::format(
-        "'{}' using 1:{} with linespoints lt {} dt {} pt {} ps 1.2 lw 2 title '{}', \\\n  ", s.file,
-        y, s.index + 1, s.peer ? 2 : 1, s.index + 4, s.title);
+        "'{}' using 1:{} with linespoints {} dt {} pt {} ps 1.2 lw 2 title '{}', \\\n  ", s.file, y,
+        line_colour(s.index), s.peer ? 2 : 1, s.index + 4, s.title);
   }
   bool first = true;
   for (const auto& s : styles) {

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace shootout::runner {
@@ -31,7 +32,8 @@ void registry_remove(pid_t p) {
 }
 
 // In the child, between fork and exec: only async-signal-safe calls.
-[[noreturn]] void exec_child(std::vector<char*>& args, int log_fd, int cpu) {
+[[noreturn]] void exec_child(std::vector<char*>& args, std::vector<char*>& envp, int log_fd,
+                             int cpu) {
   ::setpgid(0, 0);
   ::dup2(log_fd, STDOUT_FILENO);
   ::dup2(log_fd, STDERR_FILENO);
@@ -54,7 +56,7 @@ void registry_remove(pid_t p) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::signal(SIGPIPE, SIG_DFL);
-  ::execv(args[0], args.data());
+  ::execve(args[0], args.data(), envp.data());
   static const char msg[] = "exec failed\n";
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
   ::_exit(127);
@@ -62,9 +64,29 @@ void registry_remove(pid_t p) {
 
 int decode_status(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
+// The runner's environment with `extra` ("NAME=value") set over it. Built before fork: the
+// child may only make async-signal-safe calls, and the runner has other threads.
+std::vector<std::string> child_environment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    bool replaced = false;
+    for (const auto& x : extra) {
+      auto eq = x.find('=');
+      if (eq != std::string::npos &&
+          entry.substr(0, eq + 1) == std::string_view(x).substr(0, eq + 1))
+        replaced = true;
+    }
+    if (!replaced) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
 }  // namespace
 
-Child::Child(const std::vector<std::string>& argv, const std::string& log_path, int cpu)
+Child::Child(const std::vector<std::string>& argv, const std::string& log_path, int cpu,
+             const std::vector<std::string>& env)
     : log_path_(log_path) {
   int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) throw std::runtime_error("cannot open log " + log_path);
@@ -72,6 +94,10 @@ Child::Child(const std::vector<std::string>& argv, const std::string& log_path, 
   std::vector<char*> args;
   for (auto& a : copy) args.push_back(a.data());
   args.push_back(nullptr);
+  std::vector<std::string> env_copy = child_environment(env);
+  std::vector<char*> envp;
+  for (auto& e : env_copy) envp.push_back(e.data());
+  envp.push_back(nullptr);
   // Under the registry lock, so kill_all_children never misses a child between fork and add.
   std::lock_guard lock(registry_mutex);
   pid_ = ::fork();
@@ -79,7 +105,7 @@ Child::Child(const std::vector<std::string>& argv, const std::string& log_path, 
     ::close(log_fd);
     throw std::runtime_error("fork failed");
   }
-  if (pid_ == 0) exec_child(args, log_fd, cpu);
+  if (pid_ == 0) exec_child(args, envp, log_fd, cpu);
   ::setpgid(pid_, pid_);  // also in the parent: whichever runs first wins, both agree
   ::close(log_fd);
   registry.insert(pid_);

@@ -21,9 +21,11 @@ namespace shootout::runner {
 class Child {
  public:
   // Starts argv (argv[0] is a path) with stdout+stderr appended to `log_path`. `cpu` >= 0 pins
-  // it to that CPU before exec. Throws std::runtime_error if fork fails; an exec failure shows
-  // up as exit status 127 with the reason in the log.
-  Child(const std::vector<std::string>& argv, const std::string& log_path, int cpu = -1);
+  // it to that CPU before exec. `env` ("NAME=value" each) is set in the child's environment,
+  // over the runner's own. Throws std::runtime_error if fork fails; an exec failure shows up as
+  // exit status 127 with the reason in the log.
+  Child(const std::vector<std::string>& argv, const std::string& log_path, int cpu = -1,
+        const std::vector<std::string>& env = {});
   ~Child();  // SIGKILL to the group and reap, if still running
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;

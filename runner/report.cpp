@@ -236,8 +236,12 @@ std::string method() {
          "stack per thread), read at the same two moments, the whole-memory graph's. Then it "
          "stops the server "
          "(SIGTERM) and checks it exited cleanly. Peers (nginx, Apache) get generated "
-         "configurations (`peers/<name>-<N>/`), serve the same 13-byte `Hello, World!` from a "
-         "file, and are sampled from /proc. Apache pre-spawns its workers for N connections, so "
+         "configurations (`peers/<name>-<N>/`), serve the same 13-byte `Hello, World!` (nginx "
+         "from memory, Apache from a file), and are sampled from /proc; the other runtimes' "
+         "peers (node, go, tokio, eventmachine and their multi-worker lines) are small servers "
+         "kept in `runner/peers/`, answering it from memory (`peers/<name>-<N>/start.sh` is the "
+         "exact command, environment included). Apache pre-spawns its workers for N connections, "
+         "so "
          "its \"before any connection\" memory already holds them: for Apache read the absolute "
          "PSS line, not the per-connection one.\n\n";
 }

@@ -124,27 +124,39 @@ void wait_for_workers(pid_t pid, int expected, milliseconds timeout) {
 
 Launched launch_peer(const SweepConfig& c, const std::string& peer, int n, const std::string& tag) {
   Launched l;
-  if (peer_binary(peer).empty()) {
-    l.error = fmt::format("{} is not installed ({} missing; scripts/setup.sh installs it)", peer,
-                          peer == "nginx" ? "/usr/sbin/nginx" : "/usr/sbin/apache2");
+  if (std::string missing = peer_missing(peer); !missing.empty()) {
+    l.error = fmt::format("{} is not available: {}", peer, missing);
     return l;
   }
   std::string dir = fmt::format("{}/peers/{}", c.out_dir, tag);
   l.port = free_port();
   PeerSetup s = write_peer_config(peer, dir, l.port, n, host_limits(), c.nginx_workers);
   l.notes = s.notes;
-  l.child = std::make_unique<Child>(s.argv, dir + "/stdout.log", c.pin ? 0 : -1);
+  if (c.pin && s.parallelism > 1)
+    l.notes.push_back(fmt::format("--pin: its {} workers share CPU 0", s.parallelism));
   milliseconds timeout = kStartTimeout + milliseconds(n * 2);  // thousands of processes to fork
-  if (l.port == 0 || !wait_for_port(l.port, timeout, l.child.get())) {
-    auto st = l.child->poll();
-    l.error = fmt::format("{} did not start{}: {} {}", peer,
-                          st ? fmt::format(" (exit status {})", *st) : std::string{},
-                          file_tail(s.error_log, 400), l.child->log_tail(300));
-    return l;
-  }
-  wait_for_workers(l.child->pid(), s.expected_processes, timeout);
+  l.child = start_peer(s, dir + "/stdout.log", c.pin ? 0 : -1, timeout, l.error);
   return l;
 }
+
+}  // namespace
+
+std::unique_ptr<Child> start_peer(const PeerSetup& s, const std::string& log_path, int cpu,
+                                  milliseconds timeout, std::string& error) {
+  auto child = std::make_unique<Child>(s.argv, log_path, cpu, s.env);
+  if (s.port == 0 || !wait_for_port(s.port, timeout, child.get())) {
+    auto st = child->poll();
+    error = fmt::format("{} did not start{}: {} {}", s.name,
+                        st ? fmt::format(" (exit status {})", *st) : std::string{},
+                        s.error_log.empty() ? std::string{} : file_tail(s.error_log, 400),
+                        child->log_tail(300));
+    return child;
+  }
+  wait_for_workers(child->pid(), s.expected_processes, timeout);
+  return child;
+}
+
+namespace {
 
 load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pid_t pid,
                              const std::string& stats_file) {
@@ -702,8 +714,9 @@ std::string skip_reason(const SweepConfig& c, const std::string& server, bool pe
         n, n + kSpare, rl.rlim_cur, rl.rlim_max);
   if (peer && c.handler != "http")
     return fmt::format("peers serve HTTP only; --handler is {}", c.handler);
-  if (peer && peer_binary(server).empty())
-    return fmt::format("{} is not installed (scripts/setup.sh installs nginx and apache2)", server);
+  if (peer)
+    if (std::string missing = peer_missing(server); !missing.empty())
+      return fmt::format("{} is not available: {}", server, missing);
   return "";
 }
 

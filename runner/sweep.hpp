@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,9 @@
 
 namespace shootout::runner {
 
+class Child;
 class Progress;
+struct PeerSetup;
 
 struct SweepConfig {
   std::string binary;               // build/shootout
@@ -62,6 +65,15 @@ struct SweepConfig {
 
 // The planned wall time of one run of one point (for the ETA), in seconds.
 double planned_seconds(const SweepConfig& c, int connections);
+
+// Starts a peer as the sweep does for each of its runs: from its setup (peers/peers.hpp:
+// argv, environment), its output appended to `log_path`, pinned to `cpu` (-1: every CPU), in
+// its own process group; then waits, up to `timeout`, until its port takes connections and its
+// tree has spawned `expected_processes` (or stopped growing). On failure `error` says why (its
+// exit status and the tail of its logs) and the child, possibly still running, is returned for
+// the caller to stop. Tests use it to start peers the way the sweep does. Calling thread only.
+std::unique_ptr<Child> start_peer(const PeerSetup& setup, const std::string& log_path, int cpu,
+                                  std::chrono::milliseconds timeout, std::string& error);
 
 // Runs the sweep. A point enters `results.points` after its first run and is replaced by its
 // new summary after each later one; `on_point` is called after every run (the CLI rewrites

@@ -14,6 +14,10 @@ PACKAGES=(
   clang libclang-rt-dev llvm  # scripts/fuzz.sh (clang, libFuzzer) and sanitizer symbolizing
   clang-format                # scripts/format.sh (the style CI checks)
   liburing-dev                # the uring model (io_uring) and build/shootout-floor-uring
+  # The other runtimes' peers of `shootout run --peers` (runner/peers/): node.js, Go, hyper on
+  # Tokio (built offline from Debian's packaged crates) and Ruby EventMachine.
+  nodejs golang-go ruby ruby-eventmachine
+  cargo rustc librust-hyper-dev librust-tokio-dev librust-libc-dev
 )
 
 missing=()
@@ -38,6 +42,9 @@ fi
 
 [ "${1:-}" = "--no-build" ] && exit 0
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-# The programs only; scripts/test.sh builds the tests.
-cmake --build build -j"$(nproc)" --target shootout shootout-bench
-echo "setup: built build/shootout and build/shootout-bench"
+# The programs only (and the compiled peers, unless -DSHOOTOUT_PEERS=OFF); scripts/test.sh
+# builds the tests.
+targets=(shootout shootout-bench)
+grep -q '^SHOOTOUT_PEERS:BOOL=ON$' build/CMakeCache.txt && targets+=(peers)
+cmake --build build -j"$(nproc)" --target "${targets[@]}"
+echo "setup: built ${targets[*]} in build/"

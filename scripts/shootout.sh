@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main command: set up (packages + Release build into build/), run the default shootout —
-# our five models and the real nginx and Apache (prefork, worker, event) at 1 to 10,000
-# connections, server pinned to CPU 0 and load generator to CPU 1 — and print where the
-# report is. Takes about 30 minutes on a 2-core machine (docs/RUNNER.md says why).
+# our five models, the real nginx and Apache (prefork, worker, event), node.js and Go's net/http
+# at 1 to 10,000 connections, server pinned to CPU 0 and load generator to CPU 1 — and print
+# where the report is. Takes about 30 minutes on a 2-core machine (docs/RUNNER.md says why).
+# The other runtimes' peers are one flag away: a --peers given here adds to the default list
+# (`bash scripts/shootout.sh --peers node-cluster,go-2,tokio,tokio-mt,eventmachine`).
 #
 # Usage: scripts/shootout.sh [extra `shootout run` flags, e.g. --quick or --out DIR]
 set -euo pipefail
@@ -21,7 +23,7 @@ ours=()
 pin=()
 [ "$(nproc)" -ge 2 ] && pin=(--pin)
 status=0
-build/shootout run --peers nginx,apache-prefork,apache-worker,apache-event "${pin[@]}" \
+build/shootout run --peers nginx,apache-prefork,apache-worker,apache-event,node,go "${pin[@]}" \
   "${ours[@]}" "$@" || status=$?
 if [ -f "$out/report.md" ]; then
   echo

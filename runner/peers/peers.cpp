@@ -6,11 +6,16 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "peers_internal.hpp"
+
+#ifndef SHOOTOUT_SOURCE_DIR
+#define SHOOTOUT_SOURCE_DIR "."
+#endif
 
 namespace shootout::runner {
 
@@ -57,8 +62,11 @@ HostLimits host_limits() {
 }
 
 const std::vector<std::string>& peer_names() {
-  static const std::vector<std::string> names = {"nginx", "apache-prefork", "apache-worker",
-                                                 "apache-event"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n = {"nginx", "apache-prefork", "apache-worker", "apache-event"};
+    for (const auto& l : lang_peer_names()) n.push_back(l);
+    return n;
+  }();
   return names;
 }
 
@@ -69,11 +77,29 @@ bool is_peer(const std::string& name) {
 }
 
 std::string peer_binary(const std::string& name) {
+  if (is_lang_peer(name)) return lang_peer_binary(name);
   std::string path = name == "nginx" ? "/usr/sbin/nginx" : "/usr/sbin/apache2";
   return ::access(path.c_str(), X_OK) == 0 ? path : std::string{};
 }
 
+std::string peer_missing(const std::string& name) {
+  if (is_lang_peer(name)) return lang_peer_missing(name);
+  if (!peer_binary(name).empty()) return "";
+  return name == "nginx" ? "/usr/sbin/nginx is missing: install nginx-light (scripts/setup.sh does)"
+                         : "/usr/sbin/apache2 is missing: install apache2 (scripts/setup.sh does)";
+}
+
+std::string peers_dir() {
+  if (const char* d = std::getenv("SHOOTOUT_PEERS_DIR"); d && *d) return d;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("peers") : (exe.parent_path() / "peers").string();
+}
+
+std::string peers_source_dir() { return SHOOTOUT_SOURCE_DIR "/runner/peers"; }
+
 std::string peer_version(const std::string& name) {
+  if (is_lang_peer(name)) return lang_peer_version(name);
   std::string bin = peer_binary(name);
   if (bin.empty()) return "not installed";
   // nginx prints its version on stderr, apache2 on stdout: take both, first line.
@@ -113,9 +139,10 @@ PeerSetup write_peer_config(const std::string& name, const std::string& dir, std
   if (name == "nginx") return write_nginx_config(dir, port, connections, limits, nginx_workers);
   if (name.rfind("apache-", 0) == 0 && is_peer(name))
     return write_apache_config(name.substr(7), dir, port, connections, limits);
-  throw std::runtime_error("unknown peer '" + name +
-                           "' (known: nginx, apache-prefork, "
-                           "apache-worker, apache-event)");
+  if (is_lang_peer(name)) return write_lang_config(name, dir, port, connections, limits);
+  std::string known;
+  for (const auto& n : peer_names()) known += (known.empty() ? "" : ", ") + n;
+  throw std::runtime_error("unknown peer '" + name + "' (known: " + known + ")");
 }
 
 }  // namespace shootout::runner

@@ -1,12 +1,17 @@
 #pragma once
 // The real servers measured beside our models: nginx and Apache (prefork, worker, event MPMs),
-// Debian's binaries, with configurations the runner generates for each point.
+// Debian's binaries, with configurations the runner generates for each point; and the small
+// servers of other runtimes kept in runner/peers/<name>/ (langs.cpp): node.js (`node`,
+// `node-cluster`), Go's net/http (`go`, `go-2`), hyper on Tokio (`tokio`, `tokio-mt`) and a
+// Ruby EventMachine responder (`eventmachine`). The compiled ones (go, tokio) are built by the
+// CMake target `peers` into build/peers/, next to build/shootout (see peers_dir()).
 //
 // A generated configuration listens on 127.0.0.1:PORT only, turns access logs off, writes its
 // error log and pid file into the results folder, runs in the foreground, keeps connections
 // alive for the whole run, serves the 13-byte "Hello, World!" at GET /, and raises its limits
 // to the point's connection count — capped to what this machine can hold (each cap is stated
-// in `notes` and ends up in the report).
+// in `notes` and ends up in the report). The runtimes' servers do the same by their command
+// line and environment; each raises its own soft RLIMIT_NOFILE to the hard limit.
 //
 // Pure functions apart from writing files: any thread.
 #include <cstdint>
@@ -26,20 +31,33 @@ struct HostLimits {
 HostLimits host_limits();
 
 struct PeerSetup {
-  std::string name;               // "nginx", "apache-prefork", ...
-  std::string config_path;        // the generated configuration file
-  std::vector<std::string> argv;  // how to start it in the foreground
-  std::string error_log, pid_file;
+  std::string name;                 // "nginx", "apache-prefork", ...
+  std::string config_path;          // the generated configuration file (runtimes: start.sh)
+  std::vector<std::string> argv;    // how to start it in the foreground
+  std::vector<std::string> env;     // "NAME=value" set for it (GOMAXPROCS), over the runner's
+  std::string error_log, pid_file;  // empty where the peer has none (its output is its log)
   std::uint16_t port = 0;
   int expected_processes = 1;      // processes once it has spawned its workers
-  std::vector<std::string> notes;  // caps applied, in words
+  int parallelism = 1;             // threads or processes that can run requests at once
+  std::vector<std::string> notes;  // caps applied, runtime settings, in words
 };
 
-// "nginx", "apache-prefork", "apache-worker", "apache-event".
+// "nginx", "apache-prefork", "apache-worker", "apache-event", "node", "node-cluster", "go",
+// "go-2", "tokio", "tokio-mt", "eventmachine".
 const std::vector<std::string>& peer_names();
 bool is_peer(const std::string& name);
-// /usr/sbin/nginx or /usr/sbin/apache2; empty if it is not installed.
+// What runs: /usr/sbin/nginx, /usr/sbin/apache2, /usr/bin/node, /usr/bin/ruby (with Debian's
+// EventMachine), peers_dir()/go-hello, peers_dir()/tokio-hello; empty if it is not there.
 std::string peer_binary(const std::string& name);
+// Why `name` cannot run here, naming the Debian package to install (and, for a compiled peer,
+// that the build must run again after it); "" if it can.
+std::string peer_missing(const std::string& name);
+// Where the compiled peers are: $SHOOTOUT_PEERS_DIR if set (the tests set it: their binaries
+// are not next to build/shootout), else the folder of this executable + "/peers".
+std::string peers_dir();
+// Where the script peers are (node's hello.js, EventMachine's hello.rb): the source tree's
+// runner/peers.
+std::string peers_source_dir();
 
 // Writes the configuration (and the document root with its index file) into `dir` and says
 // how to start it. `nginx_workers` is nginx's worker_processes. Throws std::runtime_error for
@@ -47,7 +65,8 @@ std::string peer_binary(const std::string& name);
 PeerSetup write_peer_config(const std::string& name, const std::string& dir, std::uint16_t port,
                             int connections, const HostLimits& limits, int nginx_workers = 1);
 
-// The version line of a peer (`nginx -v`, `apache2 -v`), or "not installed".
+// The version line of a peer (`nginx -v`, `apache2 -v`, `node --version`; for a compiled
+// peer, the toolchain and crates it was built with), or "not installed".
 std::string peer_version(const std::string& name);
 
 }  // namespace shootout::runner

@@ -1,5 +1,6 @@
 #pragma once
-// Shared between the peer generators (peers.cpp, nginx.cpp, apache.cpp); not for other users.
+// Shared between the peer generators (peers.cpp, nginx.cpp, apache.cpp, langs.cpp); not for
+// other users.
 #include "peers.hpp"
 
 namespace shootout::runner {
@@ -13,5 +14,15 @@ PeerSetup write_nginx_config(const std::string& dir, std::uint16_t port, int con
 // mpm: "prefork", "worker" or "event".
 PeerSetup write_apache_config(const std::string& mpm, const std::string& dir, std::uint16_t port,
                               int connections, const HostLimits& limits);
+
+// The runtimes' servers (langs.cpp): node, node-cluster, go, go-2, tokio, tokio-mt,
+// eventmachine. is_lang_peer says whether `name` is one of them.
+bool is_lang_peer(const std::string& name);
+const std::vector<std::string>& lang_peer_names();
+std::string lang_peer_binary(const std::string& name);
+std::string lang_peer_missing(const std::string& name);
+std::string lang_peer_version(const std::string& name);
+PeerSetup write_lang_config(const std::string& name, const std::string& dir, std::uint16_t port,
+                            int connections, const HostLimits& limits);
 
 }  // namespace shootout::runner
