@@ -272,7 +272,7 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("--connections", f->connections, "Connection counts, comma-separated")
       ->delimiter(',')
       ->check(CLI::Range(1, 1'000'000))
-      ->default_str("1,10,100,1000,5000,10000");
+      ->default_str("1,10,100,1000,10000");
   sub->add_option("--duration", f->duration, "Measurement window per point (e.g. 3s, 500ms)")
       ->capture_default_str();
   sub->add_option("--warmup", f->warmup, "Load before the window, not counted (plus the ramp)")

@@ -158,6 +158,8 @@ std::unique_ptr<Child> start_peer(const PeerSetup& s, const std::string& log_pat
 
 namespace {
 
+milliseconds take_on_time(int n, long ms_each) { return milliseconds(5'000 + ms_each * n); }
+
 load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pid_t pid,
                              const std::string& stats_file) {
   load::LoadConfig lc;
@@ -173,14 +175,15 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   lc.timeout = c.timeout;
   lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
   lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
-  // How long N connections may take to be taken on before the window opens (closed loop) or
-  // the hold begins (idle): 5 s + 10 ms each, beyond the connect ramp. The forked server took
-  // on ~160 connections a second under load on 2026-12-01 (a fork of a threaded parent, not
-  // the 0.85 ms of a small process), so 10,000 are at N after about a minute; one that cannot
-  // get there (--max-procs) is measured at what it reached and marked.
-  const milliseconds take_on = load::take_on_bound(n);
-  lc.ramp_timeout = lc.warmup + take_on;
-  lc.open_timeout = take_on;
+  // How long N connections may take to be taken on, beyond the connect ramp: before the window
+  // opens (closed loop), 5 s + 2 ms each (25 s at 10,000); before the hold begins (idle), 5 s +
+  // 5 ms each (55 s). Until 2026-12-02 both were 5 s + 10 ms each (105 s), which bought
+  // nothing: that day, after 105 s, forked, threaded and Apache prefork had served 775, 1,588
+  // and 1,893 of 10,000 connections in the window, and forked and prefork held 4,086 and 5,796
+  // idle ones (forking about 40 a second by then), while every other server held 10,000 within
+  // 4 s. A point that does not get to N is measured at what it reached and marked.
+  lc.ramp_timeout = lc.warmup + take_on_time(n, 2);
+  lc.open_timeout = take_on_time(n, 5);
   load::SamplerConfig sc;
   sc.pid = pid;
   sc.stats_file = stats_file;

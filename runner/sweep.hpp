@@ -43,7 +43,7 @@ struct SweepConfig {
   // Models this machine cannot run (io_uring disabled, ...): "name: why", said in the report.
   std::vector<std::string> left_out;
   std::vector<std::string> peers;  // nginx, apache-prefork, ...
-  std::vector<int> connections{1, 10, 100, 1000, 5000, 10000};
+  std::vector<int> connections{1, 10, 100, 1000, 10000};
   std::chrono::milliseconds duration{3000}, warmup{1000}, idle_hold{2000};
   std::string handler = "http";
   std::string path = "/";

@@ -2,7 +2,7 @@
 # The main command: set up (packages + Release build into build/), run the default shootout —
 # our five models, the real nginx and Apache (prefork, worker, event), node.js and Go's net/http
 # at 1 to 10,000 connections, server pinned to CPU 0 and load generator to CPU 1 — and print
-# where the report is. Takes about 30 minutes on a 2-core machine (docs/RUNNER.md says why).
+# where the report is. Takes about 15 minutes on a 2-core machine (docs/RUNNER.md says why).
 # The other runtimes' peers are one flag away: a --peers given here adds to the default list
 # (`bash scripts/shootout.sh --peers node-cluster,go-2,tokio,tokio-mt,eventmachine`).
 #

@@ -9,7 +9,7 @@ set pointintervalbox 0
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/rps.svg'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -20,7 +20,9 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/nginx.dat' using 1:2 with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:2 with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:2 with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:2 with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:2 with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -30,6 +32,8 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -38,11 +42,13 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/rps.png'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -53,7 +59,9 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/nginx.dat' using 1:2 with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:2 with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:2 with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:2 with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:2 with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -63,6 +71,8 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -71,12 +81,14 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/capacity.svg'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -87,7 +99,9 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -96,12 +110,14 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/capacity.png'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -112,7 +128,9 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -121,14 +139,16 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory.svg'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -139,7 +159,9 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -148,8 +170,10 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
   'graphs/data/threaded.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'threaded', \
@@ -159,7 +183,9 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -168,14 +194,16 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory.png'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -186,7 +214,9 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -195,8 +225,10 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
   'graphs/data/threaded.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'threaded', \
@@ -206,7 +238,9 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -215,7 +249,9 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
@@ -223,7 +259,7 @@ set yrange [*:*]
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory-whole.svg'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -234,7 +270,9 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -243,9 +281,11 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 unset logscale x
 set xlabel ''
 set ylabel 'KB per connection'
@@ -266,7 +306,7 @@ set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory-whole.png'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -277,7 +317,9 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -286,9 +328,11 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 unset logscale x
 set xlabel ''
 set ylabel 'KB per connection'
@@ -309,7 +353,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/latency.svg'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -320,7 +364,9 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -330,6 +376,8 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -338,12 +386,14 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/latency.png'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -354,7 +404,9 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -364,6 +416,8 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -372,13 +426,15 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/switches.svg'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -389,7 +445,9 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -399,6 +457,8 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -407,12 +467,14 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/switches.png'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -423,7 +485,9 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -433,6 +497,8 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -441,13 +507,15 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/cpu.svg'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -458,7 +526,9 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -468,6 +538,8 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -476,12 +548,14 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/cpu.png'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -492,7 +566,9 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -502,6 +578,8 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -510,13 +588,15 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/node.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/go.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/ramp.svg'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -527,7 +607,9 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -536,12 +618,14 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/ramp.png'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-02, commit 9898670-dirty" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-02, commit 3bb3c4d-dirty" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -552,7 +636,9 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
   'graphs/data/apache-prefork.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
   'graphs/data/apache-worker.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
-  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 9 dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
+  'graphs/data/node.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 2 lc rgb '#7f7f7f' dt 2 pt 13 ps 1.2 lw 2 title 'node', \
+  'graphs/data/go.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 3 lc rgb '#bcbd22' dt 2 pt 14 ps 1.2 lw 2 title 'go', \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
@@ -561,7 +647,9 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
 set yrange [*:*]
 set output
