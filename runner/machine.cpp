@@ -13,6 +13,7 @@
 #include <regex>
 
 #include "peers/peers.hpp"
+#include "process.hpp"
 
 #ifndef SHOOTOUT_VERSION
 #define SHOOTOUT_VERSION "unknown"
@@ -21,22 +22,6 @@
 namespace shootout::runner {
 
 namespace {
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    std::array<char, 512> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    ::pclose(p);
-  }
-  return out;
-}
-
-std::string first_line(std::string s) {
-  auto nl = s.find('\n');
-  if (nl != std::string::npos) s.resize(nl);
-  return s;
-}
 
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
@@ -78,8 +63,8 @@ nlohmann::json machine_info() {
 // The commit of the source tree the binary was built from ("unknown" without git or a checkout;
 // "-dirty" when it had uncommitted changes).
 std::string source_commit() {
-  std::string c = first_line(run_capture("git -C '" SHOOTOUT_SOURCE_DIR
-                                         "' describe --always --dirty --abbrev=7 2>/dev/null"));
+  std::string c = first_line(command_output("git -C '" SHOOTOUT_SOURCE_DIR
+                                            "' describe --always --dirty --abbrev=7 2>/dev/null"));
   return c.empty() ? "unknown" : c;
 }
 
@@ -96,11 +81,11 @@ nlohmann::json versions() {
           {"go", peer_version("go")},
           {"tokio", peer_version("tokio")},
           {"eventmachine", peer_version("eventmachine")},
-          {"gnuplot", first_line(run_capture("gnuplot --version 2>&1"))}};
+          {"gnuplot", first_line(command_output("gnuplot --version 2>&1"))}};
 }
 
 std::vector<std::string> available_models(const std::string& binary) {
-  std::string help = run_capture("'" + binary + "' serve --help 2>&1");
+  std::string help = command_output("'" + binary + "' serve --help 2>&1");
   // CLI11 prints the accepted set as `--model TEXT:{forked,threaded,...}`.
   std::smatch m;
   std::vector<std::string> names;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <mutex>
@@ -174,6 +176,22 @@ void kill_all_children() {
     ::kill(-p, SIGKILL);
     ::kill(p, SIGKILL);
   }
+}
+
+std::string command_output(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    ::pclose(p);
+  }
+  return out;
+}
+
+std::string first_line(std::string text) {
+  auto nl = text.find('\n');
+  if (nl != std::string::npos) text.resize(nl);
+  return text;
 }
 
 std::string file_tail(const std::string& path, std::size_t max_bytes) {

@@ -57,6 +57,12 @@ void kill_all_children();
 // The log of any file: the last `max_bytes`.
 std::string file_tail(const std::string& path, std::size_t max_bytes);
 
+// Everything `cmd` (run by /bin/sh) writes on its standard output; empty if it cannot start.
+// For short commands (versions, git describe): it blocks until the command ends.
+std::string command_output(const std::string& cmd);
+// `text` up to its first newline.
+std::string first_line(std::string text);
+
 // Waits until a TCP connect to 127.0.0.1:port succeeds, up to `timeout`, or until `child`
 // (if given) exits.
 bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout, Child* child = nullptr);

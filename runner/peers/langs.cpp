@@ -17,14 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "peers_internal.hpp"
+#include "process.hpp"
 
 namespace shootout::runner {
 
@@ -55,18 +54,6 @@ std::string family(const std::string& name) {
 std::string node_script() { return peers_source_dir() + "/node/hello.js"; }
 std::string ruby_script() { return peers_source_dir() + "/eventmachine/hello.rb"; }
 std::string compiled(const std::string& fam) { return peers_dir() + "/" + fam + "-hello"; }
-
-std::string first_line_of(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    std::array<char, 256> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    ::pclose(p);
-  }
-  auto nl = out.find('\n');
-  if (nl != std::string::npos) out.resize(nl);
-  return out;
-}
 
 std::string shell_quote(const std::string& s) {
   std::string q = "'";
@@ -148,11 +135,12 @@ std::string lang_peer_missing(const std::string& name) {
 std::string lang_peer_version(const std::string& name) {
   const std::string fam = family(name);
   if (!lang_peer_missing(name).empty()) return "not installed";
-  if (fam == "node") return "node " + first_line_of(std::string(kNode) + " --version 2>&1");
+  if (fam == "node")
+    return "node " + first_line(command_output(std::string(kNode) + " --version 2>&1"));
   if (fam == "eventmachine")
-    return first_line_of(std::string(kRuby) +
-                         " -reventmachine -e 'print RUBY_DESCRIPTION, \"; eventmachine \", "
-                         "EventMachine::VERSION' 2>&1");
+    return first_line(command_output(std::string(kRuby) +
+                                     " -reventmachine -e 'print RUBY_DESCRIPTION, \"; "
+                                     "eventmachine \", EventMachine::VERSION' 2>&1"));
   // What scripts/build-peers.sh built it with.
   std::ifstream in(compiled(fam) + ".version");
   std::string line;

@@ -4,14 +4,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "peers_internal.hpp"
+#include "process.hpp"
 
 #ifndef SHOOTOUT_SOURCE_DIR
 #define SHOOTOUT_SOURCE_DIR "."
@@ -103,15 +102,7 @@ std::string peer_version(const std::string& name) {
   std::string bin = peer_binary(name);
   if (bin.empty()) return "not installed";
   // nginx prints its version on stderr, apache2 on stdout: take both, first line.
-  std::string cmd = bin + " -v 2>&1";
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    std::array<char, 256> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    ::pclose(p);
-  }
-  auto nl = out.find('\n');
-  if (nl != std::string::npos) out.resize(nl);
+  std::string out = first_line(command_output(bin + " -v 2>&1"));
   return out.empty() ? "unknown" : out;
 }
 
