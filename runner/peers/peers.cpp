@@ -1,6 +1,7 @@
 // What the peers share: names, binaries, versions, the machine's limits, the document root.
 #include "peers.hpp"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,10 +12,6 @@
 
 #include "peers_internal.hpp"
 #include "process.hpp"
-
-#ifndef SHOOTOUT_SOURCE_DIR
-#define SHOOTOUT_SOURCE_DIR "."
-#endif
 
 namespace shootout::runner {
 
@@ -131,9 +128,8 @@ PeerSetup write_peer_config(const std::string& name, const std::string& dir, std
   if (name.rfind("apache-", 0) == 0 && is_peer(name))
     return write_apache_config(name.substr(7), dir, port, connections, limits);
   if (is_lang_peer(name)) return write_lang_config(name, dir, port, connections, limits);
-  std::string known;
-  for (const auto& n : peer_names()) known += (known.empty() ? "" : ", ") + n;
-  throw std::runtime_error("unknown peer '" + name + "' (known: " + known + ")");
+  throw std::runtime_error(
+      fmt::format("unknown peer '{}' (known: {})", name, fmt::join(peer_names(), ", ")));
 }
 
 }  // namespace shootout::runner
