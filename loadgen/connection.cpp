@@ -288,6 +288,10 @@ void Connection::record(int status, Clock::time_point now) {
   } else {
     s.latency.record(actual);
   }
+  if (s.timeline.on())
+    s.timeline.add(now, paced() ? (now - intended_) / std::chrono::duration<double, std::micro>(1)
+                                : actual,
+                   actual);
 }
 
 void Connection::response_done(int status, bool keep_alive) {

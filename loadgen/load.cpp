@@ -162,6 +162,7 @@ Plan make_plan(const LoadConfig& c, const Target& t) {
         std::chrono::duration<double>(c.threads / c.connect_rate));
   const auto secs = std::chrono::duration<double>(c.duration).count();
   p.seconds = static_cast<std::size_t>(std::ceil(secs)) + 1;
+  p.timeline_max = c.timeline_max;
   return p;
 }
 
@@ -281,6 +282,7 @@ void merge(LoadResult& r, const std::vector<std::unique_ptr<Worker>>& workers) {
     r.connections_in_window += s.connections_in_window;
     r.errors.add(s.errors);
     r.latency.add(s.latency);
+    r.timeline.merge(s.timeline);
     r.latency_uncorrected.add(r.config.mode == Mode::rate ? s.uncorrected : s.latency);
     if (r.per_second.size() < s.per_second.size()) r.per_second.resize(s.per_second.size());
     for (std::size_t i = 0; i < s.per_second.size(); ++i) r.per_second[i] += s.per_second[i];

@@ -33,6 +33,7 @@
 
 #include "histogram.hpp"
 #include "sampler.hpp"
+#include "timeline.hpp"
 
 namespace shootout::load {
 
@@ -63,6 +64,7 @@ struct LoadConfig {
   double connect_rate = 0;              // new connections/s in total (0: all at once)
   std::vector<std::string> headers;     // extra "Name: value" request headers
   std::optional<SamplerConfig> server;  // sample this server over the window
+  std::size_t timeline_max = 0;         // > 0: keep per-request timestamps (timeline.hpp)
 };
 
 // Per-connection failures by kind. Each closes that connection; it is reopened (except in
@@ -99,6 +101,7 @@ struct LoadResult {
   std::uint64_t ramp_reached = 0, connections_in_window = 0;
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
   std::optional<ServerSample> server;
+  Timeline timeline;  // in-window responses, by completion time (config.timeline_max > 0)
 
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;

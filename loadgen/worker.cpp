@@ -19,6 +19,7 @@ Worker::Worker(const Plan& plan, int first_index, int count)
       end_(ioc_),
       opener_(ioc_) {
   conns_.reserve(static_cast<std::size_t>(count));
+  stats.timeline.limit(plan.timeline_max);
   send_queue_.reserve(static_cast<std::size_t>(count));
   sending_.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i)

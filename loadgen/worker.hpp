@@ -78,6 +78,7 @@ struct Plan {
   // when the final round starts.
   Clock::time_point deadline;
   std::size_t seconds = 1;  // length of the per-second series
+  std::size_t timeline_max = 0;  // > 0: per-request timestamps (timeline.hpp)
 };
 
 // The echo stream is periodic: the byte at stream position x is pattern[x % kEchoPeriod], so a
@@ -92,6 +93,7 @@ struct WorkerStats {
   std::uint64_t connections_in_window = 0;  // connections with a response inside the window
   ErrorCounts errors;
   std::vector<std::uint64_t> per_second;
+  Timeline timeline;
 };
 
 class Connection;

@@ -17,9 +17,12 @@
 #include "machine.hpp"
 #include "peers/peers.hpp"
 #include "plot.hpp"
+#include "plugin_flags.hpp"
+#include "probe.hpp"
 #include "process.hpp"
 #include "progress.hpp"
 #include "results.hpp"
+#include "scenario.hpp"
 #include "sweep.hpp"
 
 namespace shootout {
@@ -37,6 +40,10 @@ struct RunFlags {
   bool quick = false;
   std::string out;
   std::string server_args;
+  std::vector<std::string> handler_libs;  // --handler-lib: loaded here, passed on to serve
+  std::string scenario;  // "", stall, wait
+  bool rate_sweep = false;
+  long burn_us = 500'000;
   CLI::App* app = nullptr;
 };
 
@@ -129,6 +136,40 @@ std::string resolve(RunFlags& f) {
   for (const auto& p : c.peers)
     if (!runner::is_peer(p))
       return fmt::format("unknown peer '{}' (known: {})", p, fmt::join(runner::peer_names(), ", "));
+  // The scenarios' own defaults (explicit flags, and --quick, still win).
+  auto given = [&f](const char* flag) { return f.app->count(flag) > 0; };
+  if (f.scenario == "stall" || f.rate_sweep) {
+    if (f.scenario == "stall" && f.rate_sweep)
+      return "--scenario stall and --rate-sweep are separate runs: give one";
+    if (f.scenario == "wait") return "--scenario wait and --rate-sweep are separate runs: give one";
+    c.connections = {f.rate_sweep ? 100 : 10};
+    if (!given("--duration")) f.duration = f.rate_sweep ? "2s" : "4s";
+    if (!given("--warmup")) f.warmup = "500ms";
+    if (given("--connections") && f.connections.size() != 1)
+      return fmt::format("{} runs at one connection count; got {}",
+                         f.rate_sweep ? "--rate-sweep" : "--scenario stall", f.connections.size());
+  }
+  if (f.scenario == "stall") {
+    if (!c.peers.empty()) return "--scenario stall runs our models only (peers have no /cpu)";
+    if (given("--path")) return "--scenario stall sends GET / and GET /cpu: --path does not apply";
+    if (c.handler != "http") return "--scenario stall needs --handler http";
+    std::vector<std::string> stall_models;
+    for (const auto& v : runner::stall_variants(c.models)) stall_models.push_back(v.model);
+    for (const auto& m : c.models)
+      if (std::find(stall_models.begin(), stall_models.end(), m) == stall_models.end())
+        fmt::print(stderr, "shootout run: the stall has no variant of model {}: left out\n", m);
+    if (stall_models.empty())
+      return "--scenario stall: none of the models has a stall variant (evented, threaded, "
+             "coroutine, uring)";
+  }
+  if (f.scenario == "wait") {
+    if (!given("--path")) c.path = "/sleep?ms=20";
+    if (runner::sleep_ms_of(c.path) <= 0)
+      return fmt::format("--scenario wait needs a --path of the form /sleep?ms=N; got '{}'",
+                         c.path);
+    if (c.handler != "http") return "--scenario wait needs --handler http";
+    c.connections = {10, 100, 1000, 3000, 10000};
+  }
   if (f.quick) {
     c.connections = {1, 100, 1000};
     f.duration = f.app->count("--duration") ? f.duration : "1s";
@@ -136,10 +177,16 @@ std::string resolve(RunFlags& f) {
     f.idle_hold_s = f.app->count("--idle-hold-seconds") ? f.idle_hold_s : 0.5;
   }
   if (f.app->count("--connections")) c.connections = f.connections;
+  if ((f.scenario == "stall" || f.rate_sweep) && c.connections.size() != 1)
+    c.connections.resize(1);  // --quick's list: the scenario runs at one N
+  if (f.burn_us <= 0) return "--burn-us must be positive";
   {
     std::istringstream words(f.server_args);
     for (std::string w; words >> w;) c.server_args.push_back(w);
   }
+  for (const auto& lib : f.handler_libs)  // absolute: the servers may start elsewhere
+    c.server_args.insert(c.server_args.end(),
+                         {"--handler-lib", std::filesystem::absolute(lib).string()});
   try {
     c.duration = load::parse_duration(f.duration);
     c.warmup = load::parse_duration(f.warmup);
@@ -187,6 +234,8 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"server_args", c.server_args}};
 }
 
+std::string scenario_of(const RunFlags& f) { return f.rate_sweep ? "rate-sweep" : f.scenario; }
+
 // Graphs and report; prints where they are. Returns false if gnuplot failed.
 bool finish(const std::string& dir, const runner::Results& r) {
   runner::write_results(dir, r);
@@ -220,7 +269,37 @@ int run(RunFlags& f) {
                   {"machine", runner::machine_info()},
                   {"versions", runner::versions()},
                   {"config", config_json(c)}};
+  results.meta["config"]["scenario"] = scenario_of(f);
+  if (f.scenario == "stall") results.meta["config"]["burn_us"] = f.burn_us;
   StopWatcher watcher;
+  if (f.scenario == "stall" || f.rate_sweep) {
+    const bool stall = f.scenario == "stall";
+    const int n = c.connections.front();
+    const std::size_t servers = c.models.size() + c.peers.size();
+    const int items = stall ? static_cast<int>(runner::stall_variants(c.models).size())
+                            : static_cast<int>(servers * (1 + runner::rate_fractions().size()));
+    const double per = (c.warmup + c.duration).count() / 1000.0;
+    const double planned =
+        stall ? items * (per + 1) : servers * (2.5 + (items / double(servers) - 1) * per);
+    fmt::print(stderr,
+               "shootout run: {} at {} connections, {} runs, about {:.0f} s; results in {}\n",
+               stall ? "the stall" : "the rate sweep", n, items, planned, c.out_dir);
+    {
+      runner::Progress progress(items, planned, ::isatty(STDERR_FILENO) != 0);
+      auto save = [&] { runner::write_results(c.out_dir, results); };
+      if (stall) {
+        runner::StallOptions o;
+        o.burn = std::chrono::microseconds(f.burn_us);
+        runner::run_stall(c, o, results, watcher.stop(), progress, save);
+      } else {
+        runner::run_rate_sweep(c, results, watcher.stop(), progress, save);
+      }
+    }
+    results.interrupted = watcher.stop().load();
+    results.meta["finished"] = timestamp("%Y-%m-%d %H:%M:%S %z");
+    finish(c.out_dir, results);
+    return results.interrupted ? 130 : 0;
+  }
   double planned = 0;
   for (int n : c.connections) planned += runner::planned_seconds(c, n);
   planned *= static_cast<double>((c.models.size() + c.peers.size()) * c.repeat);
@@ -283,8 +362,17 @@ Command add_run_command(CLI::App& app) {
                   "Seconds the N idle connections are held for the memory figure")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  sub->add_option("--handler", c.handler, "Protocol handler")
-      ->check(CLI::IsMember({"http", "echo"}))
+  add_handler_lib_option(*sub, &f->handler_libs);  // before --handler, checked against it
+  sub->add_option("--handler", c.handler,
+                  "Protocol handler (one with a probe for the load generator; the peers that "
+                  "speak it: http for nginx and the others, resp for redis)")
+      ->check(registered_check("handler with a probe", [] {
+        std::vector<std::string> both;
+        for (const auto& h : handler_names())
+          for (const auto& p : probe_names())
+            if (h == p) both.push_back(h);
+        return both;
+      }))
       ->capture_default_str();
   sub->add_option("--path", c.path, "Request path (http)")->capture_default_str();
   sub->add_option("--repeat", c.repeat, "Runs per point (fresh server each); medians and spread")
@@ -297,6 +385,18 @@ Command add_run_command(CLI::App& app) {
   sub->add_flag("--quick", f->quick,
                 "Connections 1,100,1000; 1s window, 300ms warm-up, 0.5s idle hold");
   sub->add_option("--out", f->out, "Results folder (default: results/<timestamp>)");
+  sub->add_option("--scenario", f->scenario,
+                  "stall: GET / latency over time while one client burns /cpu once a second "
+                  "(--burn-us), per model and --offload-cpu; wait: the sweep with every request "
+                  "waiting (--path /sleep?ms=20, N = 10..10,000), against Little's law")
+      ->check(CLI::IsMember({"stall", "wait"}));
+  sub->add_flag("--rate-sweep", f->rate_sweep,
+                "At one N (default 100): find saturation with a closed loop, then offer 10%..150% "
+                "of it at a constant rate; p50/p99/p99.9 (coordinated omission corrected) "
+                "against offered load");
+  sub->add_option("--burn-us", f->burn_us, "The stall's /cpu burn, microseconds")
+      ->check(CLI::Range(1L, 10'000'000L))
+      ->capture_default_str();
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "plot.hpp"
+#include "scenario.hpp"
 
 namespace shootout::runner {
 
@@ -250,7 +251,17 @@ std::string method() {
 
 void write_report(const std::string& dir, const Results& r, const std::string& graph_error) {
   std::ofstream out(dir + "/report.md", std::ios::trunc);
-  out << header(r) << graph_sections(r, graph_error) << table(r) << problems(r) << method();
+  // A scenario's sections come first: the stall and the rate sweep are what such a run is for
+  // (the rate sweep is the latency picture), the waiting-heavy graphs the point of a /sleep run.
+  out << header(r);
+  if (r.points.empty()) {
+    if (!graph_error.empty())
+      out << fmt::format("**The graphs could not be drawn:** {}\n\n", graph_error);
+    out << scenario_report(r);
+    return;
+  }
+  out << scenario_report(r) << graph_sections(r, graph_error) << table(r) << problems(r)
+      << method();
 }
 
 }  // namespace shootout::runner

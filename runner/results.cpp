@@ -151,6 +151,7 @@ nlohmann::json to_json(const Results& r) {
       kLoadgenBoundShare * 100);
   j["points"] = nlohmann::json::array();
   for (const auto& p : r.points) j["points"].push_back(to_json(p));
+  if (!r.scenarios.empty()) j["scenarios"] = r.scenarios;
   return j;
 }
 
@@ -159,6 +160,7 @@ Results results_from_json(const nlohmann::json& j) {
   r.meta = j.value("meta", nlohmann::json::object());
   r.interrupted = j.value("interrupted", false);
   for (const auto& p : j.at("points")) r.points.push_back(point_from_json(p));
+  r.scenarios = j.value("scenarios", nlohmann::json::object());
   return r;
 }
 

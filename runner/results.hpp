@@ -94,6 +94,9 @@ struct Results {
   nlohmann::json meta;  // command line, machine, versions, configuration, timestamps
   std::vector<Point> points;
   bool interrupted = false;  // Ctrl-C: the points so far
+  // The scenarios' own results (runner/scenario.hpp), by name: "stall", "rate_sweep". Their
+  // schema is theirs; an ordinary sweep has none.
+  nlohmann::json scenarios = nlohmann::json::object();
 };
 
 nlohmann::json to_json(const Point& p);

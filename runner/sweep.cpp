@@ -78,7 +78,8 @@ double ramp_seconds(const SweepConfig& c, int n) {
   return n > kRampAbove && c.connect_rate > 0 ? n / c.connect_rate : 0.0;
 }
 
-Launched launch_model(const SweepConfig& c, const std::string& model, const std::string& tag) {
+Launched launch_model(const SweepConfig& c, const std::string& model, const std::string& tag,
+                      const std::vector<std::string>& extra_args = {}) {
   Launched l;
   l.stats_file = fmt::format("{}/servers/{}.stats.json", c.out_dir, tag);
   std::string log = fmt::format("{}/servers/{}.log", c.out_dir, tag);
@@ -86,6 +87,7 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
                                 "--handler", c.handler, "--host",       "127.0.0.1",
                                 "--port",    "0",       "--stats-file", l.stats_file};
   argv.insert(argv.end(), c.server_args.begin(), c.server_args.end());
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   l.child = std::make_unique<Child>(argv, log, c.pin ? 0 : -1);
   auto line = l.child->wait_for_line("listening on ", kStartTimeout);
   if (!line) {
@@ -163,11 +165,14 @@ milliseconds take_on_time(int n, long ms_each) { return milliseconds(5'000 + ms_
 load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pid_t pid,
                              const std::string& stats_file) {
   load::LoadConfig lc;
+  lc.handler = c.handler;  // the probe (common/probe.hpp)
   if (c.handler == "echo") {
     lc.url = fmt::format("tcp://127.0.0.1:{}", port);
     lc.echo_size = 64;
-  } else {
+  } else if (c.handler == "http") {
     lc.url = fmt::format("http://127.0.0.1:{}{}", port, c.path);
+  } else {  // another protocol: the path may choose its workload (resp: / mixes SET, GET, INCR)
+    lc.url = fmt::format("tcp://127.0.0.1:{}{}", port, c.path);
   }
   lc.threads = std::min(c.threads, n);
   lc.connections = n;
@@ -715,8 +720,8 @@ std::string skip_reason(const SweepConfig& c, const std::string& server, bool pe
         "{} connections need {} file descriptors, RLIMIT_NOFILE is {} (hard limit "
         "{}): raise it (ulimit -n) to run this point",
         n, n + kSpare, rl.rlim_cur, rl.rlim_max);
-  if (peer && c.handler != "http")
-    return fmt::format("peers serve HTTP only; --handler is {}", c.handler);
+  if (peer && peer_protocol(server) != c.handler)
+    return fmt::format("{} speaks {}; --handler is {}", server, peer_protocol(server), c.handler);
   if (peer)
     if (std::string missing = peer_missing(server); !missing.empty())
       return fmt::format("{} is not available: {}", server, missing);
@@ -760,6 +765,34 @@ const Point& record(Planned& pl, Point point, Results& results) {
 }
 
 }  // namespace
+
+std::optional<load::LoadResult> run_load_with_limit(const load::LoadConfig& lc) {
+  return run_load_bounded(lc, load_limit(lc));
+}
+
+StartedServer start_server(const SweepConfig& c, const std::string& server, bool peer, int n,
+                           const std::string& tag, const std::vector<std::string>& extra_args) {
+  std::filesystem::create_directories(c.out_dir + "/servers");
+  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag, extra_args);
+  StartedServer s;
+  s.child = std::move(l.child);
+  s.port = l.port;
+  s.stats_file = l.stats_file;
+  s.notes = std::move(l.notes);
+  s.error = std::move(l.error);
+  s.peer = peer;
+  return s;
+}
+
+std::string stop_server(StartedServer& s) {
+  if (!s.child) return "";
+  const milliseconds limit = s.peer ? kPeerStopTimeout : kModelStopTimeout;
+  auto status = s.child->stop(SIGTERM, limit);
+  if (!status)
+    return fmt::format("did not exit within {} s of SIGTERM: killed", limit.count() / 1000);
+  if (*status != 0) return fmt::format("exited with status {} after SIGTERM", *status);
+  return "";
+}
 
 double planned_seconds(const SweepConfig& c, int n) {
   return 0.5 + (c.warmup + c.duration + c.idle_hold).count() / 1000.0 + 2 * ramp_seconds(c, n) +

@@ -24,11 +24,14 @@
 // returns the points finished so far.
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "load.hpp"
 #include "results.hpp"
 
 namespace shootout::runner {
@@ -62,6 +65,30 @@ struct SweepConfig {
   // Extra arguments for every model's `shootout serve` (e.g. --max-procs 50); peers ignore them.
   std::vector<std::string> server_args;
 };
+
+// A server started for a scenario (runner/scenario.hpp), the way the sweep starts one.
+struct StartedServer {
+  std::unique_ptr<Child> child;  // null if it could not be started at all
+  std::uint16_t port = 0;
+  std::string stats_file;  // ours only
+  std::vector<std::string> notes;
+  std::string error;  // not empty: it did not start (the child, if any, is still to be stopped)
+  bool peer = false;
+};
+
+// Starts `server` as a sweep's run does (a model: `shootout serve --model M ...` with the
+// config's server_args and then `extra_args`, e.g. --offload-cpu; a peer: its generated
+// configuration for n connections), its log under out_dir/servers/<tag>.log (peers:
+// out_dir/peers/<tag>/). Calling thread only.
+StartedServer start_server(const SweepConfig& c, const std::string& server, bool peer, int n,
+                           const std::string& tag, const std::vector<std::string>& extra_args = {});
+// SIGTERM and wait; returns "" after a clean exit, else a note (killed, exit status).
+std::string stop_server(StartedServer& s);
+
+// run_load on a thread of its own, given its planned time plus a generous margin (a wedged
+// load run is abandoned, as in the sweep): nullopt when it did not come back; rethrows what
+// run_load threw (load::LoadError).
+std::optional<load::LoadResult> run_load_with_limit(const load::LoadConfig& lc);
 
 // The planned wall time of one run of one point (for the ETA), in seconds.
 double planned_seconds(const SweepConfig& c, int connections);
