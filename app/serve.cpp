@@ -10,6 +10,7 @@
 #include "command.hpp"
 #include "control.hpp"
 #include "models.hpp"
+#include "plugin_flags.hpp"
 #include "serve_options.hpp"
 #include "stats.hpp"
 
@@ -63,8 +64,9 @@ Command add_serve_command(CLI::App& app) {
   sub->add_flag("--check", flags->check,
                 "Only check that --model can run on this machine: exit 0, or say why not and "
                 "exit 2 (io_uring may be disabled)");
+  add_handler_lib_option(*sub);  // before --handler: a plug-in's names are checked by it
   sub->add_option("--handler", o.handler, "Protocol handler")
-      ->check(CLI::IsMember(handler_names()))
+      ->check(registered_check("handler", [] { return handler_names(); }))
       ->capture_default_str();
   sub->add_option("--host", o.host, "IPv4 address to listen on")->capture_default_str();
   sub->add_option("--port", o.port, "TCP port (0 picks a free one)")->capture_default_str();
