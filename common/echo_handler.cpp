@@ -1,5 +1,5 @@
 // echo: raw TCP echo. Every byte that arrives goes back; the session holds no state at all.
-#include "builtin_handlers.hpp"
+#include "handler.hpp"
 #include "stats.hpp"
 
 namespace shootout {
@@ -20,8 +20,8 @@ class EchoHandler final : public Handler {
 };
 }  // namespace
 
-std::unique_ptr<Handler> make_echo_handler(const HandlerConfig&) {
+SHOOTOUT_REGISTER_HANDLER("echo", [](const HandlerConfig&) -> std::unique_ptr<Handler> {
   return std::make_unique<EchoHandler>();
-}
+});
 
 }  // namespace shootout

@@ -39,7 +39,14 @@
 //       return std::make_unique<LenSession>();
 //     }
 //   };
-//   // and one line in common/registry.cpp: {"len", [](const HandlerConfig&) { ... }}
+//   // and one line at the bottom of the file, which is all it takes to be `--handler len`:
+//   SHOOTOUT_REGISTER_HANDLER("len", [](const HandlerConfig&) -> std::unique_ptr<Handler> {
+//     return std::make_unique<LenHandler>();
+//   });
+//
+// Where handler files live: common/ (http, echo: the built-ins) and handlers/ (every other;
+// common/CMakeLists.txt globs handlers/*.cpp, and links them so no registration is dropped by
+// the linker). A shared object loaded with --handler-lib (plugin.hpp) registers the same way.
 //
 // Threads: a Handler is immutable after construction; new_session() may be called from any
 // thread. A Session is used by one thread at a time (the thread, process or fiber that owns its
@@ -50,6 +57,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace shootout {
@@ -104,10 +112,34 @@ class Handler {
 
 using HandlerFactory = std::function<std::unique_ptr<Handler>(const HandlerConfig&)>;
 
-// The registry: every built-in handler, by name. Adding a handler is one file plus one line
-// in common/registry.cpp. Returns nullptr for an unknown name.
+// The registry: every handler, by name. Handlers add themselves with SHOOTOUT_REGISTER_HANDLER
+// (a static object whose constructor calls register_handler) before main() runs, or while a
+// plug-in is dlopen()ed. Registering happens on one thread at a time (static initialisation,
+// load_handler_library()); the lookups below may be called from any thread once it is over.
+//
+// register_handler() keeps the first factory of a name; a second one is not used and is
+// listed by duplicate_handlers() (a plug-in that does that is refused: plugin.hpp).
+void register_handler(std::string_view name, HandlerFactory make);
+// Returns nullptr for an unknown name.
 std::unique_ptr<Handler> make_handler(std::string_view name, const HandlerConfig& config);
-std::vector<std::string> handler_names();
+std::vector<std::string> handler_names();  // sorted
+std::vector<std::string> duplicate_handlers();
+
+struct HandlerRegistration {
+  HandlerRegistration(std::string_view name, HandlerFactory make) {
+    register_handler(name, std::move(make));
+  }
+};
+
+#define SHOOTOUT_REGISTRATION_CAT2(a, b) a##b
+#define SHOOTOUT_REGISTRATION_CAT(a, b) SHOOTOUT_REGISTRATION_CAT2(a, b)
+// One line at namespace scope, at the bottom of a handler's file: registers `name` (a string
+// literal) with `factory` (a function or lambda: const HandlerConfig& -> unique_ptr<Handler>).
+#define SHOOTOUT_REGISTER_HANDLER(name, factory)                                               \
+  static const ::shootout::HandlerRegistration SHOOTOUT_REGISTRATION_CAT(shootout_handler_at_, \
+                                                                         __LINE__) {           \
+    name, factory                                                                              \
+  }
 
 // Fulfils a Work request on the calling thread, blocking it: nanosleep for sleep, a busy loop
 // for cpu, open+read for file. Used by models that run work inline, and by helper pools.

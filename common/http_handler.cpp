@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "builtin_handlers.hpp"
+#include "handler.hpp"
 #include "stats.hpp"
 
 namespace shootout {
@@ -682,8 +682,8 @@ class HttpHandler final : public Handler {
 
 }  // namespace
 
-std::unique_ptr<Handler> make_http_handler(const HandlerConfig& config) {
+SHOOTOUT_REGISTER_HANDLER("http", [](const HandlerConfig& config) -> std::unique_ptr<Handler> {
   return std::make_unique<HttpHandler>(config);
-}
+});
 
 }  // namespace shootout

@@ -5,7 +5,6 @@
 #include <system_error>
 
 #include "log.hpp"
-#include "trace.hpp"
 
 namespace shootout {
 
@@ -64,7 +63,6 @@ void ThreadPool::post(std::function<void()> task) {
 
 // Pool thread: takes the lock only to pop a task.
 void ThreadPool::run() {
-  trace::name_thread("pool");
   for (;;) {
     std::function<void()> task;
     {

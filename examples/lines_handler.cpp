@@ -12,7 +12,7 @@
 // bytes it is given into the bytes to send and says what it wants next.
 #include <charconv>
 
-#include "builtin_handlers.hpp"
+#include "handler.hpp"
 #include "stats.hpp"
 
 namespace shootout {
@@ -95,8 +95,8 @@ class LinesHandler final : public Handler {
 
 }  // namespace
 
-std::unique_ptr<Handler> make_lines_handler(const HandlerConfig&) {
+SHOOTOUT_REGISTER_HANDLER("lines", [](const HandlerConfig&) -> std::unique_ptr<Handler> {
   return std::make_unique<LinesHandler>();
-}
+});
 
 }  // namespace shootout

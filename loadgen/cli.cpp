@@ -6,6 +6,8 @@
 
 #include "command.hpp"
 #include "load.hpp"
+#include "plugin_flags.hpp"
+#include "probe.hpp"
 
 namespace shootout {
 
@@ -69,8 +71,14 @@ Command add_load_command(CLI::App& app) {
   load::LoadConfig& c = f.config;
   CLI::App* sub = app.add_subcommand(
       "load", "Load generator (closed loop like wrk, constant rate like wrk2, or idle hold)");
-  sub->add_option("url", c.url, "http://HOST:PORT/PATH, or tcp://HOST:PORT with --echo")
+  sub->add_option("url", c.url,
+                  "http://HOST:PORT/PATH, or tcp://HOST:PORT[/PATH] for echo and other probes")
       ->required();
+  // Before --handler, whose check asks the registry once the plug-in has registered.
+  add_handler_lib_option(*sub);
+  sub->add_option("--handler", c.handler,
+                  "The protocol to speak: a handler's probe (http for http://, echo for tcp://)")
+      ->check(registered_check("probe", [] { return probe_names(); }));
   sub->add_option("-c,--connections", c.connections, "Connections to keep open")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();
@@ -93,6 +101,10 @@ Command add_load_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--echo", c.echo_size, "Echo protocol: bytes per request, every byte verified")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
+  sub->add_option("--size", c.echo_size,
+                  "Payload bytes a request, for probes that have one (echo: as --echo; resp: the "
+                  "SET value; 0: the probe's default)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{64} << 20));
   sub->add_flag("--idle", f.idle, "Idle hold: open, one request each, hold -d, one more each");
   sub->add_option("--ramp-timeout", f.ramp_timeout,
                   "Closed loop: open the window at most this long after the start even if not "

@@ -2,8 +2,9 @@
 // (synchronous, the socket is non-blocking; only a partial write falls back to async_write;
 // in closed loop the send is deferred to one flush per batch of completions, defer_send()),
 // one async_wait for readability (no speculative recv that would fail with EAGAIN), one recv
-// into the thread's buffer, and Beast's parser over the bytes. Completion handlers are built
-// in per-connection slots (handler_memory.hpp) and parsers are re-made in place, so nothing is
+// into the thread's buffer, and the probe's scan over the bytes (HTTP: Beast's parser, re-made
+// in place). Completion handlers are built in per-connection slots (handler_memory.hpp), and
+// the probe gives HTTP's and echo's batches as views of memory it keeps, so nothing is
 // allocated once the connections are up.
 #include "connection.hpp"
 
@@ -17,11 +18,15 @@
 namespace shootout::load {
 
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 
 Connection::Connection(Worker& w, std::size_t index)
-    : w_(w), plan_(w.plan_), sock_(w.ioc_), timer_(w.ioc_), index_(index) {}
+    : w_(w),
+      plan_(w.plan_),
+      sock_(w.ioc_),
+      timer_(w.ioc_),
+      index_(index),
+      probe_(plan_.probe->new_session(index)) {}
 
 bool Connection::open(boost::system::error_code& ec) {
   sock_.open(tcp::v4(), ec);
@@ -130,18 +135,12 @@ void Connection::schedule_send() {
 
 // Writes one batch. Almost always one send() does it; the rest goes asynchronously.
 void Connection::send() {
-  const char* data;
-  std::size_t size;
-  if (plan_.echo) {
-    size = plan_.echo_size * static_cast<std::size_t>(plan_.pipeline);
-    data = plan_.pattern.data() + sent_bytes_ % kEchoPeriod;
-    sent_bytes_ += size;
-  } else {
-    size = plan_.batch.size();
-    data = plan_.batch.data();
-  }
-  sent_at_ = Clock::now();
   outstanding_ = requests_per_send();
+  const std::string_view batch = probe_->batch(next_request_, outstanding_, scratch_);
+  next_request_ += static_cast<std::uint64_t>(outstanding_);
+  const char* data = batch.data();
+  const std::size_t size = batch.size();
+  sent_at_ = Clock::now();
   w_.stats.sent_total += static_cast<std::uint64_t>(outstanding_);
   boost::system::error_code ec;
   std::size_t n = sock_.write_some(asio::buffer(data, size), ec);
@@ -183,29 +182,19 @@ void Connection::on_readable(boost::system::error_code ec) {
 }
 
 void Connection::on_eof_or_error(boost::system::error_code ec) {
-  // A response delimited by the end of the stream (no Content-Length) completes at EOF.
-  if (ec == asio::error::eof && parser_ && parser_->need_eof()) {
-    boost::beast::error_code pe;
-    parser_->put_eof(pe);
-    if (!pe && parser_->is_done()) {
-      const int status = parser_->status;
-      parser_.reset();
-      return response_done(status, false);
-    }
+  // A response delimited by the end of the stream (HTTP without Content-Length) completes at
+  // EOF; the probe knows.
+  if (ec == asio::error::eof && outstanding_ > 0) {
+    const Scan s = probe_->at_eof();
+    if (s.kind == Scan::Kind::done) return response_done(s.error, false, s.length);
   }
   fail(ErrorKind::read);
 }
 
+// The probe consumes what it can; what it leaves (a header split across reads) is kept in
+// partial_ and given again with the next bytes. Bytes past the last response asked for, or more
+// than kMaxUnconsumed left unconsumed, are a body error.
 void Connection::consume(std::string_view data) {
-  if (outstanding_ == 0) return fail(ErrorKind::body);  // bytes nobody asked for
-  if (plan_.echo)
-    consume_echo(data);
-  else
-    consume_http(data);
-}
-
-// HTTP: a header split across reads is kept in partial_ (its capacity is reused).
-void Connection::consume_http(std::string_view data) {
   std::string_view in = data;
   if (!partial_.empty()) {
     partial_.append(data);
@@ -213,21 +202,15 @@ void Connection::consume_http(std::string_view data) {
   }
   const std::uint64_t gen = gen_;
   while (!in.empty()) {
-    if (!parser_) parser_.emplace();
-    boost::beast::error_code ec;
-    const std::size_t used = parser_->put(asio::buffer(in.data(), in.size()), ec);
-    in.remove_prefix(used);
-    response_bytes_ += used;
-    if (ec == http::error::need_more) break;
-    if (ec) return fail(ErrorKind::body);
-    if (!parser_->is_done()) continue;
-    const int status = parser_->status;
-    const bool keep = parser_->keep_alive();
-    parser_.reset();
-    response_done(status, keep);
+    if (outstanding_ == 0) return fail(ErrorKind::body);  // bytes nobody asked for
+    const Scan s = probe_->scan(in);
+    if (s.kind == Scan::Kind::bad || s.used > in.size()) return fail(ErrorKind::body);
+    in.remove_prefix(s.used);
+    if (s.kind == Scan::Kind::more) break;
+    response_done(s.error, !s.closes, s.length);
     if (gen != gen_ || state_ == State::finished) return;
-    if (outstanding_ == 0 && !in.empty()) return fail(ErrorKind::body);
   }
+  if (in.size() > kMaxUnconsumed) return fail(ErrorKind::body);
   keep_partial(in);
 }
 
@@ -241,26 +224,7 @@ void Connection::keep_partial(std::string_view rest) {
   }
 }
 
-// Echo: every byte must be the pattern byte of its stream position.
-void Connection::consume_echo(std::string_view data) {
-  const std::size_t per = plan_.echo_size;
-  while (!data.empty()) {
-    if (outstanding_ == 0) return fail(ErrorKind::body);
-    const std::size_t take = std::min(data.size(), per - echo_got_);
-    const char* expect = plan_.pattern.data() + received_bytes_ % kEchoPeriod;
-    if (std::memcmp(data.data(), expect, take) != 0) return fail(ErrorKind::body);
-    received_bytes_ += take;
-    echo_got_ += take;
-    data.remove_prefix(take);
-    if (echo_got_ < per) break;
-    echo_got_ = 0;
-    const std::uint64_t gen = gen_;
-    response_done(200, true);
-    if (gen != gen_ || state_ == State::finished) return;
-  }
-}
-
-void Connection::record(int status, Clock::time_point now) {
+void Connection::record(bool error, std::uint64_t bytes, Clock::time_point now) {
   WorkerStats& s = w_.stats;
   ++s.responses_total;
   if (!answered_) {
@@ -269,9 +233,7 @@ void Connection::record(int status, Clock::time_point now) {
   }
   const Clock::time_point from = plan_.window->from_time();
   const bool in_window = now >= from && now < plan_.window->to_time();
-  if (status < 200 || status > 399) ++s.errors.status;
-  const std::uint64_t bytes = plan_.echo ? plan_.echo_size : response_bytes_;
-  response_bytes_ = 0;
+  if (error) ++s.errors.status;
   if (!in_window) return;
   if (!served_in_window_) {
     served_in_window_ = true;
@@ -289,13 +251,13 @@ void Connection::record(int status, Clock::time_point now) {
     s.latency.record(actual);
   }
   if (s.timeline.on())
-    s.timeline.add(now, paced() ? (now - intended_) / std::chrono::duration<double, std::micro>(1)
-                                : actual,
-                   actual);
+    s.timeline.add(
+        now, paced() ? (now - intended_) / std::chrono::duration<double, std::micro>(1) : actual,
+        actual);
 }
 
-void Connection::response_done(int status, bool keep_alive) {
-  record(status, Clock::now());
+void Connection::response_done(bool error, bool keep_alive, std::uint64_t bytes) {
+  record(error, bytes, Clock::now());
   --outstanding_;
   if (outstanding_ > 0) {
     if (keep_alive) return;
@@ -368,12 +330,10 @@ void Connection::close_socket() {
   boost::system::error_code ec;
   sock_.close(ec);
   timer_.cancel();
-  parser_.reset();
+  probe_->reset();
   partial_.clear();
   outstanding_ = 0;
-  echo_got_ = 0;
-  response_bytes_ = 0;
-  sent_bytes_ = received_bytes_ = 0;
+  next_request_ = 0;
 }
 
 void Connection::reconnect() {

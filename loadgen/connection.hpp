@@ -1,9 +1,10 @@
 #pragma once
 // Internal to the load generator: one load connection, the state machine every Worker runs one
 // of per connection it drives. One class for the three modes (closed, rate, idle; load.hpp) and
-// the two protocols (HTTP, echo): what differs between them is asked through the small named
-// helpers in the private part (paced(), holds_idle(), in_first_round(), ...), not by comparing
-// the mode at each use.
+// every protocol: what differs between the modes is asked through the small named helpers in
+// the private part (paced(), holds_idle(), in_first_round(), ...), not by comparing the mode at
+// each use; what differs between protocols is its probe's (common/probe.hpp): the bytes to send
+// and where a response ends.
 //
 //   pending --start (the opener reaches it)--> connecting
 //   connecting --connected--> active (requests outstanding, or waiting for the next send)
@@ -18,9 +19,9 @@
 // previous socket that completes later (operation_aborted) does nothing.
 //
 // Ownership: its Worker owns it (and outlives it); it keeps a reference to the Worker and to
-// the Worker's Plan. It owns its socket, its timer, its response parser, the split header it
-// keeps between reads and its handler slots; it reads into the Worker's one buffer and counts
-// into the Worker's stats.
+// the Worker's Plan. It owns its socket, its timer, its probe session, the bytes the probe has
+// not consumed yet (a split header) and its handler slots; it reads into the Worker's one buffer
+// and counts into the Worker's stats.
 //
 // Threads: it is built, and open() called, on the thread that builds its Worker, before the
 // Worker's thread starts. Every other member, and every handler, runs on the Worker's thread
@@ -28,11 +29,9 @@
 // public members abort when called on another thread once the Worker has started.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/http/basic_parser.hpp>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
-#include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -40,36 +39,6 @@
 #include "worker.hpp"
 
 namespace shootout::load {
-
-// Beast's response parser with callbacks that keep nothing but the status: the body is only
-// counted, so a response costs no allocation and no copy.
-class ResponseParser final : public boost::beast::http::basic_parser<false> {
- public:
-  ResponseParser() {
-    eager(true);
-    // Not boost::none: Beast 1.74 compares the length with the optional, and none loses.
-    body_limit(std::numeric_limits<std::uint64_t>::max());
-    header_limit(64 * 1024);
-  }
-  int status = 0;
-
- private:
-  using string_view = boost::beast::string_view;
-  using error_code = boost::beast::error_code;
-  using field = boost::beast::http::field;
-  void on_request_impl(boost::beast::http::verb, string_view, string_view, int,
-                       error_code&) override {}
-  void on_response_impl(int code, string_view, int, error_code&) override { status = code; }
-  void on_field_impl(field, string_view, string_view, error_code&) override {}
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-  std::size_t on_body_impl(string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
-};
 
 class Connection {
  public:
@@ -132,11 +101,9 @@ class Connection {
   void on_readable(boost::system::error_code ec);
   void on_eof_or_error(boost::system::error_code ec);
   void consume(std::string_view data);
-  void consume_http(std::string_view data);
   void keep_partial(std::string_view rest);
-  void consume_echo(std::string_view data);
-  void record(int status, Clock::time_point now);
-  void response_done(int status, bool keep_alive);
+  void record(bool error, std::uint64_t bytes, Clock::time_point now);
+  void response_done(bool error, bool keep_alive, std::uint64_t bytes);
   void next_after_response(bool keep_alive);
   void idle_step();
   void fail(ErrorKind kind);
@@ -159,11 +126,10 @@ class Connection {
   bool answered_ = false;          // a response has arrived (any time)
   bool served_in_window_ = false;  // a response has arrived inside the window
   Clock::time_point sent_at_{}, intended_{}, connect_at_{};
-  std::optional<ResponseParser> parser_;
-  std::string partial_;
-  std::uint64_t sent_bytes_ = 0, received_bytes_ = 0;  // echo stream positions
-  std::size_t echo_got_ = 0;                           // bytes of the current echo response
-  std::uint64_t response_bytes_ = 0;                   // bytes of the current HTTP response
+  std::unique_ptr<ProbeSession> probe_;
+  std::uint64_t next_request_ = 0;  // the probe's k of the next request on this socket
+  std::string scratch_;             // a batch the probe builds (capacity reused), until written
+  std::string partial_;             // received, not consumed by the probe (capacity reused)
   HandlerSlot connect_slot_, read_slot_, write_slot_, timer_slot_;
 };
 

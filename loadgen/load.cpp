@@ -1,6 +1,7 @@
 #include "load.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/resource.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -115,11 +116,27 @@ void validate(const LoadConfig& c) {
   if (c.echo_size > (64u << 20)) throw LoadError("--echo SIZE must be at most 64 MiB");
 }
 
-std::string http_request(const Target& t, const LoadConfig& c) {
-  std::string r = fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\n", t.path, t.host, t.port);
-  for (const auto& h : c.headers) r += h + "\r\n";
-  r += "\r\n";
-  return r;
+// The probe named by --handler; without it, HTTP for http:// and echo for tcp:// or --echo.
+std::string probe_name(const LoadConfig& c, const Target& t) {
+  if (!c.handler.empty()) return c.handler;
+  return t.echo_scheme || c.echo_size > 0 ? "echo" : "http";
+}
+
+std::shared_ptr<const Probe> make_probe_for(const std::string& name, const LoadConfig& c,
+                                            const Target& t) {
+  ProbeConfig pc{t.host, t.port, t.path, c.headers, c.echo_size, c.pipeline};
+  std::unique_ptr<Probe> probe;
+  try {
+    probe = make_probe(name, pc);
+  } catch (const std::invalid_argument& e) {
+    throw LoadError(e.what());
+  }
+  if (!probe)
+    throw LoadError(
+        fmt::format("no probe for handler '{}': the load generator speaks {} (a plug-in's with "
+                    "--handler-lib)",
+                    name, fmt::join(probe_names(), ", ")));
+  return probe;
 }
 
 tcp::endpoint resolve(const Target& t) {
@@ -135,23 +152,13 @@ tcp::endpoint resolve(const Target& t) {
   return results.begin()->endpoint();
 }
 
-Plan make_plan(const LoadConfig& c, const Target& t) {
+Plan make_plan(const LoadConfig& c, const Target& t, const std::string& protocol) {
   Plan p;
   p.mode = c.mode;
-  p.echo = c.echo_size > 0;
-  p.echo_size = c.echo_size;
   p.pipeline = c.pipeline;
+  p.probe = make_probe_for(protocol, c, t);
   p.endpoint = resolve(t);
   p.timeout = c.timeout;
-  if (p.echo) {
-    const std::size_t len = kEchoPeriod + c.echo_size * static_cast<std::size_t>(c.pipeline);
-    p.pattern.resize(len);
-    for (std::size_t i = 0; i < len; ++i)
-      p.pattern[i] = static_cast<char>(((i % kEchoPeriod) * 7 + 13) & 0xFF);
-  } else {
-    const std::string one = http_request(t, c);
-    for (int i = 0; i < c.pipeline; ++i) p.batch += one;
-  }
   if (c.mode == Mode::rate) {
     p.rate_step =
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / c.rate));
@@ -296,13 +303,14 @@ LoadResult run_load(const LoadConfig& config) {
   LoadConfig c = config;
   c.threads = std::min(c.threads, c.connections);
   const Target target = parse_target(c.url);
-  if (target.echo_scheme && c.echo_size == 0) c.echo_size = 64;
-  Plan plan = make_plan(c, target);
+  const std::string protocol = probe_name(c, target);
+  if (protocol == "echo" && c.echo_size == 0) c.echo_size = 64;
+  Plan plan = make_plan(c, target, protocol);
   auto workers = make_workers(plan, c);
 
   LoadResult r;
   r.config = c;
-  r.protocol = plan.echo ? "echo" : "http";
+  r.protocol = protocol;
   WindowBounds bounds;
   plan.window = &bounds;
   plan.start = Clock::now();

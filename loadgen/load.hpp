@@ -16,8 +16,10 @@
 //           `duration`, then one more request on each: idle_opened says how many were
 //           answered, idle_alive how many survived. The server sampler's window is the hold.
 //
-// Protocols: HTTP/1.1 (GET with keep-alive; each response is parsed with Beast's parser, its
-// status checked) or echo (`echo_size` bytes out, the same bytes back, every byte compared).
+// Protocols: each is a probe (common/probe.hpp), chosen by `handler`: HTTP/1.1 (GET with
+// keep-alive; each response parsed with Beast's parser, its status checked), echo (`echo_size`
+// bytes out, the same bytes back, every byte compared), resp (handlers/resp_probe.cpp), or any
+// registered one, built in or from a plug-in (common/plugin.hpp).
 //
 // Threads: run_load() may be called from any thread, one call at a time per process (it raises
 // RLIMIT_NOFILE). It starts `threads` threads, each with its own io_context and its own
@@ -58,9 +60,12 @@ struct LoadConfig {
   // but no later than this after the start (0: 5 s + 10 ms per connection). ramp_s and
   // ramp_reached say how it went.
   std::chrono::milliseconds ramp_timeout{0};
-  double rate = 0;                      // rate mode: requests/s in total
-  int pipeline = 1;                     // closed mode: requests per batch
-  std::size_t echo_size = 0;            // > 0: echo protocol, this many bytes a request
+  double rate = 0;   // rate mode: requests/s in total
+  int pipeline = 1;  // closed mode: requests per batch
+  // The probe: a handler's name ("": http for http://, echo for tcp:// or echo_size > 0).
+  std::string handler;
+  std::size_t echo_size = 0;            // echo: bytes a request (> 0 without handler: echo);
+                                        // other probes: their payload size (0: their default)
   double connect_rate = 0;              // new connections/s in total (0: all at once)
   std::vector<std::string> headers;     // extra "Name: value" request headers
   std::optional<SamplerConfig> server;  // sample this server over the window
@@ -74,7 +79,8 @@ struct ErrorCounts {
   std::uint64_t read = 0;     // reset, or closed by the server before a whole response
   std::uint64_t write = 0;    // sending the request failed
   std::uint64_t timeout = 0;  // no whole response within the timeout
-  std::uint64_t status = 0;   // HTTP status not 2xx/3xx (the response still counts as one)
+  std::uint64_t status = 0;   // an error answer: HTTP status not 2xx/3xx, RESP -ERR... (the
+                              // response still counts as one)
   std::uint64_t body = 0;     // unparsable response, unsolicited bytes, or echo bytes differ
   std::uint64_t total() const { return connect + read + write + timeout + status + body; }
   void add(const ErrorCounts& o);
@@ -82,7 +88,7 @@ struct ErrorCounts {
 
 struct LoadResult {
   LoadConfig config;
-  std::string protocol;                   // "http" or "echo"
+  std::string protocol;                   // the probe's name: "http", "echo", "resp", ...
   double elapsed_s = 0;                   // the window actually measured
   std::uint64_t requests = 0;             // responses completed inside the window
   std::uint64_t bytes_read = 0;           // inside the window

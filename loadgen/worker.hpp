@@ -26,6 +26,7 @@
 #include "histogram.hpp"
 #include "load.hpp"
 #include "owner_thread.hpp"
+#include "probe.hpp"
 
 namespace shootout::load {
 
@@ -55,11 +56,10 @@ struct WindowBounds {
 // `window`, which the main thread sets once).
 struct Plan {
   Mode mode = Mode::closed;
-  bool echo = false;
-  std::size_t echo_size = 0;
   int pipeline = 1;
-  std::string batch;    // HTTP: the request, `pipeline` times
-  std::string pattern;  // echo: kEchoPeriod + echo_size * pipeline bytes
+  // The protocol's client side (probe.hpp): immutable, shared by every worker; each connection
+  // has a session of it.
+  std::shared_ptr<const Probe> probe;
   boost::asio::ip::tcp::endpoint endpoint;
   Clock::duration timeout{};
   Clock::duration send_interval{};     // rate: between two sends of one connection
@@ -77,14 +77,9 @@ struct Plan {
   // + the hold + timeout + 10 s (room for the sampler), brought forward to "now + timeout + 1 s"
   // when the final round starts.
   Clock::time_point deadline;
-  std::size_t seconds = 1;  // length of the per-second series
+  std::size_t seconds = 1;       // length of the per-second series
   std::size_t timeline_max = 0;  // > 0: per-request timestamps (timeline.hpp)
 };
-
-// The echo stream is periodic: the byte at stream position x is pattern[x % kEchoPeriod], so a
-// batch of requests is one contiguous slice of `pattern` and every byte received can be checked
-// against the position it arrives at. A prime period catches shifted or repeated chunks.
-inline constexpr std::size_t kEchoPeriod = 251;
 
 struct WorkerStats {
   LatencyHistogram latency, uncorrected;

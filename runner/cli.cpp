@@ -41,7 +41,7 @@ struct RunFlags {
   std::string out;
   std::string server_args;
   std::vector<std::string> handler_libs;  // --handler-lib: loaded here, passed on to serve
-  std::string scenario;  // "", stall, wait
+  std::string scenario;                   // "", stall, wait
   bool rate_sweep = false;
   long burn_us = 500'000;
   CLI::App* app = nullptr;
@@ -366,13 +366,14 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("--handler", c.handler,
                   "Protocol handler (one with a probe for the load generator; the peers that "
                   "speak it: http for nginx and the others, resp for redis)")
-      ->check(registered_check("handler with a probe", [] {
-        std::vector<std::string> both;
-        for (const auto& h : handler_names())
-          for (const auto& p : probe_names())
-            if (h == p) both.push_back(h);
-        return both;
-      }))
+      ->check(registered_check("handler with a probe",
+                               [] {
+                                 std::vector<std::string> both;
+                                 for (const auto& h : handler_names())
+                                   for (const auto& p : probe_names())
+                                     if (h == p) both.push_back(h);
+                                 return both;
+                               }))
       ->capture_default_str();
   sub->add_option("--path", c.path, "Request path (http)")->capture_default_str();
   sub->add_option("--repeat", c.repeat, "Runs per point (fresh server each); medians and spread")

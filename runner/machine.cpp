@@ -81,6 +81,7 @@ nlohmann::json versions() {
           {"go", peer_version("go")},
           {"tokio", peer_version("tokio")},
           {"eventmachine", peer_version("eventmachine")},
+          {"redis", peer_version("redis")},
           {"gnuplot", first_line(command_output("gnuplot --version 2>&1"))}};
 }
 

@@ -18,6 +18,9 @@ PACKAGES=(
   # Tokio (built offline from Debian's packaged crates) and Ruby EventMachine.
   nodejs golang-go ruby ruby-eventmachine
   cargo rustc librust-hyper-dev librust-tokio-dev librust-libc-dev
+  # The peer of --handler resp (runner/peers/redis.cpp), and redis-tools' redis-benchmark and
+  # redis-cli (docs/RESULTS.md checks the load generator against redis-benchmark).
+  redis-server redis-tools
 )
 
 missing=()

@@ -361,9 +361,11 @@ TEST_P(ServerTest, SigintAlsoStopsCleanly) {
   EXPECT_EQ(s.process().wait(std::chrono::seconds(30)), 0);
 }
 
-// The worked example handler (examples/lines_handler.cpp) runs unchanged under every model.
+// The worked example handler (examples/lines_handler.cpp) runs unchanged under every model,
+// loaded as a plug-in (build/plugins/lines.so; tests/plugin_test.cpp has the rest).
 TEST_P(ServerTest, ExampleLinesHandler) {
-  auto s = start({"--handler", "lines"});
+  const auto lib = std::filesystem::path(shootout_binary()).parent_path() / "plugins/lines.so";
+  auto s = start({"--handler-lib", lib.string(), "--handler", "lines"});
   Conn c(s.port());
   c.send("ECHO hello\nCOU");
   c.send("NT\nSLEEP 20\nECHO after sleep\nBOGUS\nQUIT\n");

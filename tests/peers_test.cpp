@@ -307,4 +307,102 @@ TEST(RunnerLangPeers, ASweepMeasuresNodeAndDrawsIt) {
   fs::remove_all(cwd);
 }
 
+// redis-server, the peer of --handler resp (runner/peers/redis.cpp), started as the sweep starts
+// it. Redis's own INFO counters are the independent check of the load generator's counts.
+class RedisPeer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = runner::peer_missing("redis"); !why.empty())
+      GTEST_SKIP() << "redis is not available: " << why;
+    dir_ = temp_dir("redis");
+    setup_ = runner::write_peer_config("redis", dir_.string(), runner::free_port(), 100,
+                                       runner::host_limits());
+    std::string error;
+    child_ = runner::start_peer(setup_, (dir_ / "stdout.log").string(), -1, 30s, error);
+    ASSERT_TRUE(error.empty()) << error;
+  }
+  void TearDown() override {
+    child_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  // INFO stats' total_commands_processed: the commands redis had run before this INFO.
+  std::uint64_t commands_processed() {
+    Conn c(setup_.port);
+    c.send("*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n");
+    std::string info;
+    for (;;) {
+      const auto at = info.find("total_commands_processed:");
+      if (at != std::string::npos && info.find("\r\n", at) != std::string::npos)
+        return std::stoull(info.substr(at + 25));
+      std::string more = c.read_some();
+      if (more.empty()) return 0;
+      info += more;
+    }
+  }
+  fs::path dir_;
+  runner::PeerSetup setup_;
+  std::unique_ptr<runner::Child> child_;
+};
+
+TEST_F(RedisPeer, LoadGeneratorCountsEqualRedisCommandsProcessed) {
+  for (std::string path : {"/", "/ping", "/get"}) {
+    const std::uint64_t before = commands_processed();  // this INFO counts from the next one on
+    shootout::load::LoadConfig c;
+    c.url = fmt::format("tcp://127.0.0.1:{}{}", setup_.port, path);
+    c.handler = "resp";
+    c.connections = 4;
+    c.pipeline = 4;
+    c.duration = 500ms;
+    const auto r = shootout::load::run_load(c);
+    EXPECT_GT(r.requests, 0u) << path;
+    EXPECT_EQ(r.errors.total(), 0u) << path;
+    EXPECT_EQ(r.responses_total, r.sent_total) << path;
+    EXPECT_EQ(commands_processed(), before + 1 + r.sent_total) << path;
+  }
+}
+
+TEST_F(RedisPeer, RunsWithoutPersistenceOnItsPortAndStopsOnSigterm) {
+  const std::string conf = read_file(setup_.config_path);
+  EXPECT_NE(conf.find("save \"\""), std::string::npos);
+  EXPECT_NE(conf.find("appendonly no"), std::string::npos);
+  EXPECT_NE(conf.find(fmt::format("port {}", setup_.port)), std::string::npos);
+  Conn c(setup_.port);
+  c.send("*1\r\n$4\r\nPING\r\n");
+  EXPECT_EQ(c.read_some(), "+PONG\r\n");
+  auto status = child_->stop(SIGTERM, 20s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 0) << child_->log_tail();
+  EXPECT_FALSE(fs::exists(dir_ / "dump.rdb")) << "nothing persisted";
+}
+
+// `shootout run --handler resp --peers redis`: our model and redis-server, measured with the
+// resp probe, in one sweep and one set of graphs; an HTTP peer is skipped with the reason.
+TEST(RunnerRedisPeer, ARespSweepMeasuresOurModelBesideRedis) {
+  if (std::string why = runner::peer_missing("redis"); !why.empty())
+    GTEST_SKIP() << "redis is not available: " << why;
+  fs::path cwd = temp_dir("sweep-redis");
+  shootout::test::Process p({shootout::test::shootout_binary(), "run", "--handler", "resp",
+                             "--models", "evented", "--peers", "redis,nginx", "--connections", "10",
+                             "--duration", "300ms", "--warmup", "100ms", "--idle-hold-seconds",
+                             "0.2", "--out", (cwd / "out").string()});
+  ASSERT_EQ(p.wait(180s), 0) << p.stderr_text();
+  auto j = nlohmann::json::parse(read_file(cwd / "out" / "results.json"));
+  ASSERT_EQ(j["points"].size(), 3u) << j["points"].dump();
+  for (const auto& pt : j["points"]) {
+    if (pt["server"] == "nginx") {
+      EXPECT_EQ(pt["status"], "skipped") << pt.dump();
+      EXPECT_NE(pt["reason"].get<std::string>().find("http"), std::string::npos) << pt.dump();
+      continue;
+    }
+    EXPECT_EQ(pt["status"], "ok") << pt.dump();
+    EXPECT_GT(pt["requests"].get<double>(), 0) << pt.dump();
+  }
+  EXPECT_NE(j["meta"]["versions"]["redis"].get<std::string>().find("Redis server"),
+            std::string::npos)
+      << j["meta"]["versions"].dump();
+  EXPECT_TRUE(fs::exists(cwd / "out" / "graphs" / "data" / "redis.dat"));
+  EXPECT_TRUE(fs::exists(cwd / "out" / "graphs" / "data" / "evented.dat"));
+  fs::remove_all(cwd);
+}
+
 }  // namespace

@@ -57,10 +57,13 @@ HostLimits host_limits() {
   return h;
 }
 
+std::string peer_protocol(const std::string& name) { return is_redis_peer(name) ? "resp" : "http"; }
+
 const std::vector<std::string>& peer_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n = {"nginx", "apache-prefork", "apache-worker", "apache-event"};
     for (const auto& l : lang_peer_names()) n.push_back(l);
+    n.push_back("redis");
     return n;
   }();
   return names;
@@ -74,12 +77,14 @@ bool is_peer(const std::string& name) {
 
 std::string peer_binary(const std::string& name) {
   if (is_lang_peer(name)) return lang_peer_binary(name);
+  if (is_redis_peer(name)) return redis_binary();
   std::string path = name == "nginx" ? "/usr/sbin/nginx" : "/usr/sbin/apache2";
   return ::access(path.c_str(), X_OK) == 0 ? path : std::string{};
 }
 
 std::string peer_missing(const std::string& name) {
   if (is_lang_peer(name)) return lang_peer_missing(name);
+  if (is_redis_peer(name)) return redis_missing();
   if (!peer_binary(name).empty()) return "";
   return name == "nginx" ? "/usr/sbin/nginx is missing: install nginx-light (scripts/setup.sh does)"
                          : "/usr/sbin/apache2 is missing: install apache2 (scripts/setup.sh does)";
@@ -96,6 +101,7 @@ std::string peers_source_dir() { return SHOOTOUT_SOURCE_DIR "/runner/peers"; }
 
 std::string peer_version(const std::string& name) {
   if (is_lang_peer(name)) return lang_peer_version(name);
+  if (is_redis_peer(name)) return redis_version();
   std::string bin = peer_binary(name);
   if (bin.empty()) return "not installed";
   // nginx prints its version on stderr, apache2 on stdout: take both, first line.
@@ -128,6 +134,7 @@ PeerSetup write_peer_config(const std::string& name, const std::string& dir, std
   if (name.rfind("apache-", 0) == 0 && is_peer(name))
     return write_apache_config(name.substr(7), dir, port, connections, limits);
   if (is_lang_peer(name)) return write_lang_config(name, dir, port, connections, limits);
+  if (is_redis_peer(name)) return write_redis_config(dir, port, connections, limits);
   throw std::runtime_error(
       fmt::format("unknown peer '{}' (known: {})", name, fmt::join(peer_names(), ", ")));
 }

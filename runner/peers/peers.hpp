@@ -43,9 +43,12 @@ struct PeerSetup {
 };
 
 // "nginx", "apache-prefork", "apache-worker", "apache-event", "node", "node-cluster", "go",
-// "go-2", "tokio", "tokio-mt", "eventmachine".
+// "go-2", "tokio", "tokio-mt", "eventmachine", and "redis" (redis-server, the peer of
+// --handler resp: redis.cpp).
 const std::vector<std::string>& peer_names();
 bool is_peer(const std::string& name);
+// The handler a peer's protocol is: "resp" for redis, "http" for every other.
+std::string peer_protocol(const std::string& name);
 // What runs: /usr/sbin/nginx, /usr/sbin/apache2, /usr/bin/node, /usr/bin/ruby (with Debian's
 // EventMachine), peers_dir()/go-hello, peers_dir()/tokio-hello; empty if it is not there.
 std::string peer_binary(const std::string& name);

@@ -25,4 +25,12 @@ std::string lang_peer_version(const std::string& name);
 PeerSetup write_lang_config(const std::string& name, const std::string& dir, std::uint16_t port,
                             int connections, const HostLimits& limits);
 
+// redis-server, the peer of --handler resp (redis.cpp).
+bool is_redis_peer(const std::string& name);
+std::string redis_binary();
+std::string redis_missing();
+std::string redis_version();
+PeerSetup write_redis_config(const std::string& dir, std::uint16_t port, int connections,
+                             const HostLimits& limits);
+
 }  // namespace shootout::runner
