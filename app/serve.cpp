@@ -1,8 +1,11 @@
 // `shootout serve`: parse the flags, build the handler, run the chosen model.
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <system_error>
@@ -13,6 +16,7 @@
 #include "plugin_flags.hpp"
 #include "serve_options.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -41,12 +45,28 @@ int serve(ServeFlags& f) {
   block_server_signals();  // before any thread exists, so the control thread gets them all
   counters();              // map the shared counters before any fork
   auto handler = make_handler(o.handler, o.handler_config);
+  // Before any thread or child exists: the forked model's ring is shared memory its children
+  // inherit (common/trace.hpp).
+  if (!o.trace_file.empty()) {
+    // Fail now, not after a whole run: the file is written only at exit.
+    if (std::FILE* probe = std::fopen(o.trace_file.c_str(), "w")) {
+      std::fclose(probe);
+    } else {
+      fmt::print(stderr, "shootout serve: --trace {}: {}\n", o.trace_file, std::strerror(errno));
+      return 2;
+    }
+    trace::start(o.trace_file, o.trace_events, o.model == "forked");
+  }
+  int status;
   try {
-    return model->run(o, *handler);
+    status = model->run(o, *handler);
   } catch (const std::system_error& e) {
     fmt::print(stderr, "shootout serve: {}\n", e.what());
-    return 1;
+    status = 1;
   }
+  // After the drain: every thread has been joined and every child reaped.
+  if (!trace::write() && status == 0) status = 1;
+  return status;
 }
 
 }  // namespace
@@ -82,6 +102,13 @@ Command add_serve_command(CLI::App& app) {
   sub->add_option("--idle-timeout", flags->idle_timeout_ms,
                   "ms an idle keep-alive connection is kept")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--trace", o.trace_file,
+                  "Record loop iterations, phases, callbacks and pool hand-offs; write them at "
+                  "exit to this file as Chrome Trace Event JSON (docs/TRACE.md)");
+  sub->add_option("--trace-events", o.trace_events,
+                  "--trace keeps the last N events per thread (forked: N in all)")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
       ->capture_default_str();
   sub->add_option("--grace", flags->grace_ms, "ms allowed to finish in-flight work at SIGTERM")
       ->check(CLI::NonNegativeNumber)
@@ -121,6 +148,14 @@ Command add_serve_command(CLI::App& app) {
       ->capture_default_str();
   g->add_option("--max-procs", o.max_procs, "Live children; more connections wait in the backlog")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  g->add_flag("--no-reap", o.no_reap,
+              "Teaching: leave finished children unreaped (<defunct> in ps) until SIGTERM; "
+              "accepting stops at --max-zombies");
+  g->add_option("--max-zombies", o.max_zombies,
+                "--no-reap: unreaped children at which the server stops accepting (bounded so "
+                "it never nears pid_max)")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
 
   g = sub->add_option_group("evented", "--model evented and --model uring (but --poller)");

@@ -13,6 +13,7 @@
 
 #include "log.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -84,6 +85,7 @@ void exit_after_grace(const std::string& stats_file, const std::string& model, s
                       std::chrono::milliseconds grace) {
   log_line("{} connections still busy after the {} ms grace period; exiting", busy, grace.count());
   if (!stats_file.empty()) write_stats_file(stats_file, model);
+  trace::write();  // threads still busy may tear their last events
   std::fflush(stdout);
   _exit(1);
 }

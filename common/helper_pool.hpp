@@ -37,6 +37,7 @@ struct Completion {
   int fd;             // the connection that asked for the work ...
   std::uint32_t gen;  // ... and its generation, so a reused descriptor is not confused
   WorkResult result;
+  std::uint64_t trace_id = 0;  // --trace: the flow arrow back to the loop (common/trace.hpp)
 };
 
 // One per loop, a member of it: pool results come back through it, and its wake-up also
@@ -50,6 +51,7 @@ class HelperPool {
     Inbox* inbox = nullptr;  // where the result goes
     int fd = -1;
     std::uint32_t gen = 0;
+    std::uint64_t trace_id = 0;  // --trace: the flow arrow from the submitting loop, or 0
   };
 
   // `threads` threads, started with the first job (libuv's way): until some request needs

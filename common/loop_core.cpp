@@ -1,6 +1,7 @@
 #include "loop_core.hpp"
 
 #include "log.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -53,11 +54,21 @@ bool LoopWork::start(const Work& w, int fd, std::uint32_t gen, LoopTimers& timer
     // The timer fires once now() (rounded down) reaches it, so never before the request's
     // amount has passed since this call.
     std::int64_t due_ns = timers.read_clock() + std::chrono::nanoseconds(w.amount).count();
+    if (trace::on())
+      slept = [inner = std::move(slept)] {
+        trace::Span span("sleep over", "dispatch");
+        inner();
+      };
     timers.add((due_ns + 999'999) / 1'000'000, std::move(slept));
     return true;
   }
   try {
-    pool_.submit({w, &inbox_, fd, gen});
+    std::uint64_t flow = 0;
+    if (trace::on()) {
+      flow = trace::new_flow_id();
+      trace::flow(true, flow);
+    }
+    pool_.submit({w, &inbox_, fd, gen, flow});
     return true;
   } catch (const std::system_error& e) {
     if (refusals_++ % kLogEveryRefusal == 0)  // the first, then one in kLogEveryRefusal

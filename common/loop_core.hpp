@@ -73,6 +73,8 @@ class LoopWork {
   // the work must run inline, on the loop's thread: /cpu without --offload-cpu (on purpose:
   // the stall the model exists to show), or any work when the pool has no thread and cannot
   // start one (logged, then one refusal in 1,000).
+  // With --trace, a pool job's flow arrow starts here (in the caller's dispatch span) and a
+  // /sleep timer's callback is a span of its own.
   bool start(const Work& w, int fd, std::uint32_t gen, LoopTimers& timers,
              std::function<void()> slept);
 

@@ -1,5 +1,7 @@
 #include "run_loops.hpp"
 
+#include "trace.hpp"
+
 namespace shootout {
 
 std::vector<int> open_loop_listeners(const ServeOptions& options) {
@@ -19,6 +21,7 @@ std::vector<int> open_loop_listeners(const ServeOptions& options) {
 
 void leave_after_grace(const ServeOptions& options) {
   if (!options.stats_file.empty()) write_stats_file(options.stats_file, options.model);
+  trace::write();
   std::fflush(stdout);
   _exit(1);
 }

@@ -40,13 +40,15 @@
 #include "net.hpp"
 #include "serve_options.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
 // One listener per loop. With --port 0 the first one picks the port and the others bind to it.
 std::vector<int> open_loop_listeners(const ServeOptions& options);
 
-// The process leaves with status 1 when a loop ran out of --grace (stats file written first).
+// The process leaves with status 1 when a loop ran out of --grace (stats file and trace written
+// first; a loop still running may tear its last events).
 [[noreturn]] void leave_after_grace(const ServeOptions& options);
 
 template <class Loop>
@@ -68,7 +70,10 @@ int run_loops(const ServeOptions& options, const Handler& handler) {
   std::vector<std::thread> threads;
   try {
     for (std::size_t i = 1; i < loops.size(); ++i)
-      threads.emplace_back([&, i] { drained[i] = loops[i]->run(); });
+      threads.emplace_back([&, i] {
+        trace::name_thread(fmt::format("loop {}", i));
+        drained[i] = loops[i]->run();
+      });
   } catch (const std::system_error& e) {  // the task limit: stop the loops that did start
     stop_all();
     for (auto& t : threads) t.join();
@@ -77,6 +82,7 @@ int run_loops(const ServeOptions& options, const Handler& handler) {
                                                   threads.size() + 2, loops.size()));
   }
   announce_listening(options.host, local_port(listeners.front()));
+  trace::name_thread("loop 0");
   drained[0] = loops[0]->run();
   for (auto& t : threads) t.join();
   for (char ok : drained)

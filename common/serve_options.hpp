@@ -21,6 +21,8 @@ struct ServeOptions {
   std::chrono::milliseconds idle_timeout{120'000};    // keep-alive connection with no request
   std::chrono::milliseconds grace{10'000};            // SIGTERM: bound on finishing in-flight work
   HandlerConfig handler_config;
+  std::string trace_file;                // --trace: Chrome Trace Event JSON written at exit
+  std::size_t trace_events = 1'000'000;  // ring of the last N events per thread (forked: in all)
 
   // threaded
   std::size_t stack_size = 0;  // bytes; 0 = the model's default (system's for threads,
@@ -31,6 +33,8 @@ struct ServeOptions {
   // forked
   int prefork = 0;         // > 0: N pre-forked processes (Apache's prefork MPM)
   int max_procs = 10'000;  // process per connection: live children cap
+  bool no_reap = false;    // leave finished children unreaped (zombies), up to max_zombies
+  int max_zombies = 64;    // --no-reap: past this many zombies the server stops accepting
 
   // evented
   std::string poller = "epoll";          // epoll | poll | select

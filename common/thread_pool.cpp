@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "log.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -63,6 +64,7 @@ void ThreadPool::post(std::function<void()> task) {
 
 // Pool thread: takes the lock only to pop a task.
 void ThreadPool::run() {
+  trace::name_thread("pool");
   for (;;) {
     std::function<void()> task;
     {

@@ -309,5 +309,69 @@ TEST_P(ForkedParentDeathTest, ChildrenInAcceptOrServingDieWithTheirKilledParent)
 INSTANTIATE_TEST_SUITE_P(Forms, ForkedParentDeathTest, ::testing::Values(0, 4),
                          [](const auto& p) { return p.param ? "prefork" : "per_connection"; });
 
+// --no-reap (teaching point: children must be reaped). Children of `pid` in state Z, from
+// /proc/<child>/stat (the field after the parenthesised command).
+int zombie_children(pid_t pid) {
+  int n = 0;
+  for (pid_t k : children_of(pid)) {
+    std::ifstream f("/proc/" + std::to_string(k) + "/stat");
+    std::string line;
+    std::getline(f, line);
+    auto close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z') ++n;
+  }
+  return n;
+}
+
+TEST_F(ForkedTest, NoReapLeavesExitedChildrenAsZombiesAndStopReapsThem) {
+  ServerProcess s({"--model", "forked", "--no-reap"});
+  for (int i = 0; i < 3; ++i) {
+    Conn c(s.port());
+    ASSERT_TRUE(c.send(request_closing("/")));
+    ASSERT_EQ(read_response(c).status, 200);
+  }
+  // Each child exits after its response and stays <defunct>: the parent's child, state Z.
+  EXPECT_TRUE(eventually([&] { return zombie_children(s.pid()) == 3; }))
+      << zombie_children(s.pid()) << " zombies";
+  EXPECT_EQ(children_of(s.pid()).size(), 3u);
+  EXPECT_NE(s.process().stderr_text().find("left unreaped (--no-reap)"), std::string::npos);
+  expect_clean_stop(s);  // SIGTERM reaps them: none is handed to us (the subreaper)
+  EXPECT_NE(s.process().stderr_text().find("reaping the 3 children left unreaped"),
+            std::string::npos)
+      << s.process().stderr_text();
+}
+
+TEST_F(ForkedTest, WithoutNoReapExitedChildrenAreReapedNotLeftAsZombies) {
+  ServerProcess s({"--model", "forked"});
+  for (int i = 0; i < 3; ++i) {
+    Conn c(s.port());
+    ASSERT_TRUE(c.send(request_closing("/")));
+    ASSERT_EQ(read_response(c).status, 200);
+  }
+  EXPECT_TRUE(eventually([&] { return children_of(s.pid()).empty(); }));
+  EXPECT_EQ(zombie_children(s.pid()), 0);
+  expect_clean_stop(s);
+}
+
+TEST_F(ForkedTest, NoReapStopsAcceptingAtMaxZombiesAndSaysSo) {
+  ServerProcess s({"--model", "forked", "--no-reap", "--max-zombies", "2"});
+  for (int i = 0; i < 2; ++i) {
+    Conn c(s.port());
+    ASSERT_TRUE(c.send(request_closing("/")));
+    ASSERT_EQ(read_response(c).status, 200);
+  }
+  ASSERT_TRUE(eventually([&] {
+    return s.process().stderr_text().find("not accepting any more until SIGTERM") !=
+           std::string::npos;
+  })) << s.process().stderr_text();
+  EXPECT_EQ(zombie_children(s.pid()), 2);
+  // A third client gets into the backlog, but no child is forked for it: at SIGTERM the
+  // listener is shut and it is dropped without an answer.
+  Conn late(s.port());
+  ASSERT_TRUE(late.send(request_closing("/")));
+  expect_clean_stop(s);
+  EXPECT_EQ(read_response(late).status, 0);
+}
+
 }  // namespace
 }  // namespace shootout::test

@@ -5,6 +5,7 @@
 #include <boost/fiber/operations.hpp>
 #include <cerrno>
 
+#include "trace.hpp"
 #include "work_pool.hpp"
 
 namespace shootout {
@@ -56,6 +57,7 @@ WorkResult FiberSocketIo::work(const Work& w) {
     return {};
   }
   if (pool_) return pool_->run(w, reactor_);
+  trace::Span span("inline work", "work");
   return run_work_inline(w);  // the whole thread (every fiber on it) waits for this
 }
 

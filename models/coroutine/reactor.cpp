@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "log.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -158,7 +159,16 @@ void Reactor::poll(FiberClock::time_point deadline) {
   // a deadline, due_ is max() and an idle server sleeps until a descriptor or Boost timer.
   FiberClock::time_point sweep_at = FiberClock::time_point::max();
   if (deadlines_) sweep_at = std::max(due_, last_sweep_ + kSweepEvery);
-  poller_->wait(ready_, timeout_ms(std::min(deadline, sweep_at)));
+  // Traced: the wait with the timeout chosen and the events returned (the fibers it wakes run
+  // afterwards, each a "fiber" slice: ReactorScheduler::pick_next).
+  trace::Span span("poll");
+  const int timeout = timeout_ms(std::min(deadline, sweep_at));
+  {
+    trace::Span wait("wait", "kernel");
+    poller_->wait(ready_, timeout);
+  }
+  span.arg("timeout_ms", timeout);
+  span.arg("events", static_cast<std::int64_t>(ready_.size()));
   for (const PollEvent& ev : ready_) {
     if (ev.fd == mailbox_.fd())
       take_wakeups();

@@ -9,6 +9,9 @@
 // through the reactor's eventfd. So an idle server sleeps in the kernel and uses no CPU, and a
 // busy one makes no system call between fibers.
 //
+// With --trace, each fiber's run on this thread, from the switch to it to the next pick_next(),
+// is a "fiber" span (common/trace.hpp): the slices show who ran and who starved.
+//
 // Threads: install once per thread, before any other fiber operation there:
 //   boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor);
 // Boost 1.74 has one scheduler per thread here; fibers never migrate. notify() may be called
@@ -38,6 +41,10 @@ class ReactorScheduler final : public boost::fibers::algo::algorithm {
  private:
   boost::fibers::scheduler::ready_queue_type ready_;
   Reactor& reactor_;
+  // --trace: the fiber running since slice_start_ (0: none), recorded as a "fiber" span when
+  // the next pick_next() switches away from it.
+  std::int64_t slice_start_ = 0;
+  const void* slice_fiber_ = nullptr;
   TsanFibers tsan_;  // ThreadSanitizer builds: announces each switch (tsan_fibers.hpp)
 };
 

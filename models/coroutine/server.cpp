@@ -45,6 +45,7 @@
 #include "session_stack.hpp"
 #include "stack_cache.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 #include "work_pool.hpp"
 
 namespace shootout {
@@ -91,6 +92,7 @@ class Scheduler {
 
  private:
   void run() {
+    trace::name_thread("sched");
     reactor_.bind_to_this_thread();
     boost::fibers::use_scheduling_algorithm<ReactorScheduler>(reactor_);
     boost::fibers::fiber acceptor = launch_fiber([this] { accept_loop(); });

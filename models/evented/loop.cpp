@@ -15,6 +15,7 @@
 #include "log.hpp"
 #include "net.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -99,14 +100,37 @@ bool EventLoop::run() {
   return !timed_out_;
 }
 
+// With --trace, the iteration and each phase are spans (the iteration's ends after close).
 bool EventLoop::run_once() {
   owner_.check("EventLoop::run_once");
-  update_time();
-  run_timers();
-  run_pending();
-  poll(prepare());
-  check();
-  close_pending_closes();
+  trace::Span iteration("iteration", "loop");
+  iteration.arg("connections", static_cast<std::int64_t>(live_));
+  {
+    trace::Span phase("update_time");
+    update_time();
+  }
+  {
+    trace::Span phase("timers");
+    run_timers();
+  }
+  {
+    trace::Span phase("pending");
+    run_pending();
+  }
+  int timeout;
+  {
+    trace::Span phase("prepare");
+    timeout = prepare();
+  }
+  poll(timeout);
+  {
+    trace::Span phase("check");
+    check();
+  }
+  {
+    trace::Span phase("close");
+    close_pending_closes();
+  }
   if (stopping_ && live_ == 0) return false;
   return !timed_out_;
 }
@@ -133,6 +157,8 @@ void EventLoop::run_pending() {
   for (Ref r : pending_run_) {
     Conn* c = live(r.fd);
     if (!c || c->gen != r.gen) continue;
+    trace::Span span(r.read_again ? "read again" : "resume", "dispatch");
+    span.arg("fd", r.fd);
     try {
       if (r.read_again) {
         // The end may be pending behind the data: read on until EOF, an error or EAGAIN.
@@ -158,8 +184,16 @@ int EventLoop::prepare() {
   return due ? ms_until(*due, timers_.now()) : -1;
 }
 
+// Traced: the phase carries the timeout prepare chose and the number of events returned; the
+// kernel wait is a span of its own, then each dispatch.
 void EventLoop::poll(int timeout_ms) {
-  poller_->wait(ready_, timeout_ms);
+  trace::Span phase("poll");
+  {
+    trace::Span wait("wait", "kernel");
+    poller_->wait(ready_, timeout_ms);
+  }
+  phase.arg("timeout_ms", timeout_ms);
+  phase.arg("events", static_cast<std::int64_t>(ready_.size()));
   if (timeout_ms != 0) update_time();  // we may have slept: deadlines armed below start now
   for (PollEvent ev : ready_) dispatch(ev);
 }
@@ -185,7 +219,16 @@ void EventLoop::close_pending_closes() {
 
 // ---- dispatch ---------------------------------------------------------------------------
 
+const char* EventLoop::dispatch_name(int fd) const {
+  if (fd == inbox_.fd()) return "wake";
+  if (fd == watched_fd_) return "signal";
+  if (fd == listen_fd_) return "accept";
+  return "io";
+}
+
 void EventLoop::dispatch(PollEvent ev) {
+  trace::Span span(trace::on() ? dispatch_name(ev.fd) : nullptr, "dispatch");
+  span.arg("fd", ev.fd);
   if (ev.fd == inbox_.fd()) return on_wake();
   if (ev.fd == watched_fd_) return on_watched_();
   if (ev.fd == listen_fd_) return on_acceptable();
@@ -210,7 +253,10 @@ void EventLoop::dispatch(PollEvent ev) {
 // The eventfd: pool results, and the stop request.
 void EventLoop::on_wake() {
   inbox_.take(completions_);
-  for (Completion& done : completions_) work_done(done.fd, done.gen, std::move(done.result));
+  for (Completion& done : completions_) {
+    if (done.trace_id) trace::flow(false, done.trace_id);  // the arrow back from the pool
+    work_done(done.fd, done.gen, std::move(done.result));
+  }
   completions_.clear();
   if (!stopping_ && stop_requested_.load()) begin_stop();
 }
@@ -409,6 +455,7 @@ void EventLoop::advance(Conn& c, Next next) {
       // rather than failing the request.
       if (!work_.start(w, c.fd, c.gen, timers_,
                        [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); })) {
+        trace::Span inline_work("inline work", "work");
         WorkResult result = run_work_inline(w);
         // Up to 10 s of /cpu: every timer and deadline armed after this, in this batch, starts
         // now, not at the clock read before the work.

@@ -19,6 +19,10 @@
 //   check         when stopping: close the connections that are idle now
 //   close         close what the phases above marked for closing (deferred close)
 //
+// With --trace (common/trace.hpp, docs/TRACE.md) the iteration is a span with these phases
+// nested in it (update_time, timers, pending, prepare, poll, check, close; the poll phase holds
+// the kernel wait and one span per dispatch) and each dispatch or pending callback a span.
+//
 // Connections are driven exactly like serve_connection() drives a Session: output is sent,
 // then the Session's Next is honoured (read: watch for input; resume: call on_resume() once
 // the output has drained; work: a timer, the helper pool, or inline; close: close once the
@@ -103,6 +107,7 @@ class EventLoop {
 
   // dispatch
   void dispatch(PollEvent ev);
+  const char* dispatch_name(int fd) const;  // the trace's name for an event on fd
   void on_wake();
   void on_acceptable();
   int add_connection(int fd);  // fd is non-blocking already

@@ -18,6 +18,9 @@
 // with a response finishes it. main waits up to --grace for the last child, then SIGKILLs the
 // stragglers and still reaps them: no process outlives the server. If the parent itself is
 // killed (SIGKILL), the kernel SIGKILLs every child (PR_SET_PDEATHSIG, see enter_child()).
+// --no-reap (teaching): exited children are left as zombies (<defunct>) until SIGTERM, at most
+// --max-zombies (64) of them, past which the server stops accepting and says so; stop() reaps
+// them all. docs/FORKED.md.
 // Accounting: children are reaped as soon as SIGCHLD arrives, so getrusage(RUSAGE_CHILDREN) in
 // the stats file holds every finished child; counters() live in a shared page mapped before fork.
 #include "server.hpp"
@@ -43,6 +46,7 @@
 #include "log.hpp"
 #include "start_workers.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -92,6 +96,11 @@ class ForkedServer {
     stopping_.store(true);
     listener_.shut();  // wakes accept() in main and in every worker
     for (pid_t pid : children_) ::kill(pid, SIGTERM);
+    // --no-reap ends here: the zombies kept for show are reaped now.
+    if (!zombies_.empty())
+      log_line("stopping: reaping the {} children left unreaped (--no-reap)", zombies_.size());
+    for (pid_t pid : zombies_) ::waitpid(pid, nullptr, 0);  // already exited: returns at once
+    zombies_.clear();
     cv_.notify_all();
   }
 
@@ -100,6 +109,7 @@ class ForkedServer {
   // fork_child() has recorded it.
   void reap() {
     std::lock_guard lock(mu_);
+    if (options_.no_reap && !stopping_) return keep_zombies();
     int status = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
@@ -115,6 +125,42 @@ class ForkedServer {
     cv_.notify_all();
   }
 
+  // Parent, control thread, on SIGCHLD with --no-reap (the teaching point "children must be
+  // reaped"): finds the children that exited, without reaping them (waitid with WNOWAIT), and
+  // moves them from the live set to the zombies: `ps` shows each as <defunct>, holding its pid
+  // and its process-table entry, until stop() reaps them. One waitid per live child per
+  // SIGCHLD, fine for a demonstration bounded by --max-procs and --max-zombies. Caller holds
+  // mu_.
+  void keep_zombies() {
+    for (auto it = children_.begin(); it != children_.end();) {
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(*it), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == *it) {
+        zombies_.insert(*it);
+        it = children_.erase(it);
+        static RateLimit rl;
+        std::uint64_t dropped = 0;
+        if (rl.allow(&dropped))
+          log_line(
+              "child {} exited and is left unreaped (--no-reap): {} zombies ({} more not "
+              "logged)",
+              info.si_pid, zombies_.size(), dropped);
+      } else {
+        ++it;
+      }
+    }
+    if (static_cast<int>(zombies_.size()) >= options_.max_zombies && !zombie_cap_logged_) {
+      zombie_cap_logged_ = true;
+      log_line("{} unreaped children (--max-zombies {}): not accepting any more until SIGTERM",
+               zombies_.size(), options_.max_zombies);
+    }
+    cv_.notify_all();
+  }
+
+  // Caller holds mu_. Under --no-reap, the zombies count against their own cap, so the
+  // process table (and pid_max) is never at stake.
+  bool zombies_full() const { return static_cast<int>(zombies_.size()) >= options_.max_zombies; }
+
   // Parent main thread: process per connection. Waits for a free slot (--max-procs) *before*
   // accepting, so excess connections queue in the kernel's backlog instead of failing.
   void accept_loop() {
@@ -129,7 +175,7 @@ class ForkedServer {
   // Parent main thread: true once a child may start, false once the server stops.
   bool wait_for_child_slot() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return live() < options_.max_procs || stopping_; });
+    cv_.wait(lock, [&] { return (live() < options_.max_procs && !zombies_full()) || stopping_; });
     return !stopping_;
   }
 
@@ -137,7 +183,7 @@ class ForkedServer {
   void keep_pool() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
-      cv_.wait(lock, [&] { return live() < options_.prefork || stopping_; });
+      cv_.wait(lock, [&] { return (live() < options_.prefork && !zombies_full()) || stopping_; });
       if (stopping_) return;
       lock.unlock();
       if (fork_child([this] { pool_worker(); }) < 0) {
@@ -160,6 +206,7 @@ class ForkedServer {
   template <class Body>
   pid_t fork_child(Body body) {
     std::lock_guard lock(mu_);  // reap() cannot see the child before it is recorded
+    trace::Span span("fork", "dispatch");
     pid_t pid = ::fork();
     if (pid == 0) {
       body();
@@ -209,7 +256,11 @@ class ForkedServer {
   }
 
   // Child: owns fd from here on and closes it.
+  // Traced: the connection is one span in the shared ring (common/trace.hpp), under the
+  // child's own pid and tid.
   void serve(int fd) noexcept {
+    trace::Span span("connection", "dispatch");
+    span.arg("fd", fd);
     child_conn.store(fd);  // from here a stop signal shuts its read side
     serve_blocking(fd, handler_, options_, child_stopping);
     child_conn.store(-1);
@@ -241,6 +292,8 @@ class ForkedServer {
   std::mutex mu_;                       // guards everything below, and stopping_'s transitions
   std::condition_variable cv_;          // a child was reaped, or stopping_ rose
   std::unordered_set<pid_t> children_;  // live (not yet reaped) children
+  std::unordered_set<pid_t> zombies_;   // --no-reap: exited, left unreaped until stop()
+  bool zombie_cap_logged_ = false;
 };
 
 }  // namespace

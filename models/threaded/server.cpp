@@ -31,6 +31,7 @@
 #include "control.hpp"
 #include "log.hpp"
 #include "start_workers.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -141,18 +142,25 @@ class ThreadedServer {
   }
 
   // The connection's thread: owns fd from here on and closes it.
+  // Traced: the thread is named "conn" and the connection is one span on it (the thread's
+  // ring passes to the next thread when it ends: common/trace.hpp).
   void serve(int fd) noexcept {
+    trace::name_thread("conn");
     {
-      std::lock_guard lock(mu_);
-      live_.insert(fd);
-      if (stopping_) ::shutdown(fd, SHUT_RD);  // accepted just as stop() swept the set
+      trace::Span span("connection", "dispatch");  // recorded before finished_one() below
+      span.arg("fd", fd);
+      {
+        std::lock_guard lock(mu_);
+        live_.insert(fd);
+        if (stopping_) ::shutdown(fd, SHUT_RD);  // accepted just as stop() swept the set
+      }
+      serve_blocking(fd, handler_, options_, stopping_);
+      {
+        std::lock_guard lock(mu_);
+        live_.erase(fd);
+      }
+      ::close(fd);
     }
-    serve_blocking(fd, handler_, options_, stopping_);
-    {
-      std::lock_guard lock(mu_);
-      live_.erase(fd);
-    }
-    ::close(fd);
     finished_one();
   }
 

@@ -20,6 +20,7 @@
 #include "log.hpp"
 #include "net.hpp"
 #include "stats.hpp"
+#include "trace.hpp"
 
 namespace shootout {
 
@@ -183,15 +184,46 @@ bool UringLoop::run() {
   return !timed_out_;
 }
 
+// With --trace, the iteration and each phase are spans (the iteration's ends after close).
 bool UringLoop::run_once() {
   owner_.check("UringLoop::run_once");
-  update_time();
-  run_timers();
-  run_pending();
-  submit_wait(prepare());
-  complete();
-  check();
-  close_pending_closes();
+  trace::Span iteration("iteration", "loop");
+  iteration.arg("connections", static_cast<std::int64_t>(live_));
+  {
+    trace::Span phase("update_time");
+    update_time();
+  }
+  {
+    trace::Span phase("timers");
+    run_timers();
+  }
+  {
+    trace::Span phase("pending");
+    run_pending();
+  }
+  std::int64_t wait_ns;
+  {
+    trace::Span phase("prepare");
+    wait_ns = prepare();
+  }
+  {
+    trace::Span phase("submit_wait");
+    submit_wait(wait_ns);
+    phase.arg("timeout_us", wait_ns < 0 ? -1 : wait_ns / 1000);
+    phase.arg("events", static_cast<std::int64_t>(ready_.size()));
+  }
+  {
+    trace::Span phase("complete");
+    complete();
+  }
+  {
+    trace::Span phase("check");
+    check();
+  }
+  {
+    trace::Span phase("close");
+    close_pending_closes();
+  }
   if (stopping_ && live_ == 0) return false;
   return !timed_out_;
 }
@@ -215,6 +247,8 @@ void UringLoop::run_pending() {
   for (Ref r : pending_run_) {
     Conn* c = live(r.fd);
     if (!c || c->gen != r.gen) continue;
+    trace::Span span("pending", "dispatch");
+    span.arg("fd", r.fd);
     try {
       if (c->after == Next::resume && !c->output) {
         advance(*c, c->session->on_resume(out_));
@@ -374,7 +408,18 @@ void UringLoop::provide_buffers(unsigned n) {
 
 // ---- dispatch ---------------------------------------------------------------------------
 
+namespace {
+const char* op_name(std::uint64_t user_data) {
+  // In the order of UringLoop::Op.
+  static constexpr const char* kNames[] = {"ignore", "accept", "recv", "send", "wake", "signal"};
+  const auto op = user_data >> 56;
+  return op < std::size(kNames) ? kNames[op] : "op";
+}
+}  // namespace
+
 void UringLoop::dispatch(const Cqe& cqe) {
+  trace::Span span(trace::on() ? op_name(cqe.user_data) : nullptr, "dispatch");
+  span.arg("res", cqe.res);
   const auto op = static_cast<Op>(cqe.user_data >> 56);
   const bool more = cqe.flags & IORING_CQE_F_MORE;
   switch (op) {
@@ -411,7 +456,10 @@ void UringLoop::dispatch(const Cqe& cqe) {
 
 void UringLoop::on_wake() {
   inbox_.take(completions_);
-  for (Completion& done : completions_) work_done(done.fd, done.gen, std::move(done.result));
+  for (Completion& done : completions_) {
+    if (done.trace_id) trace::flow(false, done.trace_id);  // the arrow back from the pool
+    work_done(done.fd, done.gen, std::move(done.result));
+  }
   completions_.clear();
   if (!stopping_ && stop_requested_.load()) begin_stop();
 }
@@ -615,6 +663,7 @@ void UringLoop::advance(Conn& c, Next next) {
       const Work& w = c.session->pending_work();
       if (!work_.start(w, c.fd, c.gen, timers_,
                        [this, fd = c.fd, gen = c.gen] { work_done(fd, gen, {}); })) {
+        trace::Span inline_work("inline work", "work");
         WorkResult result = run_work_inline(w);
         update_time();
         next = c.session->on_work_done(std::move(result), out_);

@@ -27,6 +27,10 @@
 //                 operation still in the kernel is cancelled first and closed when its last
 //                 completion is back (the kernel may still write into its buffers until then)
 //
+// With --trace (common/trace.hpp, docs/TRACE.md) the iteration is a span with these phases
+// nested in it, submit_wait carrying the wait chosen and the completions returned, and each
+// completion's dispatch and each pending callback a span.
+//
 // Sessions are driven exactly as serve_connection() and the evented loop drive them. What
 // differs is where bytes live:
 //   input   every connection's multishot recv draws from one ring of provided buffers shared
