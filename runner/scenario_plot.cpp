@@ -15,6 +15,11 @@ namespace {
 
 std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "?"; }
 
+// Milliseconds for a title: whole ones from 100 up, three digits below.
+std::string ms_text(double ms) {
+  return ms >= 100 ? fmt::format("{:.0f}", ms) : fmt::format("{:.3g}", ms);
+}
+
 std::string slug(std::string s) {
   for (char& ch : s)
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '-';
@@ -58,7 +63,7 @@ std::string stall_graph(const std::string& dir, const nlohmann::json& st, const 
   std::string body = fmt::format(
       "reset\nset multiplot layout {},1 title \"GET / latency over time while one client burns "
       "{} ms of CPU a second ({} connections loop on GET /)\\n{}\" noenhanced\n"
-      "set grid\nset logscale y 10\nset xrange [0:{}]\nset key top right noenhanced\n"
+      "set grid\nset logscale y 10\nset xrange [0:{}]\nset key top right opaque noenhanced\n"
       "set ylabel 'latency (ms)'\nset format y '%g'\n",
       ok.size(), st.value("burn_us", 0) / 1000, st.value("connections", 0), sub, num(xmax));
   for (std::size_t i = 0; i < ok.size(); ++i) {
@@ -90,8 +95,8 @@ std::string stall_graph(const std::string& dir, const nlohmann::json& st, const 
         "set xlabel '{}'\n"
         "plot '{}' using 1:3 with steps lw 1.5 lc rgb '#d62728' title 'largest per 10 ms', "
         "'' using 1:2 with steps lw 1.5 lc rgb '#1f77b4' title 'median per 10 ms'\n",
-        quoted(v.value("label", "")), fmt::format("{:.3g}", dbl(v, "p99_burn_us") / 1000),
-        fmt::format("{:.3g}", dbl(v, "p99_calm_us") / 1000),
+        quoted(v.value("label", "")), ms_text(dbl(v, "p99_burn_us") / 1000),
+        ms_text(dbl(v, "p99_calm_us") / 1000),
         i + 1 == ok.size() ? "seconds (shaded: a /cpu burn, from its send to its answer)" : "",
         file);
     for (int k = 1; k < obj; ++k) body += fmt::format("unset object {}\n", k);
@@ -172,11 +177,13 @@ std::string rate_graph(const std::string& dir, const nlohmann::json& rs, const s
   for (const auto& [col, what] : panels) {
     body += fmt::format("set title '{}'\nplot ", what);
     for (std::size_t i = 0; i < lines.size(); ++i)
+      body += fmt::format("'{}' using 1:{} with linespoints lt {} dt {} pt {} lw 2 title '{}', ",
+                          lines[i].file, col, i + 1, lines[i].peer ? 2 : 1, i + 4,
+                          quoted(lines[i].title));
+    for (std::size_t i = 0; i < lines.size(); ++i)  // after the lines: the key lists them first
       body += fmt::format(
-          "'{0}' using 1:{1} with linespoints lt {2} dt {3} pt {4} lw 2 title '{5}', "
-          "'{0}' using 1:($6 > 0 ? 1/0 : ${1}) with points pt 6 ps 2.5 lc rgb '#000000' {6}, ",
-          lines[i].file, col, i + 1, lines[i].peer ? 2 : 1, i + 4, quoted(lines[i].title),
-          i == 0 ? "title 'under 95% delivered'" : "notitle");
+          "'{}' using 1:($6 > 0 ? 1/0 : ${}) with points pt 6 ps 2.5 lc rgb '#000000' {}, ",
+          lines[i].file, col, i == 0 ? "title 'under 95% delivered'" : "notitle");
     body.resize(body.size() - 2);
     body += '\n';
   }
