@@ -96,5 +96,6 @@ void register_memory_benchmarks(const Preset& preset);
 void register_poller_benchmarks(const Preset& preset);
 void register_ladder_benchmarks(const Preset& preset);
 void register_handler_benchmarks(const Preset& preset);
+void register_trace_benchmarks(const Preset& preset);
 
 }  // namespace shootout::bench

@@ -20,7 +20,7 @@ if(count EQUAL 0)
   message(FATAL_ERROR "${OUT} lists no benchmark")
 endif()
 
-set(families switch spawn memory poller ladder handler)
+set(families switch spawn memory poller ladder handler trace)
 set(seen "")
 math(EXPR last "${count} - 1")
 foreach(i RANGE ${last})

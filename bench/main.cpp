@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   sb::register_poller_benchmarks(preset);
   sb::register_ladder_benchmarks(preset);
   sb::register_handler_benchmarks(preset);
+  sb::register_trace_benchmarks(preset);
 
   int n = static_cast<int>(args.size()) - 1;
   benchmark::Initialize(&n, args.data());
