@@ -373,6 +373,33 @@ TEST(RespLoad, LoadGeneratorCountsEqualTheServersCommandCount) {
   std::filesystem::remove_all(dir);
 }
 
+// The probe works in every mode of the load generator: constant rate (its schedule kept, its
+// latency corrected) and idle hold (every connection answered before and after the hold).
+TEST(RespLoad, RateAndIdleModesDriveItToo) {
+  ServerProcess s({"--model", "evented", "--handler", "resp"});
+  load::LoadConfig c;
+  c.url = "tcp://127.0.0.1:" + std::to_string(s.port()) + "/get";
+  c.handler = "resp";
+  c.connections = 4;
+  c.mode = load::Mode::rate;
+  c.rate = 400;  // one request per connection every 10 ms: any host keeps it
+  c.duration = 2s;
+  const load::LoadResult rate = load::run_load(c);
+  EXPECT_EQ(rate.errors.total(), 0u);
+  EXPECT_NEAR(static_cast<double>(rate.requests), 800.0, 800.0 * 0.02);
+  EXPECT_EQ(rate.latency.count(), rate.requests);
+
+  c.mode = load::Mode::idle;
+  c.rate = 0;
+  c.connections = 20;
+  c.duration = 300ms;
+  const load::LoadResult idle = load::run_load(c);
+  EXPECT_EQ(idle.errors.total(), 0u);
+  EXPECT_EQ(idle.idle_opened, 20u);
+  EXPECT_EQ(idle.idle_alive, 20u);
+  EXPECT_EQ(s.stop(), 0);
+}
+
 // An error answer counts as a response and as an error: INCR of a value that is not a number.
 TEST(RespLoad, ErrorRepliesAreCountedAsErrors) {
   ServerProcess s({"--model", "evented", "--handler", "resp"});
