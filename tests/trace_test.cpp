@@ -210,8 +210,10 @@ INSTANTIATE_TEST_SUITE_P(Models, LoopTrace, ::testing::ValuesIn(loop_variants())
 
 // Offloaded work: the loop's submit and the pool thread's job are joined by a flow arrow, and
 // the result's way back by another, each between two different threads.
-TEST(TraceFlows, OffloadedCpuHasArrowsFromTheLoopToThePoolAndBack) {
-  json trace = record({"--model", "evented", "--offload-cpu"}, "flows");
+class TraceFlows : public TraceOfModel {};
+
+TEST_P(TraceFlows, OffloadedCpuHasArrowsToThePoolAndBack) {
+  json trace = record(GetParam().args, GetParam().name);
   expect_valid_trace_events(trace);
   std::map<std::string, json> starts, finishes;
   for (const json& e : trace["traceEvents"]) {
@@ -230,6 +232,17 @@ TEST(TraceFlows, OffloadedCpuHasArrowsFromTheLoopToThePoolAndBack) {
     job |= e["name"] == "pool job" && e["dur"].get<double>() >= kBurnUs;
   EXPECT_TRUE(job);
 }
+
+std::vector<Variant> offload_variants() {
+  std::vector<Variant> v = {{"evented", {"--model", "evented", "--offload-cpu"}},
+                            {"coroutine", {"--model", "coroutine", "--offload-cpu"}}};
+#ifdef SHOOTOUT_HAVE_URING
+  v.push_back({"uring", {"--model", "uring", "--offload-cpu"}});
+#endif
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, TraceFlows, ::testing::ValuesIn(offload_variants()), variant_name);
 
 // Threaded: each connection is a span on its own thread, named "conn".
 TEST(TraceThreaded, ConcurrentConnectionsAreSpansOnTheirOwnThreads) {
