@@ -156,6 +156,14 @@ std::string graph_sections(const Results& r, const std::string& graph_error) {
   for (const auto& g : graphs()) {
     s += fmt::format("### {}\n\n![{}](graphs/{}.svg)\n\n{}{}{}", g.title, g.title, g.name, g.what,
                      finding(r, g.name), g.name == "memory-whole" ? whole_memory_words(r) : "");
+    // A closed loop's p99 is mostly N / throughput: the picture of latency is the rate sweep's.
+    if (g.name == "latency")
+      s += r.scenarios.contains("rate_sweep")
+               ? " Latency against offered load, the picture to read latency from, is the rate "
+                 "sweep's above; this closed-loop graph stays for the data."
+               : " In a closed loop a saturated server's p99 is mostly N / throughput; for "
+                 "latency against offered load (coordinated omission corrected: the hockey "
+                 "stick) run `shootout run --rate-sweep`.";
     const bool circles =
         g.name != "memory" && g.name != "memory-whole" && g.name != "ramp" && g.name != "capacity";
     s += fmt::format(
