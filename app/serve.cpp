@@ -149,14 +149,16 @@ Command add_serve_command(CLI::App& app) {
   g->add_option("--max-procs", o.max_procs, "Live children; more connections wait in the backlog")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  g->add_flag("--no-reap", o.no_reap,
-              "Teaching: leave finished children unreaped (<defunct> in ps) until SIGTERM; "
-              "accepting stops at --max-zombies");
-  g->add_option("--max-zombies", o.max_zombies,
-                "--no-reap: unreaped children at which the server stops accepting (bounded so "
-                "it never nears pid_max)")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
+  auto* no_reap =
+      g->add_flag("--no-reap", o.no_reap,
+                  "Teaching: leave finished children unreaped (<defunct> in ps) until SIGTERM; "
+                  "accepting stops at --max-zombies");
+  auto* max_zombies =
+      g->add_option("--max-zombies", o.max_zombies,
+                    "--no-reap: unreaped children at which the server stops accepting (bounded so "
+                    "it never nears pid_max)")
+          ->check(CLI::Range(1, 4096))
+          ->capture_default_str();
 
   g = sub->add_option_group("evented", "--model evented and --model uring (but --poller)");
   auto* poller = g->add_option("--poller", o.poller, "Readiness backend (not for --model uring)")
@@ -164,10 +166,13 @@ Command add_serve_command(CLI::App& app) {
                      ->capture_default_str();
   // uring takes completions from io_uring, not readiness: a --poller given to it would be
   // silently meaningless, so it is a usage error (main prints the usage, exit 2).
-  sub->parse_complete_callback([flags, poller] {
+  sub->parse_complete_callback([flags, poller, no_reap, max_zombies] {
     if (flags->o.model == "uring" && poller->count() > 0)
       throw CLI::ValidationError(
           "--poller", "--model uring has no readiness backend (--poller is for --model evented)");
+    // Zombies are a process model's: elsewhere the flags would be silently meaningless.
+    if (flags->o.model != "forked" && (no_reap->count() > 0 || max_zombies->count() > 0))
+      throw CLI::ValidationError("--no-reap", "--no-reap and --max-zombies are for --model forked");
   });
   g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
       ->check(CLI::Range(1, 256))

@@ -166,10 +166,21 @@ class ForkedServer {
   void accept_loop() {
     listener_.accept_each([this] { return wait_for_child_slot(); },
                           [this](int fd) {
-                            if (fork_child([this, fd] { serve_one(fd); }) < 0)
+                            if (zombie_cap_reached())
+                              refuse_connection("--max-zombies unreaped children (--no-reap)",
+                                                "not forking");
+                            else if (fork_child([this, fd] { serve_one(fd); }) < 0)
                               refuse_connection("cannot fork", std::strerror(errno));
                             ::close(fd);  // the child has its own copy
                           });
+  }
+
+  // Parent main thread, after accept: --no-reap's cap may have been reached while accept()
+  // was blocked (the slot was checked before it), so the connection is refused, not forked.
+  bool zombie_cap_reached() {
+    if (!options_.no_reap) return false;
+    std::lock_guard lock(mu_);
+    return zombies_full() || stopping_;  // stop() has just reaped (and forgotten) the zombies
   }
 
   // Parent main thread: true once a child may start, false once the server stops.
