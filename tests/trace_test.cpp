@@ -138,9 +138,14 @@ TEST_P(TraceOfModel, InlineCpuIsOneDispatchSpanAtLeastAsLongAsTheBurn) {
     if (e["cat"] == "dispatch") long_dispatches.push_back(e);
     if (e["cat"] == "work" && e["name"] == "inline work") burns.push_back(e);
   }
-  ASSERT_EQ(long_dispatches.size(), 1u) << "dispatch spans of 200 ms or more";
   ASSERT_EQ(burns.size(), 1u);
-  EXPECT_TRUE(inside(burns[0], long_dispatches[0])) << burns[0] << " in " << long_dispatches[0];
+  // The dispatch that ran the burn; on a host so loaded that some other dispatch was
+  // descheduled for 200 ms there may be more long ones, but only one holds the burn.
+  std::vector<json> holders;
+  for (const json& d : long_dispatches)
+    if (inside(burns[0], d)) holders.push_back(d);
+  ASSERT_EQ(holders.size(), 1u) << "dispatch spans holding the burn";
+  EXPECT_GE(holders[0]["dur"].get<double>(), kBurnUs);
   // Every thread that recorded has a name.
   std::set<long> tids, named;
   for (const json& e : trace["traceEvents"]) {
