@@ -19,5 +19,6 @@ Command add_serve_command(CLI::App& app);  // app/serve.cpp
 Command add_load_command(CLI::App& app);   // loadgen/cli.cpp
 Command add_run_command(CLI::App& app);    // runner/cli.cpp (the shootout runner)
 Command add_plot_command(CLI::App& app);   // runner/cli.cpp
+Command add_peer_command(CLI::App& app);   // runner/peer_cli.cpp (a peer started by hand)
 
 }  // namespace shootout

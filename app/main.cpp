@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
 #ifdef SHOOTOUT_HAVE_RUN
   commands.push_back(shootout::add_run_command(app));
   commands.push_back(shootout::add_plot_command(app));
+  commands.push_back(shootout::add_peer_command(app));
 #endif
   try {
     app.parse(argc, argv);

@@ -66,8 +66,10 @@ void registry_remove(pid_t p) {
 
 int decode_status(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
-// The runner's environment with `extra` ("NAME=value") set over it. Built before fork: the
-// child may only make async-signal-safe calls, and the runner has other threads.
+}  // namespace
+
+// Built before fork: the child may only make async-signal-safe calls, and the runner has other
+// threads.
 std::vector<std::string> child_environment(const std::vector<std::string>& extra) {
   std::vector<std::string> env;
   for (char** e = environ; e && *e; ++e) {
@@ -84,8 +86,6 @@ std::vector<std::string> child_environment(const std::vector<std::string>& extra
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
-
-}  // namespace
 
 Child::Child(const std::vector<std::string>& argv, const std::string& log_path, int cpu,
              const std::vector<std::string>& env)

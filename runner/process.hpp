@@ -18,6 +18,10 @@
 
 namespace shootout::runner {
 
+// This process's environment with `extra` ("NAME=value" each) set over it: what a child of the
+// runner (or a peer started by `shootout peer`) gets. Any thread.
+std::vector<std::string> child_environment(const std::vector<std::string>& extra);
+
 class Child {
  public:
   // Starts argv (argv[0] is a path) with stdout+stderr appended to `log_path`. `cpu` >= 0 pins

@@ -406,3 +406,82 @@ TEST(RunnerRedisPeer, ARespSweepMeasuresOurModelBesideRedis) {
 }
 
 }  // namespace
+
+// `shootout peer NAME`: the peer a run would start, started by hand. What it prints is what
+// a user points strace or perf at, so the pid it prints must be the serving process itself.
+class PeerCommand : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (std::string why = runner::peer_missing(GetParam()); !why.empty())
+      GTEST_SKIP() << GetParam() << " is not available: " << why;
+    dir_ = temp_dir("peer-command");
+    ::chmod(dir_.c_str(), 0755);  // Apache's workers (www-data) read the document root in it
+  }
+  void TearDown() override {
+    child_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  // Starts `shootout peer` and returns the port; the line it printed is in `said_`.
+  std::uint16_t start() {
+    const std::uint16_t port = runner::free_port();
+    child_ = std::make_unique<runner::Child>(
+        std::vector<std::string>{shootout::test::shootout_binary(), "peer", GetParam(), "--port",
+                                 std::to_string(port), "--dir", dir_.string()},
+        (dir_ / "stdout.log").string());
+    said_ = child_->wait_for_line("peer ", 30s).value_or("");
+    return port;
+  }
+  fs::path dir_;
+  std::string said_;
+  std::unique_ptr<runner::Child> child_;
+};
+
+TEST_P(PeerCommand, ServesUnderThePidItPrintsAndStopsOnSigterm) {
+  const std::uint16_t port = start();
+  ASSERT_FALSE(said_.empty()) << child_->log_tail();
+  EXPECT_NE(said_.find(fmt::format("pid {},", child_->pid())), std::string::npos)
+      << "the printed pid is not the peer's own: " << said_;
+  EXPECT_NE(said_.find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << said_;
+  ASSERT_TRUE(runner::wait_for_port(port, 30s, child_.get())) << child_->log_tail();
+  Conn c(port);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.send(shootout::test::get_request("/")));
+    expect_hello(shootout::test::read_response(c), fmt::format("request {}", i));
+  }
+  auto status = child_->stop(SIGTERM, 20s);
+  ASSERT_TRUE(status.has_value()) << GetParam() << " did not stop within 20 s of SIGTERM";
+  EXPECT_EQ(*status, 0) << child_->log_tail();
+}
+
+INSTANTIATE_TEST_SUITE_P(RunnerPeers, PeerCommand,
+                         ::testing::Values("nginx", "apache-prefork", "apache-worker",
+                                           "apache-event"),
+                         param_name);
+
+// A stock Debian Apache reads no .htaccess (its apache2.conf says AllowOverride None for /).
+// The generated configuration must say so too, or every request pays for looking up a
+// .htaccess in each folder above the document root. An invalid one there proves it is unread:
+// read, it would turn every answer into a 500.
+TEST(RunnerPeers, ApacheReadsNoHtaccessAboveItsDocumentRoot) {
+  if (std::string why = runner::peer_missing("apache-worker"); !why.empty())
+    GTEST_SKIP() << "apache2 is not available: " << why;
+  fs::path dir = temp_dir("apache-htaccess");
+  ::chmod(dir.c_str(), 0755);
+  { std::ofstream(dir / ".htaccess") << "ThisIsNotADirective at all\n"; }
+  auto setup = runner::write_peer_config("apache-worker", dir.string(), runner::free_port(), 10,
+                                         runner::host_limits());
+  std::string error;
+  auto child = runner::start_peer(setup, (dir / "stdout.log").string(), -1, 30s, error);
+  ASSERT_TRUE(error.empty()) << error;
+  auto r = shootout::test::http_get(setup.port, "/");
+  EXPECT_EQ(r.status, 200) << "Apache read " << (dir / ".htaccess") << ": " << r.body;
+  EXPECT_EQ(r.body, kBody);
+  child.reset();
+  fs::remove_all(dir);
+}
+
+TEST(RunnerPeers, PeerCommandRejectsAnUnknownPeerWithUsageAndExit2) {
+  shootout::test::Process p({shootout::test::shootout_binary(), "peer", "no-such-server"});
+  EXPECT_EQ(p.wait(30s), 2);
+  EXPECT_NE(p.stderr_text().find("Usage"), std::string::npos) << p.stderr_text();
+}
