@@ -105,32 +105,13 @@ bool EventLoop::run_once() {
   owner_.check("EventLoop::run_once");
   trace::Span iteration("iteration", "loop");
   iteration.arg("connections", static_cast<std::int64_t>(live_));
-  {
-    trace::Span phase("update_time");
-    update_time();
-  }
-  {
-    trace::Span phase("timers");
-    run_timers();
-  }
-  {
-    trace::Span phase("pending");
-    run_pending();
-  }
-  int timeout;
-  {
-    trace::Span phase("prepare");
-    timeout = prepare();
-  }
-  poll(timeout);
-  {
-    trace::Span phase("check");
-    check();
-  }
-  {
-    trace::Span phase("close");
-    close_pending_closes();
-  }
+  trace::phase("update_time", [&] { update_time(); });
+  trace::phase("timers", [&] { run_timers(); });
+  trace::phase("pending", [&] { run_pending(); });
+  int timeout = trace::phase("prepare", [&] { return prepare(); });
+  poll(timeout);  // its span, with the timeout and the events, is poll()'s own
+  trace::phase("check", [&] { check(); });
+  trace::phase("close", [&] { close_pending_closes(); });
   if (stopping_ && live_ == 0) return false;
   return !timed_out_;
 }

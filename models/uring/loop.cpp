@@ -189,41 +189,14 @@ bool UringLoop::run_once() {
   owner_.check("UringLoop::run_once");
   trace::Span iteration("iteration", "loop");
   iteration.arg("connections", static_cast<std::int64_t>(live_));
-  {
-    trace::Span phase("update_time");
-    update_time();
-  }
-  {
-    trace::Span phase("timers");
-    run_timers();
-  }
-  {
-    trace::Span phase("pending");
-    run_pending();
-  }
-  std::int64_t wait_ns;
-  {
-    trace::Span phase("prepare");
-    wait_ns = prepare();
-  }
-  {
-    trace::Span phase("submit_wait");
-    submit_wait(wait_ns);
-    phase.arg("timeout_us", wait_ns < 0 ? -1 : wait_ns / 1000);
-    phase.arg("events", static_cast<std::int64_t>(ready_.size()));
-  }
-  {
-    trace::Span phase("complete");
-    complete();
-  }
-  {
-    trace::Span phase("check");
-    check();
-  }
-  {
-    trace::Span phase("close");
-    close_pending_closes();
-  }
+  trace::phase("update_time", [&] { update_time(); });
+  trace::phase("timers", [&] { run_timers(); });
+  trace::phase("pending", [&] { run_pending(); });
+  std::int64_t wait_ns = trace::phase("prepare", [&] { return prepare(); });
+  submit_wait(wait_ns);  // its span, with the timeout and the completions, is its own
+  trace::phase("complete", [&] { complete(); });
+  trace::phase("check", [&] { check(); });
+  trace::phase("close", [&] { close_pending_closes(); });
   if (stopping_ && live_ == 0) return false;
   return !timed_out_;
 }
@@ -283,6 +256,8 @@ std::int64_t UringLoop::prepare() {
 // queued in this batch. A send the socket cannot take at once (a client that does not read)
 // leaves that count one short; the wait is then bounded by kInlineSendWait.
 void UringLoop::submit_wait(std::int64_t wait_ns) {
+  trace::Span phase("submit_wait");  // the reactor's phase, with the timeout and what came back
+  phase.arg("timeout_us", wait_ns < 0 ? -1 : wait_ns / 1000);
   const unsigned sends = sends_queued_;
   sends_queued_ = 0;
   int r;
@@ -312,6 +287,7 @@ void UringLoop::submit_wait(std::int64_t wait_ns) {
   }
   io_uring_cq_advance(&ring_, n);
   counts_.completions += n;
+  phase.arg("events", static_cast<std::int64_t>(n));
 }
 
 void UringLoop::complete() {
