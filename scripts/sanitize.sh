@@ -31,7 +31,11 @@ EXCLUDE_asan=(
 EXCLUDE_tsan=(
   # The same 10,000 forks under TSan: a TSan process forks slower still (the test's 300 s ran
   # out at about a quarter, 2026-12-02).
-  "LeakTest.HundredThousandConnectionsLeaveNothingBehind/forked |10,000 fork()s of a TSan process take longer than the test allows; the Release stage runs it"
+  # The other variants open and close 100,000 connections each (threaded: 100,000 threads
+  # created; 100 s in Release, 2026-12-02). What they assert (descriptors, threads and memory
+  # back to the baseline) does not depend on TSan, and the connection lifecycle's races are
+  # exercised under TSan by every other suite; the Release and ASan stages run them.
+  "LeakTest.HundredThousandConnectionsLeaveNothingBehind/|100,000 connections per variant (minutes under TSan); descriptors, threads and memory back to the baseline are checked by the Release and ASan stages"
   # 2,000 forks one after another took 165 s under TSan (2026-12-02), the longest test of the
   # stage. The parent's reaping under TSan is still checked by the other ForkedTest cases
   # (a killed child, prefork replacement, --max-procs), each ending with no zombie left.
