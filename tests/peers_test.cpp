@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "files.hpp"
 #include "load.hpp"
 #include "process.hpp"
 #include "server_process.hpp"
@@ -35,6 +36,9 @@ using namespace std::chrono_literals;
 namespace runner = shootout::runner;
 using shootout::test::Conn;
 
+using shootout::test::read_file;
+using shootout::test::temp_dir;
+
 namespace {
 
 constexpr const char* kBody = "Hello, World!";
@@ -44,19 +48,6 @@ constexpr int kIdle = 1000;
 void point_at_built_peers() {
   ::setenv("SHOOTOUT_PEERS_DIR",
            (fs::path(shootout::test::shootout_binary()).parent_path() / "peers").c_str(), 1);
-}
-
-fs::path temp_dir(const std::string& name) {
-  std::string tmpl = (fs::temp_directory_path() / ("shootout-" + name + "-XXXXXX")).string();
-  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Alive and not a zombie (an exited process its parent has yet to reap has left nothing).
@@ -415,7 +406,6 @@ class PeerCommand : public ::testing::TestWithParam<std::string> {
     if (std::string why = runner::peer_missing(GetParam()); !why.empty())
       GTEST_SKIP() << GetParam() << " is not available: " << why;
     dir_ = temp_dir("peer-command");
-    ::chmod(dir_.c_str(), 0755);  // Apache's workers (www-data) read the document root in it
   }
   void TearDown() override {
     child_.reset();
@@ -466,7 +456,6 @@ TEST(RunnerPeers, ApacheReadsNoHtaccessAboveItsDocumentRoot) {
   if (std::string why = runner::peer_missing("apache-worker"); !why.empty())
     GTEST_SKIP() << "apache2 is not available: " << why;
   fs::path dir = temp_dir("apache-htaccess");
-  ::chmod(dir.c_str(), 0755);
   { std::ofstream(dir / ".htaccess") << "ThisIsNotADirective at all\n"; }
   auto setup = runner::write_peer_config("apache-worker", dir.string(), runner::free_port(), 10,
                                          runner::host_limits());

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "client.hpp"
+#include "files.hpp"
 #include "machine.hpp"
 #include "peers/peers.hpp"
 #include "process.hpp"
@@ -28,23 +29,10 @@ using namespace std::chrono_literals;
 using shootout::test::Process;
 using shootout::test::shootout_binary;
 
+using shootout::test::read_file;
+using shootout::test::temp_dir;
+
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A fresh folder others (nginx's nobody, Apache's www-data) may traverse.
-fs::path temp_dir(const std::string& name) {
-  std::string tmpl = (fs::temp_directory_path() / ("shootout-" + name + "-XXXXXX")).string();
-  char* made = ::mkdtemp(tmpl.data());
-  if (!made) throw std::runtime_error("mkdtemp failed");
-  ::chmod(made, 0755);
-  return made;
-}
 
 // The models this build has: threaded and forked when both exist, else what there is (at most 2).
 std::vector<std::string> two_models() {

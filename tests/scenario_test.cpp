@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "files.hpp"
 #include "machine.hpp"
 #include "process.hpp"
 #include "server_process.hpp"
@@ -25,22 +26,10 @@ using namespace std::chrono_literals;
 using shootout::test::Process;
 using shootout::test::shootout_binary;
 
+using shootout::test::read_file;
+using shootout::test::temp_dir;
+
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path temp_dir(const std::string& name) {
-  std::string tmpl = (fs::temp_directory_path() / ("shootout-" + name + "-XXXXXX")).string();
-  char* made = ::mkdtemp(tmpl.data());
-  if (!made) throw std::runtime_error("mkdtemp failed");
-  ::chmod(made, 0755);
-  return made;
-}
 
 int run_cli(std::vector<std::string> args, std::string* err = nullptr,
             std::chrono::seconds timeout = 240s) {
