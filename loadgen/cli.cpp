@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "command.hpp"
+#include "group.hpp"
 #include "load.hpp"
 #include "plugin_flags.hpp"
 #include "probe.hpp"
@@ -31,13 +32,31 @@ struct LoadFlags {
   load::LoadConfig config;
   std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s",
               ramp_timeout = "0s", interval = "1s";
-  bool idle = false, json = false;
+  bool idle = false, json = false, mpi = false;
   int server_pid = 0;
   std::string server_stats;
 };
 
+// Under mpirun (Open MPI's OMPI_COMM_WORLD_SIZE > 1, or --mpi): the MPI group from
+// build/shootout-mpi.so; otherwise one process, exactly as without MPI.
+std::unique_ptr<load::LoadGroup> open_group(bool forced) {
+  const load::MpiLaunch launch = load::mpi_launch_from_env();
+  if (launch.size > 1 || (forced && launch.size >= 1)) return load::open_mpi_group();
+  if (forced)
+    throw load::LoadError(
+        "--mpi: not started by mpirun (no OMPI_COMM_WORLD_SIZE): run it as mpirun -np K "
+        "shootout load ...");
+  return std::make_unique<load::SingleProcessGroup>();
+}
+
 int run(const LoadFlags& f) {
   load::LoadConfig c = f.config;
+  // Under mpirun, errors name their rank; rank 0 alone prints the result.
+  const load::MpiLaunch launch = load::mpi_launch_from_env();
+  const bool several = launch.size > 1 || (f.mpi && launch.size >= 1);
+  const std::string who =
+      several ? fmt::format("shootout load: rank {}", launch.rank) : "shootout load";
+  std::unique_ptr<load::LoadGroup> group;
   try {
     c.duration = load::parse_duration(f.duration);
     c.warmup = load::parse_duration(f.warmup);
@@ -52,13 +71,20 @@ int run(const LoadFlags& f) {
       // The server's own sockets are those on the port it is loaded on.
       c.server->port = load::parse_target(c.url).port;
     }
-    const load::LoadResult r = load::run_load(c);
-    const std::string out = f.json ? r.to_json().dump(2) + "\n" : r.summary();
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
+    group = open_group(f.mpi);
+    const load::LoadResult r = load::run_load(c, *group);
+    if (group->rank() == 0) {
+      const std::string out = f.json ? r.to_json().dump(2) + "\n" : r.summary();
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      std::fflush(stdout);
+    }
     return 0;
+  } catch (const load::OtherRankFailed& e) {
+    // Each rank tells its own failure; another rank's is told once, by rank 0.
+    if (launch.rank == 0) std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
+    return 1;
   } catch (const load::LoadError& e) {
-    std::fprintf(stderr, "shootout load: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
     return 1;
   }
 }
@@ -117,6 +143,22 @@ Command add_load_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate, "New connections/s in total (0 = all at once)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--source", c.source,
+                  "Bind each connection to a source address of ADDR[-ADDR] (IPv4, round-robin; "
+                  "e.g. 127.0.0.2-127.0.0.5: ~28,000 ports each towards one server port)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              load::parse_source_range(text);
+              return {};
+            } catch (const load::LoadError& e) {
+              return e.what();
+            }
+          },
+          "ADDR[-ADDR]", "source range"));
+  sub->add_flag("--mpi", f.mpi,
+                "Use MPI even with one rank (mpirun -np 1); under mpirun with more ranks it is "
+                "on anyway");
   sub->add_option("-H,--header", c.headers, "Extra request header \"Name: value\" (repeatable)");
   sub->add_flag("--json", f.json, "Print the result as JSON (schema: docs/LOADGEN.md)");
   auto* pid = sub->add_option("--server-pid", f.server_pid,

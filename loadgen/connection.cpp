@@ -8,6 +8,8 @@
 // allocated once the connections are up.
 #include "connection.hpp"
 
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +21,7 @@ namespace shootout::load {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using BindAddressNoPort = asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>;
 
 Connection::Connection(Worker& w, std::size_t index)
     : w_(w),
@@ -31,6 +34,15 @@ Connection::Connection(Worker& w, std::size_t index)
 bool Connection::open(boost::system::error_code& ec) {
   sock_.open(tcp::v4(), ec);
   if (ec) return false;
+  if (!plan_.sources.empty()) {
+    // --source: bind the address only; IP_BIND_ADDRESS_NO_PORT leaves the port to connect(),
+    // which picks one free for this 4-tuple, so each source address has its ~28,000 ephemeral
+    // ports towards the one server port (a bind to port 0 would reserve a port per socket).
+    sock_.set_option(BindAddressNoPort(true), ec);
+    if (ec) return false;
+    sock_.bind({plan_.sources[index_ % plan_.sources.size()], 0}, ec);
+    if (ec) return false;
+  }
   sock_.set_option(tcp::no_delay(true), ec);
   sock_.non_blocking(true, ec);
   return !ec;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace shootout::load {
 
@@ -26,6 +27,23 @@ void LatencyHistogram::clear() {
   sum_ = sum_sq_ = 0;
   min_ = 1e300;
   max_ = 0;
+}
+
+void LatencyHistogram::export_bins(std::span<std::uint64_t> out) const {
+  if (out.size() != kStorageBins || hist_.size() != kStorageBins)
+    throw std::invalid_argument("LatencyHistogram::export_bins: wrong size");
+  std::copy(hist_.begin(), hist_.end(), out.begin());
+}
+
+void LatencyHistogram::import_raw(std::span<const std::uint64_t> bins, const Raw& raw) {
+  if (bins.size() != kStorageBins || hist_.size() != kStorageBins)
+    throw std::invalid_argument("LatencyHistogram::import_raw: wrong size");
+  std::copy(bins.begin(), bins.end(), hist_.begin());
+  count_ = raw.count;
+  sum_ = raw.sum;
+  sum_sq_ = raw.sum_sq;
+  min_ = raw.min;
+  max_ = raw.max;
 }
 
 double LatencyHistogram::quantile(double q) const {

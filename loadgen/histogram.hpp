@@ -10,6 +10,7 @@
 // the main thread after the load threads have stopped.
 #include <boost/histogram.hpp>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace shootout::load {
@@ -43,6 +44,22 @@ class LatencyHistogram {
   static constexpr double kLowestUs = 1.0;
   static constexpr double kHighestUs = 60e6;
   static constexpr unsigned kBins = 18'000;
+
+  // The raw state, for an exact merge across processes (loadgen/group.hpp): the bin counts in
+  // storage order (underflow, the kBins bins, overflow: kStorageBins of them) and the exact
+  // side figures. Summing the bins (and count, sum, sum_sq) of several histograms and taking
+  // the min of min and the max of max gives the histogram of all their samples, so its
+  // percentiles are those of every sample, not an average of percentiles.
+  static constexpr unsigned kStorageBins = kBins + 2;
+  struct Raw {
+    std::uint64_t count = 0;
+    double sum = 0, sum_sq = 0;
+    double min = 1e300, max = 0;  // as kept: min is 1e300 when empty
+  };
+  void export_bins(std::span<std::uint64_t> out) const;  // out.size() == kStorageBins
+  Raw raw() const { return {count_, sum_, sum_sq_, min_, max_}; }
+  // Replaces this histogram's state by `bins` (kStorageBins counts) and `raw`.
+  void import_raw(std::span<const std::uint64_t> bins, const Raw& raw);
 
  private:
   using Axis = boost::histogram::axis::regular<double, boost::histogram::axis::transform::log>;

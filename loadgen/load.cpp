@@ -8,8 +8,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <ctime>
 #include <thread>
 
+#include "group.hpp"
+#include "merge.hpp"
 #include "worker.hpp"
 
 namespace shootout::load {
@@ -100,7 +103,48 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
 }
 
+SourceRange parse_source_range(std::string_view text) {
+  auto address = [&](std::string_view a) {
+    boost::system::error_code ec;
+    const auto v4 = asio::ip::make_address_v4(std::string(a), ec);
+    if (ec)
+      throw LoadError(fmt::format(
+          "bad --source '{}': '{}' is not an IPv4 address (expected ADDR or ADDR-ADDR, e.g. "
+          "127.0.0.2-127.0.0.5)",
+          text, a));
+    return v4.to_uint();
+  };
+  const auto dash = text.find('-');
+  SourceRange r;
+  r.first = address(text.substr(0, dash));
+  r.last = dash == std::string_view::npos ? r.first : address(text.substr(dash + 1));
+  if (r.last < r.first)
+    throw LoadError(fmt::format("bad --source '{}': the range ends before it starts", text));
+  if (r.last - r.first >= 65'536)
+    throw LoadError(fmt::format("bad --source '{}': at most 65,536 addresses", text));
+  return r;
+}
+
+SourceRange source_share(const SourceRange& range, int rank, int ranks) {
+  const std::uint32_t n = range.size(), k = static_cast<std::uint32_t>(ranks);
+  if (ranks <= 1 || n < k) return range;
+  const auto r = static_cast<std::uint32_t>(rank);
+  const std::uint32_t first = range.first + r * (n / k) + std::min(r, n % k);
+  return {first, first + n / k + (r < n % k ? 1 : 0) - 1};
+}
+
 namespace {
+
+// This rank's part of the load: connections [first, first + count) of the total, and the same
+// fraction of the rate and the connect rate (so every connection keeps the pace it would have
+// in one process). One process: everything.
+struct Share {
+  int first = 0, count = 0;
+};
+Share share_of(int connections, int rank, int ranks) {
+  const int base = connections / ranks, extra = connections % ranks;
+  return {rank * base + std::min(rank, extra), base + (rank < extra ? 1 : 0)};
+}
 
 void validate(const LoadConfig& c) {
   if (c.threads < 1) throw LoadError("--threads must be at least 1");
@@ -114,6 +158,43 @@ void validate(const LoadConfig& c) {
   if (c.ramp_timeout.count() < 0) throw LoadError("--ramp-timeout must not be negative");
   if (c.connect_rate < 0) throw LoadError("--connect-rate must not be negative");
   if (c.echo_size > (64u << 20)) throw LoadError("--echo SIZE must be at most 64 MiB");
+  if (!c.source.empty()) parse_source_range(c.source);
+}
+
+void validate_group(const LoadConfig& c, int ranks) {
+  if (ranks <= 1) return;
+  if (c.connections < ranks)
+    throw LoadError(fmt::format("{} connections cannot be shared by {} ranks: ask for at least {}",
+                                c.connections, ranks, ranks));
+  if (c.timeline_max > 0)
+    throw LoadError(fmt::format(
+        "the per-request timeline (the stall scenario) is kept by one process only, not merged "
+        "across {} ranks: run it without mpirun",
+        ranks));
+}
+
+// Each source address must be one of this host's: bind a socket to it (no port) once, so a
+// wrong range is one clear error before any connection is opened.
+std::vector<asio::ip::address_v4> source_addresses(const SourceRange& range) {
+  std::vector<asio::ip::address_v4> out;
+  asio::io_context ioc;
+  for (std::uint32_t a = range.first;; ++a) {
+    const asio::ip::address_v4 address(a);
+    tcp::socket probe(ioc, tcp::v4());
+    boost::system::error_code ec;
+    probe.set_option(
+        asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true), ec);
+    if (!ec) probe.bind({address, 0}, ec);
+    if (ec)
+      throw LoadError(
+          fmt::format("--source: cannot bind {}: {}{}", address.to_string(), ec.message(),
+                      ec.value() == EADDRNOTAVAIL
+                          ? " (not an address of this host; 127.0.0.0/8 is all loopback on Linux)"
+                          : ""));
+    out.push_back(address);
+    if (a == range.last) break;
+  }
+  return out;
 }
 
 // The probe named by --handler; without it, HTTP for http:// and echo for tcp:// or --echo.
@@ -152,7 +233,9 @@ tcp::endpoint resolve(const Target& t) {
   return results.begin()->endpoint();
 }
 
-Plan make_plan(const LoadConfig& c, const Target& t, const std::string& protocol) {
+// `c` is the whole load (every rank's), `local` this rank's share of it (threads, connect rate).
+Plan make_plan(const LoadConfig& c, const LoadConfig& local, const Target& t,
+               const std::string& protocol) {
   Plan p;
   p.mode = c.mode;
   p.pipeline = c.pipeline;
@@ -164,9 +247,9 @@ Plan make_plan(const LoadConfig& c, const Target& t, const std::string& protocol
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / c.rate));
     p.send_interval = p.rate_step * c.connections;
   }
-  if (c.connect_rate > 0)
+  if (local.connect_rate > 0)
     p.connect_interval = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(c.threads / c.connect_rate));
+        std::chrono::duration<double>(local.threads / local.connect_rate));
   const auto secs = std::chrono::duration<double>(c.duration).count();
   p.seconds = static_cast<std::size_t>(std::ceil(secs)) + 1;
   p.timeline_max = c.timeline_max;
@@ -182,10 +265,12 @@ std::string fd_message(std::uint64_t soft, std::uint64_t hard, int opened, int w
 }
 
 // Workers and their sockets, built on this thread before any load thread starts.
-std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, const LoadConfig& c) {
+// `c` is this rank's share; its connections are numbered from `first` (their global index).
+std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, const LoadConfig& c,
+                                                  int first) {
   const auto [soft, hard] = raise_fd_limit();
   std::vector<std::unique_ptr<Worker>> workers;
-  int first = 0, opened = 0;
+  int opened = 0;
   for (int i = 0; i < c.threads; ++i) {
     const int count = c.connections / c.threads + (i < c.connections % c.threads ? 1 : 0);
     try {
@@ -277,6 +362,42 @@ void wait_first_round(const std::vector<std::unique_ptr<Worker>>& workers,
   }
 }
 
+std::uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Several ranks: how far ahead of now rank 0 sets the common start, and how far after the last
+// rank is ready a common moment (the window's opening, the hold's start) is set, so that every
+// rank has heard of it before it comes.
+constexpr auto kStartAhead = std::chrono::milliseconds(200);
+constexpr auto kSyncMargin = std::chrono::milliseconds(50);
+
+// The common start: rank 0 picks a CLOCK_REALTIME instant a little ahead and broadcasts it; each
+// rank maps it onto its own steady clock. Across hosts this assumes their real-time clocks agree
+// (NTP/PTP); the error of that agreement is the error of the common start.
+Clock::time_point common_start(LoadGroup& group) {
+  std::uint64_t at[1] = {group.rank() == 0
+                             ? realtime_ns() + static_cast<std::uint64_t>(
+                                                   std::chrono::nanoseconds(kStartAhead).count())
+                             : 0};
+  group.broadcast(at);
+  const auto now_rt = static_cast<std::int64_t>(realtime_ns());
+  const auto now = Clock::now();
+  return now + std::chrono::nanoseconds(static_cast<std::int64_t>(at[0]) - now_rt);
+}
+
+// The latest of every rank's `ready` (an instant after the common start), plus the margin.
+Clock::time_point latest_of_all(LoadGroup& group, Clock::time_point start,
+                                Clock::time_point ready) {
+  std::uint64_t since[1] = {static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::nanoseconds(ready - start).count()))};
+  group.all_reduce(LoadGroup::Op::max, since);
+  return start + std::chrono::nanoseconds(static_cast<std::int64_t>(since[0])) + kSyncMargin;
+}
+
 void merge(LoadResult& r, const std::vector<std::unique_ptr<Worker>>& workers) {
   for (const auto& w : workers) {
     const WorkerStats& s = w->stats;
@@ -299,21 +420,69 @@ void merge(LoadResult& r, const std::vector<std::unique_ptr<Worker>>& workers) {
 }  // namespace
 
 LoadResult run_load(const LoadConfig& config) {
-  validate(config);
-  LoadConfig c = config;
-  c.threads = std::min(c.threads, c.connections);
-  const Target target = parse_target(c.url);
-  const std::string protocol = probe_name(c, target);
-  if (protocol == "echo" && c.echo_size == 0) c.echo_size = 64;
-  Plan plan = make_plan(c, target, protocol);
-  auto workers = make_workers(plan, c);
+  SingleProcessGroup one;
+  return run_load(config, one);
+}
+
+LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
+  const int ranks = group.size(), me = group.rank();
+  // Set-up: this rank's share, its plan, its workers and sockets. With several ranks a failure
+  // of any rank is agreed on before anything starts, so no rank waits for one that has gone.
+  LoadConfig c = config, local;
+  Target target;
+  std::string protocol;
+  Share share;
+  Plan plan;
+  std::vector<std::unique_ptr<Worker>> workers;
+  auto set_up = [&] {
+    validate(config);
+    validate_group(config, ranks);
+    c.threads = std::min(c.threads, c.connections);
+    target = parse_target(c.url);
+    protocol = probe_name(c, target);
+    if (protocol == "echo" && c.echo_size == 0) c.echo_size = 64;
+    share = share_of(c.connections, me, ranks);
+    local = c;
+    local.connections = share.count;
+    local.threads = std::min(c.threads, share.count);
+    const double fraction = static_cast<double>(share.count) / c.connections;
+    local.rate = c.rate * fraction;
+    local.connect_rate = c.connect_rate * fraction;
+    plan = make_plan(c, local, target, protocol);
+    if (!c.source.empty())
+      plan.sources = source_addresses(source_share(parse_source_range(c.source), me, ranks));
+    workers = make_workers(plan, local, share.first);
+  };
+  if (ranks == 1) {
+    set_up();
+  } else {
+    std::string failure;
+    try {
+      set_up();
+    } catch (const LoadError& e) {
+      failure = e.what();
+    }
+    std::uint64_t failed[1] = {failure.empty() ? 0 : static_cast<std::uint64_t>(me) + 1};
+    group.all_reduce(LoadGroup::Op::max, failed);
+    if (!failure.empty()) throw LoadError(failure);
+    if (failed[0])
+      throw OtherRankFailed(
+          fmt::format("rank {} could not set up (its error is on its stderr)", failed[0] - 1));
+  }
 
   LoadResult r;
   r.config = c;
+  r.config.threads = local.threads;
   r.protocol = protocol;
   WindowBounds bounds;
   plan.window = &bounds;
-  plan.start = Clock::now();
+  if (ranks == 1) {
+    plan.start = Clock::now();
+  } else {
+    group.barrier();  // every rank's sockets are open
+    plan.start = common_start(group);
+    std::this_thread::sleep_until(plan.start);
+  }
   if (c.mode == Mode::idle)
     bounds.set(plan.start, Clock::time_point(Clock::duration(WindowBounds::kNever)));
   if (c.mode == Mode::rate) bounds.set(plan.start + c.warmup, plan.start + c.warmup + c.duration);
@@ -323,7 +492,10 @@ LoadResult run_load(const LoadConfig& config) {
       plan.start + (c.ramp_timeout.count() > 0 ? c.ramp_timeout : take_on_bound(c.connections)));
   if (c.mode == Mode::closed) plan.first_round_by = ramp_bound;
 
-  Window window(c);
+  // The server is sampled by rank 0 only (which must run on the server's host).
+  LoadConfig sampled = c;
+  if (me != 0) sampled.server.reset();
+  Window window(sampled);
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
   auto note_ramp = [&] {
@@ -333,18 +505,24 @@ LoadResult run_load(const LoadConfig& config) {
   if (c.mode == Mode::idle) {
     wait_first_round(workers, plan.first_round_by);
     note_ramp();
+    // Several ranks: the hold starts once every rank has finished its first round.
+    const auto hold_from =
+        ranks == 1 ? Clock::now() : latest_of_all(group, plan.start, Clock::now());
+    std::this_thread::sleep_until(hold_from);
     window.open();
-    std::this_thread::sleep_for(c.duration);
+    std::this_thread::sleep_until(hold_from + c.duration);
     window.close(r);
     for (auto& w : workers) w->start_final_round();
   } else {
     if (c.mode == Mode::closed) {
-      wait_ramp(workers, c.connections, ramp_bound);
+      wait_ramp(workers, local.connections, ramp_bound);
       note_ramp();
-      const auto from = std::max(Clock::now(), plan.start + c.warmup);
+      auto from = std::max(Clock::now(), plan.start + c.warmup);
+      // Several ranks: the window opens once every rank has ramped (or hit the bound).
+      if (ranks > 1) from = latest_of_all(group, plan.start, from);
       bounds.set(from, from + c.duration);
     } else {
-      wait_ramp(workers, c.connections, bounds.from_time());
+      wait_ramp(workers, local.connections, bounds.from_time());
       note_ramp();
     }
     for (auto& w : workers) w->end_window_at(bounds.to_time());
@@ -358,6 +536,8 @@ LoadResult run_load(const LoadConfig& config) {
       c.mode == Mode::idle ? window.seconds() : std::chrono::duration<double>(c.duration).count();
   merge(r, workers);
   if (c.mode == Mode::idle) r.per_second.clear();
+  if (ranks > 1)
+    merge_ranks(r, group, {me, group.host(), static_cast<std::uint64_t>(share.count), 0, 0, 0});
   return r;
 }
 

@@ -24,6 +24,12 @@
 // Threads: run_load() may be called from any thread, one call at a time per process (it raises
 // RLIMIT_NOFILE). It starts `threads` threads, each with its own io_context and its own
 // connections; nothing is shared between them while they run; results are merged at the end.
+//
+// Several processes (group.hpp; `mpirun -np K shootout load ...`): run_load(config, group) on
+// every rank, with the same config. Rank r drives its share of `connections` (and of `rate` and
+// `connect_rate`) with `threads` threads of its own; the ranks start at one common time and
+// measure one common window, and every rank returns the exact merge of all ranks' results
+// (rank 0 prints it). Only the thread calling run_load() touches the group.
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -70,6 +76,32 @@ struct LoadConfig {
   std::vector<std::string> headers;     // extra "Name: value" request headers
   std::optional<SamplerConfig> server;  // sample this server over the window
   std::size_t timeline_max = 0;         // > 0: keep per-request timestamps (timeline.hpp)
+                                        // (one process only: refused with several ranks)
+  // --source ADDR[-ADDR]: IPv4 source addresses, bound (IP_BIND_ADDRESS_NO_PORT) before each
+  // connect, round-robin over the connections; "" lets the kernel pick. With several ranks and
+  // at least as many addresses as ranks, each rank takes a disjoint part of the range.
+  std::string source;
+};
+
+// A range of IPv4 source addresses, host byte order, first <= last.
+struct SourceRange {
+  std::uint32_t first = 0, last = 0;
+  std::uint32_t size() const { return last - first + 1; }
+};
+// "A" or "A-B" (dotted IPv4, A <= B, at most 65,536 addresses). Throws LoadError.
+SourceRange parse_source_range(std::string_view text);
+// The part of `range` rank `rank` of `ranks` uses: a disjoint slice when the range has at least
+// `ranks` addresses, else the whole range (shared).
+SourceRange source_share(const SourceRange& range, int rank, int ranks);
+
+// One rank's own figures, listed in the merged result (several ranks only).
+struct RankSummary {
+  int rank = 0;
+  std::string host;
+  std::uint64_t connections = 0;  // its share
+  std::uint64_t requests = 0;     // in the window
+  std::uint64_t responses_total = 0;
+  std::uint64_t errors = 0;  // every kind
 };
 
 // Per-connection failures by kind. Each closes that connection; it is reopened (except in
@@ -108,6 +140,10 @@ struct LoadResult {
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
   std::optional<ServerSample> server;
   Timeline timeline;  // in-window responses, by completion time (config.timeline_max > 0)
+  // Load processes merged into this result (group.hpp); per_rank lists them when ranks > 1.
+  // config.connections is then the total, config.threads the threads of each rank.
+  int ranks = 1;
+  std::vector<RankSummary> per_rank;
 
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
@@ -122,8 +158,18 @@ class LoadError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+// Several ranks: another rank failed to set up (it tells its own error; rank 0 tells this one).
+class OtherRankFailed : public LoadError {
+ public:
+  using LoadError::LoadError;
+};
 
+class LoadGroup;
 LoadResult run_load(const LoadConfig& config);
+// One rank of a group of load processes (group.hpp); collective: every rank calls it with the
+// same config. A set-up failure of any rank (before the first load thread starts) is thrown on
+// every rank: its own message on the rank that failed, "rank R could not set up" elsewhere.
+LoadResult run_load(const LoadConfig& config, LoadGroup& group);
 
 // Parsing helpers shared with the CLI. Both throw LoadError with a clear message.
 struct Target {

@@ -130,6 +130,19 @@ nlohmann::json LoadResult::to_json() const {
                  {"opened", idle_opened},
                  {"alive_after_hold", idle_alive},
                  {"hold_s", elapsed_s}};
+  // Several load processes (mpirun): how many, and each one's share. Absent with one process.
+  if (ranks > 1) {
+    j["ranks"] = ranks;
+    nlohmann::json list = nlohmann::json::array();
+    for (const RankSummary& p : per_rank)
+      list.push_back({{"rank", p.rank},
+                      {"host", p.host},
+                      {"connections", p.connections},
+                      {"requests", p.requests},
+                      {"responses_total", p.responses_total},
+                      {"errors", p.errors}});
+    j["per_rank"] = list;
+  }
   if (server && requests)
     j["server"]["cpu_us_per_request"] =
         static_cast<double>(server->cpu_us) / static_cast<double>(requests);
@@ -145,10 +158,17 @@ std::string LoadResult::summary() const {
   out += fmt::format("Running {} test @ {} ({}, {})\n",
                      time_text(std::chrono::duration<double, std::micro>(c.duration).count()),
                      c.url, how, protocol);
-  out += fmt::format("  {} threads and {} connections", c.threads, c.connections);
+  if (ranks > 1)
+    out += fmt::format("  {} ranks of {} threads and {} connections in total", ranks, c.threads,
+                       c.connections);
+  else
+    out += fmt::format("  {} threads and {} connections", c.threads, c.connections);
   if (c.pipeline > 1) out += fmt::format(", pipeline {}", c.pipeline);
   if (c.mode == Mode::rate) out += fmt::format(", {:.0f} requests/s asked", c.rate);
   out += "\n";
+  for (const RankSummary& p : per_rank)
+    out += fmt::format("    rank {} on {}: {} connections, {} requests, {} errors\n", p.rank,
+                       p.host, p.connections, p.requests, p.errors);
   if (c.mode == Mode::rate) {
     latency_lines(out, "Latency (corrected)", latency);
     latency_lines(out, "Latency (uncorrected)", latency_uncorrected);

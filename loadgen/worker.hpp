@@ -61,6 +61,8 @@ struct Plan {
   // has a session of it.
   std::shared_ptr<const Probe> probe;
   boost::asio::ip::tcp::endpoint endpoint;
+  // --source: connection i binds sources[i % size] before connecting (empty: the kernel picks).
+  std::vector<boost::asio::ip::address_v4> sources;
   Clock::duration timeout{};
   Clock::duration send_interval{};     // rate: between two sends of one connection
   Clock::duration rate_step{};         // rate: 1/rate, the phase shift between connections

@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-dev llvm  # scripts/fuzz.sh (clang, libFuzzer) and sanitizer symbolizing
   clang-format                # scripts/format.sh (the style CI checks)
   liburing-dev                # the uring model (io_uring) and build/shootout-floor-uring
+  openmpi-bin libopenmpi-dev  # several load processes: mpirun and build/shootout-mpi.so
   # The other runtimes' peers of `shootout run --peers` (runner/peers/): node.js, Go, hyper on
   # Tokio (built offline from Debian's packaged crates) and Ruby EventMachine.
   nodejs golang-go ruby ruby-eventmachine
