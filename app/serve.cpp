@@ -1,5 +1,6 @@
 // `shootout serve`: parse the flags, build the handler, run the chosen model.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -17,6 +18,7 @@
 #include "serve_options.hpp"
 #include "stats.hpp"
 #include "trace.hpp"
+#include "workers.hpp"
 
 namespace shootout {
 
@@ -45,28 +47,48 @@ int serve(ServeFlags& f) {
   block_server_signals();  // before any thread exists, so the control thread gets them all
   counters();              // map the shared counters before any fork
   auto handler = make_handler(o.handler, o.handler_config);
-  // Before any thread or child exists: the forked model's ring is shared memory its children
-  // inherit (common/trace.hpp).
+  const bool workers = o.workers > 1;
   if (!o.trace_file.empty()) {
     // Fail now, not after a whole run: the file is written only at exit.
     if (std::FILE* probe = std::fopen(o.trace_file.c_str(), "w")) {
       std::fclose(probe);
+      if (workers) std::remove(o.trace_file.c_str());  // each worker writes FILE.PID instead
     } else {
       fmt::print(stderr, "shootout serve: --trace {}: {}\n", o.trace_file, std::strerror(errno));
       return 2;
     }
-    trace::start(o.trace_file, o.trace_events, o.model == "forked");
+    // Before any thread or child exists: the forked model's ring is shared memory its children
+    // inherit (common/trace.hpp). With --workers, each worker starts its own (below).
+    if (!workers) trace::start(o.trace_file, o.trace_events, o.model == "forked");
   }
-  int status;
+  // One process running the model: this one, or (--workers) each worker.
+  auto run_model = [&](const ServeOptions& options) {
+    if (workers && !options.trace_file.empty())
+      trace::start(fmt::format("{}.{}", options.trace_file, ::getpid()), options.trace_events,
+                   false);
+    int status;
+    try {
+      status = model->run(options, *handler);
+    } catch (const std::system_error& e) {
+      fmt::print(stderr, "shootout serve: {}\n", e.what());
+      status = 1;
+    }
+    // After the drain: every thread has been joined and every child reaped.
+    if (!trace::write() && status == 0) status = 1;
+    return status;
+  };
+  if (!workers) return run_model(o);
+  // The master forks the workers: say now, once, if the model cannot run here at all.
+  if (std::string why = model->unavailable ? model->unavailable() : std::string{}; !why.empty()) {
+    fmt::print(stderr, "shootout serve: --model {} cannot run here: {}\n", o.model, why);
+    return 2;
+  }
   try {
-    status = model->run(o, *handler);
+    return run_workers(o, run_model);
   } catch (const std::system_error& e) {
     fmt::print(stderr, "shootout serve: {}\n", e.what());
-    status = 1;
+    return 1;
   }
-  // After the drain: every thread has been joined and every child reaped.
-  if (!trace::write() && status == 0) status = 1;
-  return status;
 }
 
 }  // namespace
@@ -112,6 +134,13 @@ Command add_serve_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--grace", flags->grace_ms, "ms allowed to finish in-flight work at SIGTERM")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--workers", o.workers,
+                  "evented, coroutine, uring: N worker processes, each running the model on its "
+                  "own SO_REUSEPORT listener, under a master that restarts a worker that dies and "
+                  "forwards SIGTERM (nginx's worker_processes; past one process's descriptors). "
+                  "--trace then writes FILE.PID per worker")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
 
   auto& h = o.handler_config;
@@ -173,6 +202,15 @@ Command add_serve_command(CLI::App& app) {
     // Zombies are a process model's: elsewhere the flags would be silently meaningless.
     if (flags->o.model != "forked" && (no_reap->count() > 0 || max_zombies->count() > 0))
       throw CLI::ValidationError("--no-reap", "--no-reap and --max-zombies are for --model forked");
+    // A process or a thread per connection meets pid_max and memory long before one process's
+    // descriptors: more processes of them would only hide that (docs/EVENTED.md).
+    if (flags->o.workers > 1 && (flags->o.model == "threaded" || flags->o.model == "forked"))
+      throw CLI::ValidationError(
+          "--workers",
+          fmt::format("--workers is for evented, coroutine and uring, whose one process serves "
+                      "many connections; --model {} runs a {} per connection, which meets pid_max "
+                      "and memory before one process's descriptor limit",
+                      flags->o.model, flags->o.model == "forked" ? "process" : "thread"));
   });
   g->add_option("--pool-threads", o.pool_threads, "Helper threads for blocking work")
       ->check(CLI::Range(1, 256))

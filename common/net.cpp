@@ -43,7 +43,7 @@ int open_listener(const ListenSpec& s) {
     errno = e;
     fail("bind", s);
   }
-  if (::listen(fd, s.backlog) != 0) {
+  if (s.listen && ::listen(fd, s.backlog) != 0) {
     int e = errno;
     ::close(fd);
     errno = e;
@@ -60,7 +60,21 @@ std::uint16_t local_port(int fd) {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+int master_fd = -1;  // announce_to_master(): written on the worker's main thread before any other
+}  // namespace
+
+void announce_to_master(int fd) { master_fd = fd; }
+
 void announce_listening(const std::string& host, std::uint16_t port) {
+  if (master_fd >= 0) {
+    const std::int32_t pid = ::getpid();
+    if (::write(master_fd, &pid, sizeof pid) != sizeof pid)
+      std::fprintf(stderr, "shootout[%d]: cannot tell the master this worker listens\n", int{pid});
+    ::close(master_fd);
+    master_fd = -1;
+    return;
+  }
   std::printf("listening on %s:%u\n", host.c_str(), unsigned{port});
   std::fflush(stdout);
 }

@@ -5,7 +5,10 @@
 namespace shootout {
 
 std::vector<int> open_loop_listeners(const ServeOptions& options) {
-  ListenSpec spec{options.host, options.port, options.backlog, options.loops > 1, true};
+  // SO_REUSEPORT with several loops, or in a --workers worker (the master and the other workers
+  // hold the same port).
+  ListenSpec spec{options.host, options.port, options.backlog,
+                  options.loops > 1 || options.workers > 1, true};
   std::vector<int> fds;
   try {
     for (int i = 0; i < options.loops; ++i) {

@@ -20,6 +20,9 @@ struct ServeOptions {
   std::chrono::milliseconds request_timeout{10'000};  // a started request must complete (slowloris)
   std::chrono::milliseconds idle_timeout{120'000};    // keep-alive connection with no request
   std::chrono::milliseconds grace{10'000};            // SIGTERM: bound on finishing in-flight work
+  // evented, coroutine, uring: > 1 makes serve a master forking N worker processes, each
+  // running the model on its own SO_REUSEPORT listener(s) (common/workers.hpp); 1: no master
+  int workers = 1;
   HandlerConfig handler_config;
   std::string trace_file;                // --trace: Chrome Trace Event JSON written at exit
   std::size_t trace_events = 1'000'000;  // ring of the last N events per thread (forked: in all)

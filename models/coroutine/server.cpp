@@ -205,7 +205,9 @@ class CoroutineServer {
   // Main thread, set-up: one listener per scheduler. With --port 0 the first picks the port and
   // the others bind to the same one (SO_REUSEPORT: the kernel spreads connections over them).
   std::uint16_t open_schedulers(WorkPool* pool, std::size_t stack) {
-    ListenSpec spec{options_.host, options_.port, options_.backlog, options_.threads > 1, true};
+    // --workers: the master and the other workers hold the same port (SO_REUSEPORT as well).
+    ListenSpec spec{options_.host, options_.port, options_.backlog,
+                    options_.threads > 1 || options_.workers > 1, true};
     for (int i = 0; i < options_.threads; ++i) {
       int fd = open_listener(spec);
       spec.port = local_port(fd);
