@@ -1,0 +1,489 @@
+// Several load processes (loadgen/group.hpp, issue 21 A) and --source:
+//   LoadMerge          merge_ranks() over an in-process group of threads, on made-up results
+//   LoadGroupThreads   run_load() on two threads as two ranks, against a real server
+//   LoadMpi            `mpirun -np 2 --oversubscribe build/shootout load ...` against real
+//                      servers (skipped, naming the reason, without mpirun)
+//   LoadSource         --source: which addresses the server sees its peers from (/proc/net/tcp)
+// Real processes and loopback sockets; every run bounded; counts and ranges, never speed.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <barrier>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "files.hpp"
+#include "group.hpp"
+#include "histogram.hpp"
+#include "load.hpp"
+#include "merge.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using shootout::load::LatencyHistogram;
+using shootout::load::LoadConfig;
+using shootout::load::LoadGroup;
+using shootout::load::LoadResult;
+using shootout::test::Process;
+using shootout::test::ServerProcess;
+
+// K ranks as K threads of this process: each collective deposits this rank's data, waits for
+// every rank, computes the result from all deposits, and waits again before the slots are reused.
+// Threads: one thread per rank, each calling only its own ThreadRank.
+class ThreadGroupShared {
+ public:
+  explicit ThreadGroupShared(int size)
+      : size_(size), sync_(size), u64_(size), dbl_(size), strings_(size) {}
+  int size() const { return size_; }
+  void sync() { sync_.arrive_and_wait(); }
+  std::vector<std::vector<std::uint64_t>>& u64() { return u64_; }
+  std::vector<std::vector<double>>& dbl() { return dbl_; }
+  std::vector<std::string>& strings() { return strings_; }
+
+ private:
+  int size_;
+  std::barrier<> sync_;
+  std::vector<std::vector<std::uint64_t>> u64_;
+  std::vector<std::vector<double>> dbl_;
+  std::vector<std::string> strings_;
+};
+
+class ThreadRank final : public LoadGroup {
+ public:
+  ThreadRank(ThreadGroupShared& shared, int rank) : s_(shared), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return s_.size(); }
+  std::string host() const override { return "thread-" + std::to_string(rank_); }
+  void barrier() override { s_.sync(); }
+  void broadcast(std::span<std::uint64_t> data) override {
+    s_.u64()[rank_].assign(data.begin(), data.end());
+    s_.sync();
+    std::copy(s_.u64()[0].begin(), s_.u64()[0].end(), data.begin());
+    s_.sync();
+  }
+  void all_reduce(Op op, std::span<std::uint64_t> data) override { reduce(op, data, s_.u64()); }
+  void all_reduce(Op op, std::span<double> data) override { reduce(op, data, s_.dbl()); }
+  std::vector<std::string> gather(const std::string& mine) override {
+    s_.strings()[rank_] = mine;
+    s_.sync();
+    std::vector<std::string> out;
+    if (rank_ == 0) out = s_.strings();
+    s_.sync();
+    return out;
+  }
+
+ private:
+  template <class T>
+  void reduce(Op op, std::span<T> data, std::vector<std::vector<T>>& slots) {
+    slots[rank_].assign(data.begin(), data.end());
+    s_.sync();
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      T v = slots[0].at(i);
+      for (int r = 1; r < s_.size(); ++r) {
+        const T x = slots[r].at(i);
+        v = op == Op::sum ? v + x : op == Op::min ? std::min(v, x) : std::max(v, x);
+      }
+      data[i] = v;
+    }
+    s_.sync();
+  }
+  ThreadGroupShared& s_;
+  int rank_;
+};
+
+// Runs fn(rank, group) on `size` threads, one rank each; returns after all have.
+template <class Fn>
+void on_ranks(int size, Fn fn) {
+  ThreadGroupShared shared(size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r)
+    threads.emplace_back([&, r] {
+      ThreadRank g(shared, r);
+      fn(r, g);
+    });
+  for (auto& t : threads) t.join();
+}
+
+// --- LoadMerge: merge_ranks on made-up results ---------------------------------------------
+
+TEST(LoadMerge, MergedPercentilesEqualThoseOfOneHistogramOfAllSamples) {
+  constexpr int kRanks = 3;
+  // Each rank's latencies from a different distribution (a fast rank, a slow one, a tail), so
+  // that an average of per-rank percentiles would be wrong; the reference histogram gets every
+  // sample.
+  LatencyHistogram all, all_uncorrected;
+  std::vector<LoadResult> results(kRanks);
+  std::mt19937_64 rng(21);
+  for (int r = 0; r < kRanks; ++r) {
+    std::lognormal_distribution<double> d(4.0 + 2.0 * r, 0.5 + 0.4 * r);
+    for (int i = 0; i < 20'000 * (r + 1); ++i) {
+      const double us = d(rng);
+      results[r].latency.record(us);
+      results[r].latency_uncorrected.record(us / 2);
+      all.record(us);
+      all_uncorrected.record(us / 2);
+    }
+  }
+  on_ranks(kRanks, [&](int r, LoadGroup& g) {
+    shootout::load::merge_ranks(results[r], g, {r, g.host(), 1, 0, 0, 0});
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    for (const auto& [merged, reference] :
+         {std::pair{&results[r].latency, &all},
+          std::pair{&results[r].latency_uncorrected, &all_uncorrected}}) {
+      const auto m = merged->summary(), ref = reference->summary();
+      EXPECT_EQ(m.count, ref.count);
+      EXPECT_EQ(m.min_us, ref.min_us);
+      EXPECT_EQ(m.max_us, ref.max_us);
+      EXPECT_EQ(m.p50_us, ref.p50_us);
+      EXPECT_EQ(m.p90_us, ref.p90_us);
+      EXPECT_EQ(m.p99_us, ref.p99_us);
+      EXPECT_EQ(m.p999_us, ref.p999_us);
+      EXPECT_EQ(m.p9999_us, ref.p9999_us);
+      // Sums added in another order: equal to rounding.
+      EXPECT_NEAR(m.mean_us, ref.mean_us, ref.mean_us * 1e-12);
+      EXPECT_NEAR(m.stdev_us, ref.stdev_us, ref.stdev_us * 1e-9);
+    }
+  }
+}
+
+TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
+  constexpr int kRanks = 4;
+  std::vector<LoadResult> results(kRanks);
+  for (int r = 0; r < kRanks; ++r) {
+    LoadResult& x = results[r];
+    const auto k = static_cast<std::uint64_t>(r + 1);
+    x.requests = 100 * k;
+    x.bytes_read = 1000 * k;
+    x.responses_total = 110 * k;
+    x.sent_total = 111 * k;
+    x.idle_opened = 5 * k;
+    x.idle_alive = 4 * k;
+    x.ramp_reached = 10 * k;
+    x.connections_in_window = 9 * k;
+    x.errors = {k, 2 * k, 3 * k, 4 * k, 5 * k, 6 * k};
+    x.client_utime_us = 1000.0 * static_cast<double>(k);
+    x.client_stime_us = 10.0 * static_cast<double>(k);
+    x.ramp_s = 0.1 * static_cast<double>(k);
+    x.elapsed_s = 2.0;
+    x.per_second = {k, 10 * k, 100 * k};
+  }
+  results[2].elapsed_s = 2.5;
+  on_ranks(kRanks, [&](int r, LoadGroup& g) {
+    shootout::load::merge_ranks(results[r], g, {r, g.host(), 25, 0, 0, 0});
+  });
+  const std::uint64_t s = 1 + 2 + 3 + 4;  // sum of k
+  for (const LoadResult& m : results) {
+    EXPECT_EQ(m.ranks, kRanks);
+    EXPECT_EQ(m.requests, 100 * s);
+    EXPECT_EQ(m.bytes_read, 1000 * s);
+    EXPECT_EQ(m.responses_total, 110 * s);
+    EXPECT_EQ(m.sent_total, 111 * s);
+    EXPECT_EQ(m.idle_opened, 5 * s);
+    EXPECT_EQ(m.idle_alive, 4 * s);
+    EXPECT_EQ(m.ramp_reached, 10 * s);
+    EXPECT_EQ(m.connections_in_window, 9 * s);
+    EXPECT_EQ(m.errors.connect, s);
+    EXPECT_EQ(m.errors.body, 6 * s);
+    EXPECT_EQ(m.errors.total(), 21 * s);
+    EXPECT_DOUBLE_EQ(m.client_utime_us, 1000.0 * s);
+    EXPECT_DOUBLE_EQ(m.client_stime_us, 10.0 * s);
+    EXPECT_DOUBLE_EQ(m.ramp_s, 0.4);     // the slowest rank's ramp
+    EXPECT_DOUBLE_EQ(m.elapsed_s, 2.5);  // the longest window
+    EXPECT_EQ(m.per_second, (std::vector<std::uint64_t>{s, 10 * s, 100 * s}));
+  }
+  // Rank 0 lists every rank with its own figures, taken before the merge.
+  const auto& list = results[0].per_rank;
+  ASSERT_EQ(list.size(), static_cast<std::size_t>(kRanks));
+  for (int r = 0; r < kRanks; ++r) {
+    const auto k = static_cast<std::uint64_t>(r + 1);
+    EXPECT_EQ(list[r].rank, r);
+    EXPECT_EQ(list[r].host, "thread-" + std::to_string(r));
+    EXPECT_EQ(list[r].connections, 25u);
+    EXPECT_EQ(list[r].requests, 100 * k);
+    EXPECT_EQ(list[r].responses_total, 110 * k);
+    EXPECT_EQ(list[r].errors, 21 * k);
+  }
+  EXPECT_TRUE(results[1].per_rank.empty());
+  const auto j = results[0].to_json();
+  EXPECT_EQ(j.at("ranks"), kRanks);
+  EXPECT_EQ(j.at("per_rank").size(), static_cast<std::size_t>(kRanks));
+}
+
+// --- LoadGroupThreads: run_load as two ranks in one process --------------------------------
+
+std::string own_url(const ServerProcess& s, const std::string& path = "/") {
+  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
+}
+
+TEST(LoadGroupThreads, TwoRanksMergedResponsesEqualTheServersCountAndShareTheConnections) {
+  const auto dir = shootout::test::temp_dir("group-threads");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "evented", "--stats-file", stats});
+  LoadConfig c;
+  c.url = own_url(server);
+  c.connections = 7;  // 4 + 3
+  c.duration = 1s;
+  c.timeout = 2s;
+  std::vector<LoadResult> results(2);
+  on_ranks(2, [&](int r, LoadGroup& g) { results[r] = shootout::load::run_load(c, g); });
+  const LoadResult& m = results[0];
+  EXPECT_EQ(m.ranks, 2);
+  EXPECT_EQ(m.errors.total(), 0u);
+  ASSERT_EQ(m.per_rank.size(), 2u);
+  EXPECT_EQ(m.per_rank[0].connections, 4u);
+  EXPECT_EQ(m.per_rank[1].connections, 3u);
+  EXPECT_GT(m.per_rank[0].requests, 0u);
+  EXPECT_GT(m.per_rank[1].requests, 0u);
+  EXPECT_EQ(m.per_rank[0].responses_total + m.per_rank[1].responses_total, m.responses_total);
+  EXPECT_EQ(m.connections_in_window, 7u);
+  ASSERT_TRUE(shootout::test::await_requests(server, stats, m.responses_total));
+  EXPECT_EQ(shootout::test::requests_seen(server, stats), m.responses_total);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadGroupThreads, TimelineWithTwoRanksIsRefusedOnEveryRank) {
+  ServerProcess server({"--model", "evented"});
+  LoadConfig c;
+  c.url = own_url(server);
+  c.connections = 2;
+  c.duration = 1s;
+  c.timeline_max = 100;
+  std::vector<std::string> errors(2);
+  on_ranks(2, [&](int r, LoadGroup& g) {
+    try {
+      shootout::load::run_load(c, g);
+    } catch (const shootout::load::LoadError& e) {
+      errors[r] = e.what();
+    }
+  });
+  for (const auto& e : errors) EXPECT_NE(e.find("timeline"), std::string::npos) << e;
+}
+
+// --- LoadMpi: the real thing under mpirun --------------------------------------------------
+
+std::string mpirun_path() {
+  for (const char* p : {"/usr/bin/mpirun", "/usr/local/bin/mpirun"})
+    if (::access(p, X_OK) == 0) return p;
+  return "";
+}
+
+// mpirun refuses root unless told; the tests run as root in CI.
+void allow_root() {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+}
+
+#define SKIP_WITHOUT_MPI()                                                                   \
+  do {                                                                                       \
+    if (mpirun_path().empty())                                                               \
+      GTEST_SKIP() << "mpirun not found (scripts/setup.sh installs openmpi-bin)";            \
+    if (!std::filesystem::exists(                                                            \
+            std::filesystem::path(shootout::test::shootout_binary()).parent_path() /         \
+            "shootout-mpi.so"))                                                              \
+      GTEST_SKIP() << "build/shootout-mpi.so not built (libopenmpi-dev, -DSHOOTOUT_MPI=ON)"; \
+    allow_root();                                                                            \
+  } while (0)
+
+struct Ran {
+  int status = -1;
+  std::string out, err;
+};
+
+// `mpirun -np ranks --oversubscribe <binary> load <args>`, waited for (bounded).
+Ran mpirun_load(int ranks, std::vector<std::string> args,
+                std::string binary = shootout::test::shootout_binary()) {
+  std::vector<std::string> argv{mpirun_path(),     "-np",  std::to_string(ranks),
+                                "--oversubscribe", binary, "load"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv);
+  Ran r;
+  r.status = p.wait(180s);
+  r.out = p.stdout_text();
+  r.err = p.stderr_text();
+  return r;
+}
+
+Ran plain_load(std::vector<std::string> args) {
+  std::vector<std::string> argv{shootout::test::shootout_binary(), "load"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv);
+  Ran r;
+  r.status = p.wait(180s);
+  r.out = p.stdout_text();
+  r.err = p.stderr_text();
+  return r;
+}
+
+TEST(LoadMpi, TwoRanksMergedResponsesEqualTheServersOwnCountExactly) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-count");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "evented", "--stats-file", stats});
+  const Ran run = mpirun_load(2, {"--json", "-c", "20", "-d", "2s", own_url(server)});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto j = nlohmann::json::parse(run.out);  // rank 0 alone prints: one document
+  EXPECT_EQ(j.at("ranks"), 2);
+  EXPECT_EQ(j.at("connections"), 20);
+  EXPECT_EQ(j.at("errors").at("total"), 0);
+  const auto responses = j.at("responses_total").get<std::uint64_t>();
+  ASSERT_GT(responses, 0u);
+  // Both ranks' connections were answered, each rank drove its half.
+  const auto& ranks = j.at("per_rank");
+  ASSERT_EQ(ranks.size(), 2u);
+  std::uint64_t sum = 0;
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(ranks[r].at("rank"), r);
+    EXPECT_EQ(ranks[r].at("connections"), 10);
+    EXPECT_GT(ranks[r].at("requests").get<std::uint64_t>(), 0u);
+    sum += ranks[r].at("responses_total").get<std::uint64_t>();
+  }
+  EXPECT_EQ(sum, responses);
+  EXPECT_EQ(j.at("concurrency").at("served_in_window"), 20);
+  // The merged count over the whole run is the server's own, exactly.
+  ASSERT_TRUE(shootout::test::await_requests(server, stats, responses));
+  EXPECT_EQ(shootout::test::requests_seen(server, stats), responses);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadMpi, MergedP50OfAFixed20msDelayIsThatOfOneProcess) {
+  SKIP_WITHOUT_MPI();
+  // Thread per connection, so the 20 ms sleeps overlap: each request takes 20 ms and a little.
+  ServerProcess server({"--model", "threaded"});
+  const std::vector<std::string> args{"--json", "-c", "8",
+                                      "-d",     "2s", own_url(server, "/sleep?ms=20")};
+  const Ran merged = mpirun_load(2, args);
+  ASSERT_EQ(merged.status, 0) << merged.err;
+  const Ran one = plain_load(args);
+  ASSERT_EQ(one.status, 0) << one.err;
+  const auto m = nlohmann::json::parse(merged.out), o = nlohmann::json::parse(one.out);
+  EXPECT_EQ(m.at("ranks"), 2);
+  EXPECT_FALSE(o.contains("ranks"));  // one process prints as before
+  for (const auto* j : {&m, &o}) {
+    EXPECT_EQ(j->at("errors").at("total"), 0);
+    const double p50 = j->at("latency_us").at("p50").get<double>();
+    EXPECT_GE(p50, 20'000.0);
+    EXPECT_LE(p50, 30'000.0);
+    EXPECT_GE(j->at("latency_us").at("min").get<double>(), 20'000.0);
+  }
+  // The merged histogram holds every rank's samples.
+  EXPECT_EQ(m.at("latency_us").at("count"), m.at("requests"));
+}
+
+TEST(LoadMpi, WithoutTheModuleUnderMpirunIsAClearErrorExit1) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-missing");
+  const auto copy = dir / "shootout";
+  std::filesystem::copy_file(shootout::test::shootout_binary(), copy);
+  std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
+  const Ran run = mpirun_load(2, {"-c", "2", "-d", "1s", "http://127.0.0.1:9/"}, copy.string());
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.err.find("the MPI module " + (dir / "shootout-mpi.so").string() + " is missing"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("rank 1: error"), std::string::npos) << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+  std::filesystem::remove_all(dir);
+}
+
+// --- LoadSource: --source -----------------------------------------------------------------
+
+// The remote addresses of the server's established TCP connections on `port`, counted, from
+// /proc/net/tcp (the server's side of each connection: local port = the server's).
+std::map<std::string, int> peers_of_port(std::uint16_t port) {
+  std::map<std::string, int> peers;
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::string slot, local, remote, state;
+    ss >> slot >> local >> remote >> state;
+    if (state != "01") continue;  // ESTABLISHED
+    const auto lport = std::stoul(local.substr(local.find(':') + 1), nullptr, 16);
+    if (lport != port) continue;
+    in_addr a{};
+    a.s_addr = static_cast<in_addr_t>(std::stoul(remote.substr(0, remote.find(':')), nullptr, 16));
+    ++peers[::inet_ntoa(a)];
+  }
+  return peers;
+}
+
+// Holds `connections` idle connections (one request each, then a long hold) from `argv`,
+// waits until the server has answered all of them, and returns the server's peers then. The
+// load is stopped (SIGTERM) after, well inside its hold.
+std::map<std::string, int> peers_while_held(std::vector<std::string> argv, ServerProcess& server,
+                                            const std::string& stats, std::uint64_t connections) {
+  Process load(argv);
+  const bool all = shootout::test::await_requests(server, stats, connections);
+  auto peers = peers_of_port(server.port());
+  load.signal(SIGTERM);
+  load.wait(60s);
+  EXPECT_TRUE(all) << load.stderr_text();
+  return peers;
+}
+
+TEST(LoadSource, ServerSeesPeersFromEveryAddressOfTheRangeRoundRobin) {
+  const auto dir = shootout::test::temp_dir("source");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "evented", "--stats-file", stats});
+  const auto peers =
+      peers_while_held({shootout::test::shootout_binary(), "load", "--idle", "-c", "8", "-d",
+                        "120s", "--source", "127.0.0.2-127.0.0.3", own_url(server)},
+                       server, stats, 8);
+  EXPECT_EQ(peers, (std::map<std::string, int>{{"127.0.0.2", 4}, {"127.0.0.3", 4}}));
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadSource, UnderTwoRanksEachRankBindsItsOwnPartOfTheRange) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("source-mpi");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "evented", "--stats-file", stats});
+  // 3 addresses, 2 ranks: rank 0 takes .2 and .3 for its 4 connections, rank 1 .4 for its 4.
+  // (One process would spread 8 over three: 3, 3, 2.)
+  const auto peers = peers_while_held(
+      {mpirun_path(), "-np", "2", "--oversubscribe", shootout::test::shootout_binary(), "load",
+       "--idle", "-c", "8", "-d", "120s", "--source", "127.0.0.2-127.0.0.4", own_url(server)},
+      server, stats, 8);
+  EXPECT_EQ(peers,
+            (std::map<std::string, int>{{"127.0.0.2", 2}, {"127.0.0.3", 2}, {"127.0.0.4", 4}}));
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadSource, BadRangeIsAUsageErrorExit2) {
+  for (const char* bad :
+       {"127.0.0.3-127.0.0.2", "127.0.0", "127.0.0.1-", "::1", "10.0.0.0-10.2.0.0"}) {
+    const Ran r = plain_load({"-c", "1", "-d", "1s", "--source", bad, "http://127.0.0.1:9/"});
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find("--source"), std::string::npos) << r.err;
+  }
+}
+
+TEST(LoadSource, AnAddressNotOnThisHostIsAClearErrorExit1) {
+  // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this host.
+  const Ran r = plain_load({"-c", "1", "-d", "1s", "--source", "192.0.2.7", "http://127.0.0.1:9/"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot bind 192.0.2.7"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not an address of this host"), std::string::npos) << r.err;
+}
+
+}  // namespace
