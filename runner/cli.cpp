@@ -229,6 +229,7 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"pin", c.pin},
           {"loadgen_threads", c.threads},
           {"nginx_workers", c.nginx_workers},
+          {"workers", c.workers},
           {"connect_rate", c.connect_rate},
           {"timeout_ms", c.timeout.count()},
           {"server_args", c.server_args}};
@@ -401,8 +402,16 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  sub->add_option("--nginx-workers", c.nginx_workers, "nginx worker_processes")
-      ->check(CLI::Range(1, 64))
+  sub->add_option("--nginx-workers", c.nginx_workers,
+                  "nginx worker_processes (0: as many as each point's connections need within "
+                  "the descriptor limit, with listen reuseport)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  sub->add_option("--workers", c.workers,
+                  "Run evented, coroutine and uring as a master and N worker processes (serve "
+                  "--workers; threaded and forked as they are); 0: as many as each point's "
+                  "connections need within the descriptor limit")
+      ->check(CLI::Range(0, 256))
       ->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate,
                   "New connections per second while ramping above 100 connections (0: all at once)")

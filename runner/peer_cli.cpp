@@ -98,8 +98,10 @@ Command add_peer_command(CLI::App& app) {
                   "Size its limits (workers, threads, descriptors) for this many connections")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();
-  sub->add_option("--nginx-workers", f->nginx_workers, "nginx worker_processes")
-      ->check(CLI::Range(1, 1024))
+  sub->add_option("--nginx-workers", f->nginx_workers,
+                  "nginx worker_processes (0: as many as --connections need within the "
+                  "descriptor limit)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   sub->add_option("--dir", f->dir,
                   "Folder for its configuration and logs (default: a new one under /tmp)");

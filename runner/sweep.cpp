@@ -78,7 +78,17 @@ double ramp_seconds(const SweepConfig& c, int n) {
   return n > kRampAbove && c.connect_rate > 0 ? n / c.connect_rate : 0.0;
 }
 
-Launched launch_model(const SweepConfig& c, const std::string& model, const std::string& tag,
+// `serve --workers` for this model at n connections: 1 (no master) for threaded and forked, and
+// unless asked; 0 asks for what n needs with the descriptor limit the server inherits (ours).
+int model_workers(const SweepConfig& c, const std::string& model, int n) {
+  if (model != "evented" && model != "coroutine" && model != "uring") return 1;
+  if (c.workers > 0) return c.workers;
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  return processes_for(n, rl.rlim_cur == RLIM_INFINITY ? 0 : static_cast<long>(rl.rlim_cur));
+}
+
+Launched launch_model(const SweepConfig& c, const std::string& model, const std::string& tag, int n,
                       const std::vector<std::string>& extra_args = {}) {
   Launched l;
   l.stats_file = fmt::format("{}/servers/{}.stats.json", c.out_dir, tag);
@@ -87,6 +97,11 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
                                 "--handler", c.handler, "--host",       "127.0.0.1",
                                 "--port",    "0",       "--stats-file", l.stats_file};
   argv.insert(argv.end(), c.server_args.begin(), c.server_args.end());
+  if (const int workers = model_workers(c, model, n); workers > 1) {
+    argv.insert(argv.end(), {"--workers", std::to_string(workers)});
+    l.notes.push_back(
+        fmt::format("--workers {}: {} worker processes under a master", workers, workers));
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   l.child = std::make_unique<Child>(argv, log, c.pin ? 0 : -1);
   auto line = l.child->wait_for_line("listening on ", kStartTimeout);
@@ -303,7 +318,7 @@ Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, 
   Run run;
   std::string tag = run_tag(server, n, repeat);
   progress.phase("starting server");
-  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag);
+  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag, n);
   run.notes = l.notes;
   if (!l.error.empty()) {
     run.failure = l.error;
@@ -773,7 +788,7 @@ std::optional<load::LoadResult> run_load_with_limit(const load::LoadConfig& lc) 
 StartedServer start_server(const SweepConfig& c, const std::string& server, bool peer, int n,
                            const std::string& tag, const std::vector<std::string>& extra_args) {
   std::filesystem::create_directories(c.out_dir + "/servers");
-  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag, extra_args);
+  Launched l = peer ? launch_peer(c, server, n, tag) : launch_model(c, server, tag, n, extra_args);
   StartedServer s;
   s.child = std::move(l.child);
   s.port = l.port;

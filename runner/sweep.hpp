@@ -64,6 +64,9 @@ struct SweepConfig {
   std::string out_dir;
   // Extra arguments for every model's `shootout serve` (e.g. --max-procs 50); peers ignore them.
   std::vector<std::string> server_args;
+  // `serve --workers` for evented, coroutine and uring (a master and N worker processes); 0: as
+  // many as each point's connections need within the descriptor limit (processes_for); 1: none.
+  int workers = 1;
 };
 
 // A server started for a scenario (runner/scenario.hpp), the way the sweep starts one.
@@ -77,8 +80,8 @@ struct StartedServer {
 };
 
 // Starts `server` as a sweep's run does (a model: `shootout serve --model M ...` with the
-// config's server_args and then `extra_args`, e.g. --offload-cpu; a peer: its generated
-// configuration for n connections), its log under out_dir/servers/<tag>.log (peers:
+// config's server_args, its --workers and then `extra_args`, e.g. --offload-cpu; a peer: its
+// generated configuration for n connections), its log under out_dir/servers/<tag>.log (peers:
 // out_dir/peers/<tag>/). Calling thread only.
 StartedServer start_server(const SweepConfig& c, const std::string& server, bool peer, int n,
                            const std::string& tag, const std::vector<std::string>& extra_args = {});

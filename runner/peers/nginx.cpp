@@ -16,6 +16,11 @@ PeerSetup write_nginx_config(const std::string& dir, std::uint16_t port, int con
   s.config_path = dir + "/nginx.conf";
   s.error_log = dir + "/nginx.error.log";
   s.pid_file = dir + "/nginx.pid";
+  // --nginx-workers 0: as many workers as the connections need, each within the descriptor
+  // limit, each with its own listening socket (reuseport) so that the kernel spreads the
+  // connections evenly, by a hash, rather than to whichever worker wakes first.
+  const bool spread = workers == 0 && processes_for(connections, limits.nofile) > 1;
+  if (workers == 0) workers = processes_for(connections, limits.nofile);
   s.expected_processes = 1 + workers;
   std::string root = write_docroot(dir);
   std::filesystem::create_directories(dir + "/nginx-tmp");
@@ -26,6 +31,13 @@ PeerSetup write_nginx_config(const std::string& dir, std::uint16_t port, int con
   // connections between requests, which the load generator counts as read errors (seen at
   // 1,000 to 10,000 connections). nofile adds room for the logs and the file being served.
   int worker_connections = 2 * connections + 64;
+  if (spread) {
+    worker_connections = static_cast<int>(limits.nofile) - 256;
+    s.notes.push_back(fmt::format(
+        "worker_processes {} for {} connections: {} descriptors per process here (listen "
+        "reuseport)",
+        workers, connections, limits.nofile));
+  }
   int nofile = worker_connections + 256;
   // nginx can raise its own limit only as far as the hard limit it inherits (no
   // CAP_SYS_RESOURCE in a container): asking for more only logs a setrlimit alert.
@@ -60,7 +72,7 @@ http {{
     scgi_temp_path {dir}/nginx-tmp/scgi;
 
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096{reuseport};
         root {root};
         index index.txt;
         # GET / from memory, as our handler answers it: served as a file it would cost nginx an
@@ -74,7 +86,8 @@ http {{
       fmt::arg("connections", connections), fmt::arg("conf", s.config_path),
       fmt::arg("err", s.error_log), fmt::arg("dir", dir), fmt::arg("workers", workers),
       fmt::arg("nofile", nofile), fmt::arg("pid", s.pid_file), fmt::arg("wc", worker_connections),
-      fmt::arg("port", port), fmt::arg("root", root));
+      fmt::arg("port", port), fmt::arg("reuseport", spread ? " reuseport" : ""),
+      fmt::arg("root", root));
   write_file(s.config_path, conf);
   s.argv = {"/usr/sbin/nginx", "-c", s.config_path, "-e", s.error_log, "-p", dir + "/"};
   return s;

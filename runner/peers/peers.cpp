@@ -127,6 +127,14 @@ std::string write_docroot(const std::string& dir) {
   return root;
 }
 
+int processes_for(int connections, long nofile) {
+  constexpr long kOwnFiles = 256;
+  const long need = 2L * connections + 64;
+  if (nofile <= kOwnFiles || need + kOwnFiles <= nofile) return 1;
+  const long per = nofile - kOwnFiles;
+  return static_cast<int>((need + need / 4 + per - 1) / per);
+}
+
 PeerSetup write_peer_config(const std::string& name, const std::string& dir, std::uint16_t port,
                             int connections, const HostLimits& limits, int nginx_workers) {
   std::filesystem::create_directories(dir);

@@ -62,9 +62,16 @@ std::string peers_dir();
 // runner/peers.
 std::string peers_source_dir();
 
+// How many processes, each allowed `nofile` descriptors, hold `connections` connections that
+// SO_REUSEPORT's hash spreads over them: 2N + 64 descriptors (the load generator's phases overlap
+// at the server: nginx.cpp), a quarter more for the hash's unevenness, 256 of each process's
+// descriptors left for its own files. 1 if one process is enough or `nofile` is 0 (no limit).
+int processes_for(int connections, long nofile);
+
 // Writes the configuration (and the document root with its index file) into `dir` and says
-// how to start it. `nginx_workers` is nginx's worker_processes. Throws std::runtime_error for
-// an unknown peer name or an unwritable folder.
+// how to start it. `nginx_workers` is nginx's worker_processes; 0: processes_for(connections,
+// the hard descriptor limit), with `listen ... reuseport` when that is more than one. Throws
+// std::runtime_error for an unknown peer name or an unwritable folder.
 PeerSetup write_peer_config(const std::string& name, const std::string& dir, std::uint16_t port,
                             int connections, const HostLimits& limits, int nginx_workers = 1);
 
