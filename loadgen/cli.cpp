@@ -32,7 +32,8 @@ struct LoadFlags {
   load::LoadConfig config;
   std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s",
               ramp_timeout = "0s", interval = "1s";
-  bool idle = false, json = false, mpi = false;
+  bool idle = false, json = false, json_raw = false, mpi = false;
+  std::string out_file;
   int server_pid = 0;
   std::string server_stats;
 };
@@ -74,9 +75,17 @@ int run(const LoadFlags& f) {
     group = open_group(f.mpi);
     const load::LoadResult r = load::run_load(c, *group);
     if (group->rank() == 0) {
-      const std::string out = f.json ? r.to_json().dump(2) + "\n" : r.summary();
-      std::fwrite(out.data(), 1, out.size(), stdout);
-      std::fflush(stdout);
+      const std::string out =
+          f.json || f.json_raw ? r.to_json(f.json_raw).dump(2) + "\n" : r.summary();
+      if (!f.out_file.empty()) {
+        std::FILE* file = std::fopen(f.out_file.c_str(), "w");
+        if (!file || std::fwrite(out.data(), 1, out.size(), file) != out.size() ||
+            std::fclose(file) != 0)
+          throw load::LoadError(fmt::format("cannot write {}", f.out_file));
+      } else {
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        std::fflush(stdout);
+      }
     }
     return 0;
   } catch (const load::OtherRankFailed& e) {
@@ -161,6 +170,9 @@ Command add_load_command(CLI::App& app) {
                 "on anyway");
   sub->add_option("-H,--header", c.headers, "Extra request header \"Name: value\" (repeatable)");
   sub->add_flag("--json", f.json, "Print the result as JSON (schema: docs/LOADGEN.md)");
+  sub->add_flag("--json-raw", f.json_raw,
+                "JSON with the histograms' raw bins under \"raw\" (what shootout run reads back)");
+  sub->add_option("--out", f.out_file, "Write the result to this file instead of stdout");
   auto* pid = sub->add_option("--server-pid", f.server_pid,
                               "Sample this server's process tree over the window")
                   ->check(CLI::Range(1, 1 << 22));

@@ -148,7 +148,10 @@ struct LoadResult {
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
   }
-  nlohmann::json to_json() const;
+  // `raw`: also the histograms' raw bins (sparse) and sums under "raw", so that
+  // load_result_from_json() rebuilds them exactly (`shootout load --json-raw`, for the runner's
+  // load through mpirun).
+  nlohmann::json to_json(bool raw = false) const;
   std::string summary() const;  // wrk-like text for people
 };
 
@@ -163,6 +166,11 @@ class OtherRankFailed : public LoadError {
  public:
   using LoadError::LoadError;
 };
+
+// The inverse of to_json(true): what `shootout load --json --json-raw` printed, as a result
+// (histograms exact, the config's fields that the JSON has, server sample). Throws LoadError
+// when the JSON is not one (no "raw").
+LoadResult load_result_from_json(const nlohmann::json& j);
 
 class LoadGroup;
 LoadResult run_load(const LoadConfig& config);

@@ -74,9 +74,85 @@ void server_lines(std::string& out, const ServerSample& s, std::uint64_t request
     out += fmt::format("  server's own request count: {}\n", *s.server_requests);
 }
 
+// A histogram's raw state: its non-empty bins as [index, count] pairs, and its exact sums.
+nlohmann::json raw_json(const LatencyHistogram& h) {
+  std::vector<std::uint64_t> bins(LatencyHistogram::kStorageBins);
+  h.export_bins(bins);
+  nlohmann::json pairs = nlohmann::json::array();
+  for (std::size_t i = 0; i < bins.size(); ++i)
+    if (bins[i]) pairs.push_back({i, bins[i]});
+  const auto r = h.raw();
+  return {{"bins", pairs},      {"count", r.count}, {"sum", r.sum},
+          {"sum_sq", r.sum_sq}, {"min", r.min},     {"max", r.max}};
+}
+
+void from_raw_json(LatencyHistogram& h, const nlohmann::json& j) {
+  std::vector<std::uint64_t> bins(LatencyHistogram::kStorageBins);
+  for (const auto& p : j.at("bins"))
+    bins.at(p.at(0).get<std::size_t>()) = p.at(1).get<std::uint64_t>();
+  h.import_raw(
+      bins, {j.at("count").get<std::uint64_t>(), j.at("sum").get<double>(),
+             j.at("sum_sq").get<double>(), j.at("min").get<double>(), j.at("max").get<double>()});
+}
+
 }  // namespace
 
-nlohmann::json LoadResult::to_json() const {
+LoadResult load_result_from_json(const nlohmann::json& j) {
+  if (!j.contains("raw"))
+    throw LoadError("the load's JSON has no \"raw\" histograms (shootout load --json-raw)");
+  LoadResult r;
+  LoadConfig& c = r.config;
+  auto ms = [&](const char* key) {
+    return std::chrono::milliseconds(std::llround(j.at(key).get<double>() * 1e3));
+  };
+  c.url = j.at("target").get<std::string>();
+  const std::string mode = j.at("mode").get<std::string>();
+  c.mode = mode == "rate" ? Mode::rate : mode == "idle" ? Mode::idle : Mode::closed;
+  c.threads = j.at("threads").get<int>();
+  c.connections = j.at("connections").get<int>();
+  c.pipeline = j.at("pipeline").get<int>();
+  c.duration = ms("duration_s");
+  c.warmup = ms("warmup_s");
+  c.timeout = ms("timeout_s");
+  c.open_timeout = ms("open_timeout_s");
+  c.rate = j.at("rate").get<double>();
+  c.connect_rate = j.at("connect_rate").get<double>();
+  c.echo_size = j.at("echo_size").get<std::size_t>();
+  r.protocol = j.at("protocol").get<std::string>();
+  r.elapsed_s = j.at("elapsed_s").get<double>();
+  r.requests = j.at("requests").get<std::uint64_t>();
+  r.bytes_read = j.at("bytes_read").get<std::uint64_t>();
+  r.responses_total = j.at("responses_total").get<std::uint64_t>();
+  r.sent_total = j.at("sent_total").get<std::uint64_t>();
+  const auto& e = j.at("errors");
+  r.errors = {e.at("connect").get<std::uint64_t>(), e.at("read").get<std::uint64_t>(),
+              e.at("write").get<std::uint64_t>(),   e.at("timeout").get<std::uint64_t>(),
+              e.at("status").get<std::uint64_t>(),  e.at("body").get<std::uint64_t>()};
+  from_raw_json(r.latency, j.at("raw").at("latency"));
+  from_raw_json(r.latency_uncorrected, j.at("raw").at("latency_uncorrected"));
+  r.per_second = j.at("per_second").get<std::vector<std::uint64_t>>();
+  r.client_utime_us = j.at("client_cpu").at("utime_us").get<double>();
+  r.client_stime_us = j.at("client_cpu").at("stime_us").get<double>();
+  if (!j.at("server").is_null()) r.server = ServerSample::from_json(j.at("server"));
+  const auto& k = j.at("concurrency");
+  r.ramp_s = k.at("ramp_s").get<double>();
+  r.ramp_reached = k.at("answered_by_ramp_end").get<std::uint64_t>();
+  r.connections_in_window = k.at("served_in_window").get<std::uint64_t>();
+  if (j.contains("idle")) {
+    r.idle_opened = j.at("idle").at("opened").get<std::uint64_t>();
+    r.idle_alive = j.at("idle").at("alive_after_hold").get<std::uint64_t>();
+  }
+  r.ranks = j.value("ranks", 1);
+  if (j.contains("per_rank"))
+    for (const auto& p : j.at("per_rank"))
+      r.per_rank.push_back(
+          {p.at("rank").get<int>(), p.at("host").get<std::string>(),
+           p.at("connections").get<std::uint64_t>(), p.at("requests").get<std::uint64_t>(),
+           p.at("responses_total").get<std::uint64_t>(), p.at("errors").get<std::uint64_t>()});
+  return r;
+}
+
+nlohmann::json LoadResult::to_json(bool raw) const {
   const LoadConfig& c = config;
   const double cpu = client_utime_us + client_stime_us;
   nlohmann::json j = {
@@ -143,6 +219,9 @@ nlohmann::json LoadResult::to_json() const {
                       {"errors", p.errors}});
     j["per_rank"] = list;
   }
+  if (raw)
+    j["raw"] = {{"latency", raw_json(latency)},
+                {"latency_uncorrected", raw_json(latency_uncorrected)}};
   if (server && requests)
     j["server"]["cpu_us_per_request"] =
         static_cast<double>(server->cpu_us) / static_cast<double>(requests);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -579,6 +580,50 @@ nlohmann::json ServerSample::to_json() const {
       {"cpu_consistent", cpu_consistent},
   };
   return j;
+}
+
+ServerSample ServerSample::from_json(const nlohmann::json& j) {
+  ServerSample s;
+  auto u = [&](const nlohmann::json& v) { return v.is_null() ? 0 : v.get<std::uint64_t>(); };
+  s.pid = j.at("pid").get<pid_t>();
+  s.source = j.at("source").get<std::string>();
+  s.window_s = j.at("window_s").get<double>();
+  const auto& m = j.at("memory_kb");
+  s.pss_kb = u(m.at("pss"));
+  s.rss_kb = u(m.at("rss"));
+  s.pss_kb_peak = u(m.at("pss_peak"));
+  s.rss_kb_peak = u(m.at("rss_peak"));
+  s.memory_samples = u(m.at("samples"));
+  s.processes = u(j.at("processes"));
+  s.threads = u(j.at("threads"));
+  s.processes_peak = u(j.at("processes_peak"));
+  s.threads_peak = u(j.at("threads_peak"));
+  s.cpu_us = u(j.at("cpu_us"));
+  s.utime_us = u(j.at("utime_us"));
+  s.stime_us = u(j.at("stime_us"));
+  s.nvcsw = u(j.at("voluntary_switches"));
+  s.nivcsw = u(j.at("involuntary_switches"));
+  s.switches_complete = j.at("switches_complete").get<bool>();
+  const auto& t = j.at("tcp_mem_bytes");
+  s.tcp_mem_bytes_start = u(t.at("start"));
+  s.tcp_mem_bytes = u(t.at("end"));
+  s.tcp_mem_bytes_peak = u(t.at("peak"));
+  s.sockets_measured = !j.at("sockets").is_null();
+  s.sockets = u(j.at("sockets"));
+  const auto& k = j.at("kernel_kb");
+  s.pte_kb = u(k.at("page_tables"));
+  s.kernel_stack_kb = u(k.at("stacks"));
+  auto bytes = [](const nlohmann::json& kb) {
+    return kb.is_null() ? 0 : static_cast<std::uint64_t>(std::llround(kb.get<double>() * 1024.0));
+  };
+  s.socket_buffer_bytes = bytes(k.at("socket_buffers"));
+  s.socket_object_bytes = bytes(k.at("socket_objects"));
+  if (!j.at("requests").is_null()) s.server_requests = j.at("requests").get<std::uint64_t>();
+  s.sampler_cpu_us = j.at("sampler_cpu_us").get<double>();
+  s.snapshot_ms_max = j.at("snapshot_ms_max").get<double>();
+  s.server_exited = j.at("server_exited").get<bool>();
+  s.cpu_consistent = j.value("cpu_consistent", true);
+  return s;
 }
 
 }  // namespace shootout::load

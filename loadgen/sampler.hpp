@@ -133,6 +133,7 @@ struct ServerSample {
   // pass): cpu_us may then count a child's past CPU in the window. Say so; never use it.
   bool cpu_consistent = true;
   nlohmann::json to_json() const;
+  static ServerSample from_json(const nlohmann::json& j);  // the inverse of to_json()
 };
 
 // The server's own TCP sockets now (those on `port`), alone: sockets, connected_sockets,

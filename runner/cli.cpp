@@ -15,6 +15,7 @@
 #include "command.hpp"
 #include "load.hpp"
 #include "machine.hpp"
+#include "mpi_load.hpp"
 #include "peers/peers.hpp"
 #include "plot.hpp"
 #include "plugin_flags.hpp"
@@ -44,6 +45,7 @@ struct RunFlags {
   std::string scenario;                   // "", stall, wait
   bool rate_sweep = false;
   long burn_us = 500'000;
+  runner::LoadLaunch load;  // --load-ranks, --load-hosts
   CLI::App* app = nullptr;
 };
 
@@ -199,6 +201,10 @@ std::string resolve(RunFlags& f) {
   c.idle_hold = std::chrono::milliseconds(static_cast<long>(f.idle_hold_s * 1000));
   if (c.models.empty() && c.peers.empty()) return "nothing to run: no model and no peer";
   c.out_dir = f.out.empty() ? "results/" + timestamp("%Y%m%d-%H%M%S") : f.out;
+  f.load.binary = c.binary;
+  f.load.log_dir = c.out_dir + "/load";
+  if (auto err = runner::check_load_launch(f.load); !err.empty()) return err;
+  runner::set_load_launch(f.load);
   return "";
 }
 
@@ -232,7 +238,9 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"workers", c.workers},
           {"connect_rate", c.connect_rate},
           {"timeout_ms", c.timeout.count()},
-          {"server_args", c.server_args}};
+          {"server_args", c.server_args},
+          {"load_ranks", runner::load_launch().ranks},
+          {"load_hosts", runner::load_launch().hosts}};
 }
 
 std::string scenario_of(const RunFlags& f) { return f.rate_sweep ? "rate-sweep" : f.scenario; }
@@ -381,6 +389,13 @@ Command add_run_command(CLI::App& app) {
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   sub->add_flag("--pin", c.pin, "Server on CPU 0, load generator on CPU 1");
+  sub->add_option("--load-ranks", f->load.ranks,
+                  "Load processes: K > 1 runs each load through mpirun -np K (rank 0 here, it "
+                  "samples the server); the server stays here")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  sub->add_option("--load-hosts", f->load.hosts,
+                  "With --load-ranks: hosts for the ranks after rank 0 (mpirun -H; host:slots)");
   sub->add_option("--server-args", f->server_args,
                   "Extra arguments for every model's server, one string (e.g. "
                   "--server-args='--max-procs 50')");

@@ -37,6 +37,7 @@
 #include <utility>
 
 #include "load.hpp"
+#include "mpi_load.hpp"
 #include "peers/peers.hpp"
 #include "process.hpp"
 #include "progress.hpp"
@@ -219,6 +220,8 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
 // destroyed, and the process exits normally at the end. Returns nullopt when abandoned;
 // rethrows what run_load threw.
 std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, milliseconds limit) {
+  // --load-ranks K: the load through mpirun, bounded by the same limit (mpi_load.hpp).
+  if (load_launch().ranks > 1) return run_load_through_mpirun(lc, limit);
   struct State {
     load::LoadConfig config;
     std::mutex mutex;
