@@ -3,7 +3,8 @@
 //   LoadGroupThreads   run_load() on two threads as two ranks, against a real server
 //   LoadMpi            `mpirun -np 2 --oversubscribe build/shootout load ...` against real
 //                      servers (skipped, naming the reason, without mpirun)
-//   LoadSource         --source: which addresses the server sees its peers from (/proc/net/tcp)
+//   LoadSource         --source: which addresses the server sees its peers from (its own
+//                      sockets in /proc/net/tcp)
 // Real processes and loopback sockets; every run bounded; counts and ranges, never speed.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -402,20 +404,61 @@ TEST(LoadMpi, WithoutTheModuleUnderMpirunIsAClearErrorExit1) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-runner");
+  const auto out = dir / "run";
+  Process run({shootout::test::shootout_binary(), "run", "--models", "evented", "--connections",
+               "10", "--duration", "1s", "--warmup", "0s", "--idle-hold-seconds", "1",
+               "--load-ranks", "2", "--out", out.string()});
+  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
+  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  ASSERT_EQ(results.at("points").size(), 1u);
+  const auto& point = results.at("points")[0];
+  EXPECT_EQ(point.at("status"), "ok");
+  // The closed loop (load-1) and the idle hold (load-2) went through mpirun as 2 ranks, and
+  // the point holds what rank 0 wrote: the same request count and p99, to the bin.
+  const auto closed = nlohmann::json::parse(shootout::test::read_file(out / "load/load-1.json"));
+  const auto idle = nlohmann::json::parse(shootout::test::read_file(out / "load/load-2.json"));
+  EXPECT_EQ(closed.at("ranks"), 2);
+  EXPECT_EQ(idle.at("ranks"), 2);
+  EXPECT_EQ(closed.at("errors").at("total"), 0);
+  EXPECT_GT(closed.at("requests").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(point.at("requests"), closed.at("requests"));
+  EXPECT_EQ(point.at("p99_us"), closed.at("latency_us").at("p99"));
+  EXPECT_EQ(point.at("idle_opened"), 10);
+  EXPECT_EQ(results.at("meta").at("config").at("load_ranks"), 2);
+  std::filesystem::remove_all(dir);
+}
+
 // --- LoadSource: --source -----------------------------------------------------------------
 
-// The remote addresses of the server's established TCP connections on `port`, counted, from
-// /proc/net/tcp (the server's side of each connection: local port = the server's).
-std::map<std::string, int> peers_of_port(std::uint16_t port) {
+// The socket inodes among the descriptors of `pid` (/proc/PID/fd: "socket:[INODE]").
+std::set<std::string> socket_inodes(pid_t pid) {
+  std::set<std::string> inodes;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  return inodes;
+}
+
+// The peers of the server's established TCP connections on `port`, counted by address: the
+// server's own sockets (their inodes among its descriptors) in /proc/net/tcp. Another process's
+// client socket that happens to use the same local port number is not the server's.
+std::map<std::string, int> peers_of_server(pid_t pid, std::uint16_t port) {
+  const auto mine = socket_inodes(pid);
   std::map<std::string, int> peers;
   std::ifstream in("/proc/net/tcp");
   std::string line;
   std::getline(in, line);  // header
   while (std::getline(in, line)) {
     std::istringstream ss(line);
-    std::string slot, local, remote, state;
-    ss >> slot >> local >> remote >> state;
-    if (state != "01") continue;  // ESTABLISHED
+    std::string slot, local, remote, state, queues, timer, retrans, uid, timeout, inode;
+    ss >> slot >> local >> remote >> state >> queues >> timer >> retrans >> uid >> timeout >> inode;
+    if (state != "01" || !mine.count(inode)) continue;  // ESTABLISHED, the server's
     const auto lport = std::stoul(local.substr(local.find(':') + 1), nullptr, 16);
     if (lport != port) continue;
     in_addr a{};
@@ -432,7 +475,7 @@ std::map<std::string, int> peers_while_held(std::vector<std::string> argv, Serve
                                             const std::string& stats, std::uint64_t connections) {
   Process load(argv);
   const bool all = shootout::test::await_requests(server, stats, connections);
-  auto peers = peers_of_port(server.port());
+  auto peers = peers_of_server(server.pid(), server.port());
   load.signal(SIGTERM);
   load.wait(60s);
   EXPECT_TRUE(all) << load.stderr_text();
