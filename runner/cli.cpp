@@ -204,6 +204,8 @@ std::string resolve(RunFlags& f) {
   f.load.binary = c.binary;
   f.load.log_dir = c.out_dir + "/load";
   if (auto err = runner::check_load_launch(f.load); !err.empty()) return err;
+  if (f.load.ranks > 1 && f.scenario == "stall")
+    return "--scenario stall keeps a per-request timeline in one load process: no --load-ranks";
   runner::set_load_launch(f.load);
   return "";
 }
