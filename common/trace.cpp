@@ -46,6 +46,9 @@ struct Ring {
   bool shared = false;
   Event* events() { return reinterpret_cast<Event*>(this + 1); }
 };
+// events() starts right after the header: that address must suit an Event (the ASan build does
+// not check alignment at run time, CMakeLists.txt).
+static_assert(sizeof(Ring) % alignof(Event) == 0);
 
 constexpr std::size_t kMaxNames = 65'536;  // (tid, name) pairs kept for the metadata
 
