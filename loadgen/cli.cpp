@@ -165,6 +165,10 @@ Command add_load_command(CLI::App& app) {
             }
           },
           "ADDR[-ADDR]", "source range"));
+  sub->add_option("--netns", c.netns,
+                  "Open the connections inside this network namespace (ip netns NAME, or a path); "
+                  "with several, rank r takes the r-th (mod their number). Needs CAP_SYS_ADMIN")
+      ->delimiter(',');
   sub->add_flag("--mpi", f.mpi,
                 "Use MPI even with one rank (mpirun -np 1); under mpirun with more ranks it is "
                 "on anyway");

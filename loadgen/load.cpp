@@ -9,10 +9,12 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include "group.hpp"
 #include "merge.hpp"
+#include "netns.hpp"
 #include "worker.hpp"
 
 namespace shootout::load {
@@ -434,6 +436,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   Share share;
   Plan plan;
   std::vector<std::unique_ptr<Worker>> workers;
+  std::optional<NetNamespace> netns;  // where this rank's workers open their connections
   auto set_up = [&] {
     validate(config);
     validate_group(config, ranks);
@@ -449,9 +452,21 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     local.rate = c.rate * fraction;
     local.connect_rate = c.connect_rate * fraction;
     plan = make_plan(c, local, target, protocol);
-    if (!c.source.empty())
-      plan.sources = source_addresses(source_share(parse_source_range(c.source), me, ranks));
-    workers = make_workers(plan, local, share.first);
+    if (!c.netns.empty()) netns.emplace(NetNamespace::open(c.netns[me % c.netns.size()]));
+    if (!c.source.empty()) {
+      const SourceRange range = source_share(parse_source_range(c.source), me, ranks);
+      if (netns)  // the addresses are the namespace's
+        netns->inside([&] { plan.sources = source_addresses(range); });
+      else
+        plan.sources = source_addresses(range);
+    }
+    // The workers open their sockets now (so a descriptor shortage is a set-up error): inside
+    // the namespace, on a thread that entered it. Sockets they reopen later, on their own
+    // threads, are made there too (below).
+    if (netns)
+      netns->inside([&] { workers = make_workers(plan, local, share.first); });
+    else
+      workers = make_workers(plan, local, share.first);
   };
   if (ranks == 1) {
     set_up();
@@ -497,7 +512,15 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   if (me != 0) sampled.server.reset();
   Window window(sampled);
   std::vector<std::thread> threads;
-  for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  // Each worker enters the namespace on its own thread (the main thread, and MPI's traffic,
+  // stay here). open() above proved it can be entered; should a thread still fail, that worker
+  // opens nothing and the run ends with the error.
+  std::vector<std::string> not_entered(workers.size());
+  for (std::size_t i = 0; i < workers.size(); ++i)
+    threads.emplace_back([&, i] {
+      if (netns && !(not_entered[i] = netns->enter()).empty()) return;
+      workers[i]->run();
+    });
   auto note_ramp = [&] {
     r.ramp_s = std::chrono::duration<double>(Clock::now() - plan.start).count();
     r.ramp_reached = static_cast<std::uint64_t>(answered_once(workers));
@@ -532,6 +555,8 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     window.close(r);
   }
   for (auto& t : threads) t.join();
+  for (const auto& why : not_entered)
+    if (!why.empty()) throw LoadError(fmt::format("--netns {}: {}", netns->name(), why));
   r.elapsed_s =
       c.mode == Mode::idle ? window.seconds() : std::chrono::duration<double>(c.duration).count();
   merge(r, workers);

@@ -81,6 +81,9 @@ struct LoadConfig {
   // connect, round-robin over the connections; "" lets the kernel pick. With several ranks and
   // at least as many addresses as ranks, each rank takes a disjoint part of the range.
   std::string source;
+  // --netns NAME[,NAME...]: rank r opens its connections inside network namespace
+  // netns[r % size] (netns.hpp; its --source addresses are those of that namespace). Empty: here.
+  std::vector<std::string> netns;
 };
 
 // A range of IPv4 source addresses, host byte order, first <= last.

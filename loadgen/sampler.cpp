@@ -24,6 +24,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "load.hpp"
+#include "netns.hpp"
+
 namespace shootout::load {
 
 namespace {
@@ -169,8 +172,12 @@ bool add_sockets(std::uint16_t port, TreeSnapshot& s) {
     msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     msg.req.sdiag_family = static_cast<std::uint8_t>(family);
     msg.req.sdiag_protocol = IPPROTO_TCP;
-    constexpr unsigned kTimeWait = 6, kNewSynRecv = 12;  // TCP_TIME_WAIT, TCP_NEW_SYN_RECV
-    msg.req.idiag_states = ~((1u << kTimeWait) | (1u << kNewSynRecv));
+    // TIME_WAIT and NEW_SYN_RECV are not sockets anyone holds. A socket bound but neither
+    // listening nor connected (serve --workers' master keeps one to hold the port) is no
+    // connection: CLOSE, or TCP_BOUND_INACTIVE (13) as kernels since 6.6 dump such sockets.
+    constexpr unsigned kTimeWait = 6, kClose = 7, kNewSynRecv = 12, kBoundInactive = 13;
+    msg.req.idiag_states =
+        ~((1u << kTimeWait) | (1u << kClose) | (1u << kNewSynRecv) | (1u << kBoundInactive));
     msg.req.idiag_ext = 1 << (INET_DIAG_SKMEMINFO - 1);
     msg.req.id.idiag_sport = htons(port);  // the kernel filters the dump on it
     sockaddr_nl kernel{};
@@ -212,6 +219,7 @@ bool add_sockets(std::uint16_t port, TreeSnapshot& s) {
         if (body + sizeof m > end) continue;
         std::memcpy(&m, buf + body, sizeof m);
         if (ntohs(m.id.idiag_sport) != port) continue;  // in case the kernel did not filter
+        if (m.idiag_state == kClose || m.idiag_state == kBoundInactive) continue;  // nor here
         ++s.sockets;
         constexpr std::uint8_t kListen = 10;  // TCP_LISTEN
         if (m.idiag_state != kListen) ++s.connected_sockets;
@@ -241,6 +249,22 @@ bool add_sockets(std::uint16_t port, TreeSnapshot& s) {
     if (!ok) break;
   }
   ::close(fd);
+  return ok;
+}
+
+// The server's sockets live in its network namespace, which need not be ours (a server started
+// with `ip netns exec`): sock_diag answers for the namespace its socket was made in, so the
+// dump is then made from a thread inside the server's namespace (CAP_SYS_ADMIN; without it the
+// count is reported as not measured).
+bool add_server_sockets(pid_t pid, std::uint16_t port, TreeSnapshot& s) {
+  auto ns = NetNamespace::of_process_if_other(pid);
+  if (!ns) return add_sockets(port, s);
+  bool ok = false;
+  try {
+    ns->inside([&] { ok = add_sockets(port, s); });
+  } catch (const LoadError&) {
+    ok = false;
+  }
   return ok;
 }
 
@@ -367,7 +391,8 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
   if (!with_cpu) {
     const std::int64_t begin = monotonic_ns();
     TreeSnapshot s = read_tree(tree_of(config.pid, all_processes()), with_memory, false, false);
-    if (with_memory && config.port != 0) s.sockets_measured = add_sockets(config.port, s);
+    if (with_memory && config.port != 0)
+      s.sockets_measured = add_server_sockets(config.pid, config.port, s);
     s.monotonic_ns_begin = begin;
     s.monotonic_ns = monotonic_ns();
     s.tcp_mem_bytes = tcp_mem_bytes();

@@ -4,9 +4,13 @@
 //   LoadMpi            `mpirun -np 2 --oversubscribe build/shootout load ...` against real
 //                      servers (skipped, naming the reason, without mpirun)
 //   LoadSource         --source: which addresses the server sees its peers from (its own
-//                      sockets in /proc/net/tcp)
+//                      sockets in /proc/PID/net/tcp)
+//   LoadNetns          several hosts on one machine (issue 21 C): the server in one network
+//                      namespace, load ranks in two others joined to it by veth pairs
+//                      (skipped, naming the reason, where namespaces cannot be made)
 // Real processes and loopback sockets; every run bounded; counts and ranges, never speed.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -464,7 +469,7 @@ std::set<std::string> socket_inodes(pid_t pid) {
 std::map<std::string, int> peers_of_server(pid_t pid, std::uint16_t port) {
   const auto mine = socket_inodes(pid);
   std::map<std::string, int> peers;
-  std::ifstream in("/proc/net/tcp");
+  std::ifstream in("/proc/" + std::to_string(pid) + "/net/tcp");  // the server's namespace's
   std::string line;
   std::getline(in, line);  // header
   while (std::getline(in, line)) {
@@ -540,6 +545,212 @@ TEST(LoadSource, AnAddressNotOnThisHostIsAClearErrorExit1) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("cannot bind 192.0.2.7"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not an address of this host"), std::string::npos) << r.err;
+}
+
+// --- LoadNetns: several hosts on one machine ----------------------------------------------
+
+// Three network namespaces of this test's own (names carry the pid): "srv" holds the server,
+// which listens on 10.77.0.1 (its loopback); "l1" and "l2" are load hosts, each joined to srv by
+// a veth pair (10.77.K.2 <-> 10.77.K.1) with a route to 10.77.0.1 through it. Nothing outside
+// the namespaces is touched; the destructor deletes them (and their veth pairs with them).
+class Namespaces {
+ public:
+  Namespaces() {
+    const std::string id = std::to_string(::getpid());
+    srv_ = "shootout-srv-" + id;
+    load_ = {"shootout-l1-" + id, "shootout-l2-" + id};
+    if (::geteuid() != 0) {
+      why_ = "network namespaces need root (CAP_SYS_ADMIN)";
+      return;
+    }
+    if (ip_path().empty()) {
+      why_ = "ip not found (scripts/setup.sh installs iproute2)";
+      return;
+    }
+    if (!ip({"netns", "add", srv_})) {
+      why_ = "ip netns add failed (no CAP_SYS_ADMIN here?): " + last_err_;
+      return;
+    }
+    made_.push_back(srv_);
+    ok_ = ip({"-n", srv_, "link", "set", "lo", "up"}) &&
+          ip({"-n", srv_, "addr", "add", "10.77.0.1/32", "dev", "lo"});
+    for (int k = 1; ok_ && k <= 2; ++k) {
+      const std::string ns = load_[k - 1], ks = std::to_string(k);
+      const std::string a = "so" + id + "s" + ks, b = "so" + id + "l" + ks;  // <= 15 chars
+      ok_ = ip({"netns", "add", ns});
+      if (ok_) made_.push_back(ns);
+      ok_ = ok_ && ip({"-n", ns, "link", "set", "lo", "up"}) &&
+            ip({"link", "add", a, "type", "veth", "peer", "name", b}) &&
+            ip({"link", "set", a, "netns", srv_}) && ip({"link", "set", b, "netns", ns}) &&
+            ip({"-n", srv_, "addr", "add", "10.77." + ks + ".1/24", "dev", a}) &&
+            ip({"-n", ns, "addr", "add", "10.77." + ks + ".2/24", "dev", b}) &&
+            ip({"-n", srv_, "link", "set", a, "up"}) && ip({"-n", ns, "link", "set", b, "up"}) &&
+            ip({"-n", ns, "route", "add", "10.77.0.1/32", "via", "10.77." + ks + ".1"});
+    }
+    if (!ok_) why_ = "setting up the namespaces failed: " + last_err_;
+  }
+  ~Namespaces() {
+    if (srv_fd_ >= 0) ::close(srv_fd_);
+    for (const auto& ns : made_) ip({"netns", "del", ns});
+  }
+  Namespaces(const Namespaces&) = delete;
+  Namespaces& operator=(const Namespaces&) = delete;
+
+  // Empty when ready; else why the namespaces could not be made (the test skips, or fails if
+  // they were made in part).
+  const std::string& why_not() const { return why_; }
+  bool made_in_part() const { return !ok_ && !made_.empty(); }
+  const std::string& server_ns() const { return srv_; }
+  const std::string& load_ns(int k) const { return load_.at(static_cast<std::size_t>(k)); }
+  // The server's namespace as a descriptor for ChildSetup::netns_fd (open while this lives).
+  int server_fd() {
+    if (srv_fd_ < 0) srv_fd_ = ::open(("/run/netns/" + srv_).c_str(), O_RDONLY | O_CLOEXEC);
+    return srv_fd_;
+  }
+  std::string url(const ServerProcess& s, const std::string& path = "/") const {
+    return "http://10.77.0.1:" + std::to_string(s.port()) + path;
+  }
+
+ private:
+  static std::string ip_path() {
+    for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+      if (::access(p, X_OK) == 0) return p;
+    return "";
+  }
+  bool ip(std::vector<std::string> args) {
+    args.insert(args.begin(), ip_path());
+    Process p(args);
+    const int status = p.wait(30s);
+    if (status != 0) last_err_ = p.stderr_text() + " (ip exit " + std::to_string(status) + ")";
+    return status == 0;
+  }
+  std::string srv_, why_, last_err_;
+  std::vector<std::string> load_, made_;
+  bool ok_ = false;
+  int srv_fd_ = -1;
+};
+
+#define MAKE_NAMESPACES(ns)                                               \
+  Namespaces ns;                                                          \
+  do {                                                                    \
+    ASSERT_FALSE(ns.made_in_part()) << ns.why_not();                      \
+    if (!ns.why_not().empty()) GTEST_SKIP() << ns.why_not();              \
+    ASSERT_GE(ns.server_fd(), 0) << "cannot open the server's namespace"; \
+  } while (0)
+
+// A server in namespace srv, listening on every address there (10.77.0.1 among them).
+std::unique_ptr<ServerProcess> server_in(Namespaces& ns, std::vector<std::string> args) {
+  shootout::test::ChildSetup setup;
+  setup.netns_fd = ns.server_fd();
+  args.insert(args.end(), {"--host", "0.0.0.0"});
+  return std::make_unique<ServerProcess>(std::move(args), setup);
+}
+
+// One load process whose connections are made in namespace l1: the server, in srv, sees them
+// come from l1's address over the veth pair, and counts exactly what the load generator counted.
+// The load generator's main thread stays in this test's namespace (only its workers enter l1).
+TEST(LoadNetns, OneProcessInANamespaceIsCountedExactlyByTheServerInAnother) {
+  MAKE_NAMESPACES(ns);
+  const auto dir = shootout::test::temp_dir("netns-one");
+  const std::string stats = (dir / "stats.json").string();
+  auto server = server_in(ns, {"--model", "evented", "--stats-file", stats});
+  const Ran run =
+      plain_load({"--json", "-c", "6", "-d", "1s", "--netns", ns.load_ns(0), ns.url(*server)});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto j = nlohmann::json::parse(run.out);
+  EXPECT_EQ(j.at("errors").at("total"), 0);
+  const auto responses = j.at("responses_total").get<std::uint64_t>();
+  ASSERT_GT(responses, 0u);
+  ASSERT_TRUE(shootout::test::await_requests(*server, stats, responses));
+  EXPECT_EQ(shootout::test::requests_seen(*server, stats), responses);
+  // Held connections come from l1's end of its veth pair.
+  const auto peers =
+      peers_while_held({shootout::test::shootout_binary(), "load", "--idle", "-c", "6", "-d",
+                        "120s", "--netns", ns.load_ns(0), ns.url(*server)},
+                       *server, stats, responses + 6);
+  EXPECT_EQ(peers, (std::map<std::string, int>{{"10.77.1.2", 6}}));
+  EXPECT_EQ(server->stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// The sampler counts the server's sockets in the server's namespace (sock_diag answers for the
+// namespace its socket is made in): an idle hold of 5 connections from l1, sampled by --server-pid
+// from this namespace, counts the server's 5 connections and its listener.
+TEST(LoadNetns, TheSamplerCountsTheServersSocketsInTheServersNamespace) {
+  MAKE_NAMESPACES(ns);
+  auto server = server_in(ns, {"--model", "evented"});
+  const Ran run = plain_load({"--json", "--idle", "-c", "5", "-d", "1s", "--netns", ns.load_ns(0),
+                              "--server-pid", std::to_string(server->pid()), ns.url(*server)});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto j = nlohmann::json::parse(run.out);
+  EXPECT_EQ(j.at("idle").at("alive_after_hold"), 5) << run.out;
+  // 5 connections and the listener (null would mean "not measured").
+  EXPECT_EQ(j.at("server").at("sockets"), 6) << j.at("server").dump();
+  EXPECT_EQ(server->stop(), 0);
+}
+
+TEST(LoadNetns, ANamespaceThatDoesNotExistIsAClearErrorExit1) {
+  const Ran r = plain_load(
+      {"-c", "1", "-d", "1s", "--netns", "shootout-no-such-namespace", "http://127.0.0.1:9/"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("/run/netns/shootout-no-such-namespace"), std::string::npos) << r.err;
+}
+
+// Two ranks under mpirun, each making its connections in its own namespace (l1, l2): like two
+// load hosts. MPI's own traffic stays in this namespace, where mpirun reaches the ranks. The
+// merged count is the server's own, exactly, and the server holds connections from both hosts.
+TEST(LoadNetns, TwoRanksInTwoNamespacesMergeToTheServersOwnCountExactly) {
+  SKIP_WITHOUT_MPI();
+  MAKE_NAMESPACES(ns);
+  const auto dir = shootout::test::temp_dir("netns-mpi");
+  const std::string stats = (dir / "stats.json").string();
+  auto server = server_in(ns, {"--model", "evented", "--stats-file", stats});
+  const std::string both = ns.load_ns(0) + "," + ns.load_ns(1);
+  const Ran run =
+      mpirun_load(2, {"--json", "-c", "20", "-d", "2s", "--netns", both, ns.url(*server)});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto j = nlohmann::json::parse(run.out);
+  EXPECT_EQ(j.at("ranks"), 2);
+  EXPECT_EQ(j.at("errors").at("total"), 0);
+  EXPECT_EQ(j.at("concurrency").at("served_in_window"), 20);
+  const auto responses = j.at("responses_total").get<std::uint64_t>();
+  ASSERT_TRUE(shootout::test::await_requests(*server, stats, responses));
+  EXPECT_EQ(shootout::test::requests_seen(*server, stats), responses);
+
+  // Held connections, to see where they come from: rank 0's 4 from l1, rank 1's 4 from l2.
+  const auto before = shootout::test::requests_seen(*server, stats);
+  const auto peers = peers_while_held(
+      {mpirun_path(), "-np", "2", "--oversubscribe", shootout::test::shootout_binary(), "load",
+       "--idle", "-c", "8", "-d", "120s", "--netns", both, ns.url(*server)},
+      *server, stats, before + 8);
+  EXPECT_EQ(peers, (std::map<std::string, int>{{"10.77.1.2", 4}, {"10.77.2.2", 4}}));
+  EXPECT_EQ(server->stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// Against a server that answers after a fixed 20 ms, the merged histogram of two ranks in two
+// namespaces has the 20 ms floor and the p50 of one process making the same connections alone.
+TEST(LoadNetns, TwoRanksMergedP50OfAFixed20msDelayIsThatOfOneProcess) {
+  SKIP_WITHOUT_MPI();
+  MAKE_NAMESPACES(ns);
+  auto server = server_in(ns, {"--model", "threaded"});
+  const std::string url = ns.url(*server, "/sleep?ms=20");
+  const Ran merged = mpirun_load(
+      2, {"--json", "-c", "8", "-d", "2s", "--netns", ns.load_ns(0) + "," + ns.load_ns(1), url});
+  ASSERT_EQ(merged.status, 0) << merged.err;
+  const Ran one = plain_load({"--json", "-c", "8", "-d", "2s", "--netns", ns.load_ns(0), url});
+  ASSERT_EQ(one.status, 0) << one.err;
+  const auto m = nlohmann::json::parse(merged.out), o = nlohmann::json::parse(one.out);
+  EXPECT_EQ(m.at("ranks"), 2);
+  EXPECT_EQ(m.at("latency_us").at("count"), m.at("requests"));
+  for (const auto* j : {&m, &o}) {
+    EXPECT_EQ(j->at("errors").at("total"), 0);
+    EXPECT_GE(j->at("latency_us").at("min").get<double>(), 20'000.0);
+    const double p50 = j->at("latency_us").at("p50").get<double>();
+    EXPECT_GE(p50, 20'000.0);
+    EXPECT_LE(p50, 30'000.0);
+  }
+  EXPECT_EQ(server->stop(), 0);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "sampler.hpp"
 #include "server_process.hpp"
 #include "variants.hpp"
 
@@ -182,6 +183,22 @@ TEST_P(WorkersTest, ThreeWorkersUnderOneMasterEachHoldConnections) {
   }
   EXPECT_EQ(total, kConns) << "the workers hold every connection between them";
   EXPECT_EQ(connections_held(s.pid(), s.port()), 0) << "the master accepts nothing";
+  conns.clear();
+  expect_clean_stop(s, workers);
+}
+
+// What the shootout's sampler counts as the server's sockets (sock_diag on the port): every
+// connection and one listener per worker; the master's bound socket that never listens is no
+// connection, and is not counted as one.
+TEST_P(WorkersTest, TheSamplerCountsEachConnectionOnceAndOneListenerPerWorker) {
+  constexpr int kConns = 40;
+  ServerProcess s(args(2));
+  auto conns = answered_connections(s.port(), kConns);
+  const auto workers = workers_of(s, 2);
+  const auto seen = load::server_sockets(s.port());
+  ASSERT_TRUE(seen.sockets_measured);
+  EXPECT_EQ(seen.connected_sockets, std::uint64_t{kConns});
+  EXPECT_EQ(seen.sockets, std::uint64_t{kConns} + 2) << "connections and two listeners";
   conns.clear();
   expect_clean_stop(s, workers);
 }

@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -60,6 +61,7 @@ bool forbid_io_uring() {
 // In the child, between fork and exec: only async-signal-safe calls. Returns false if the uid
 // switch or the seccomp filter failed.
 bool set_up_child(const ChildSetup& setup) {
+  if (setup.netns_fd >= 0 && setns(setup.netns_fd, CLONE_NEWNET) != 0) return false;
   if (setup.nofile > 0) {
     rlimit rl{static_cast<rlim_t>(setup.nofile), static_cast<rlim_t>(setup.nofile)};
     setrlimit(RLIMIT_NOFILE, &rl);

@@ -23,6 +23,9 @@ struct ChildSetup {
   // true: a seccomp filter (installed last, after PR_SET_NO_NEW_PRIVS) makes io_uring_setup fail
   // with ENOSYS, as a container's profile does; every other system call is allowed.
   bool forbid_io_uring = false;
+  // >= 0: a network namespace's descriptor (/run/netns/NAME) the child enters (setns) before
+  // exec, as `ip netns exec` does; the caller keeps it open. The child exits 126 if it cannot.
+  int netns_fd = -1;
 };
 
 // A child process with stdout (and optionally stderr) captured through pipes.
