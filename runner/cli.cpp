@@ -393,8 +393,9 @@ Command add_run_command(CLI::App& app) {
   sub->add_flag("--pin", c.pin, "Server on CPU 0, load generator on CPU 1");
   sub->add_option("--load-ranks", f->load.ranks,
                   "Load processes: K > 1 runs each load through mpirun -np K (rank 0 here, it "
-                  "samples the server); the server stays here")
-      ->check(CLI::Range(1, 1024))
+                  "samples the server); the server stays here; 0: as many as each point's "
+                  "connections need within the descriptor limit (1 up to ~19,700 here)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   sub->add_option("--load-hosts", f->load.hosts,
                   "With --load-ranks: hosts for the ranks after rank 0 (mpirun -H; host:slots)");

@@ -3,8 +3,10 @@
 #include "mpi_load.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -70,9 +72,29 @@ std::vector<std::string> load_args(const load::LoadConfig& c, const std::string&
 void set_load_launch(const LoadLaunch& launch) { g_launch = launch; }
 const LoadLaunch& load_launch() { return g_launch; }
 
+int load_ranks_for(int connections) {
+  if (g_launch.ranks > 0) return g_launch.ranks;
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  constexpr long kOwnFiles = 256;
+  const long nofile = rl.rlim_max == RLIM_INFINITY ? 1L << 20 : static_cast<long>(rl.rlim_max);
+  const long per = std::max(1L, nofile - kOwnFiles);
+  return static_cast<int>(std::max(1L, (connections + per - 1) / per));
+}
+
+std::string loopback_sources_for(int connections, int ranks) {
+  constexpr int kPerAddress = 25'000;
+  if (!g_launch.hosts.empty() || connections <= kPerAddress) return "";
+  const int addresses = std::max((connections + kPerAddress - 1) / kPerAddress, ranks);
+  return fmt::format("127.0.0.2-127.0.0.{}", 1 + std::min(addresses, 254));
+}
+
 std::string check_load_launch(const LoadLaunch& launch) {
-  if (launch.ranks < 1) return "--load-ranks must be at least 1";
+  if (launch.ranks < 0) return "--load-ranks must be at least 0";
+  if (launch.ranks == 0 && !launch.hosts.empty())
+    return "--load-hosts needs a number of ranks (--load-ranks K > 1), not 0";
   if (launch.ranks == 1) return launch.hosts.empty() ? "" : "--load-hosts needs --load-ranks > 1";
+  if (launch.ranks == 0) return "";  // mpirun is asked for by the points that need it (sweep.cpp)
   if (mpirun_path().empty())
     return "--load-ranks needs mpirun (Debian's openmpi-bin; scripts/setup.sh installs it)";
   const auto module = std::filesystem::path(launch.binary).parent_path() / "shootout-mpi.so";
@@ -83,7 +105,8 @@ std::string check_load_launch(const LoadLaunch& launch) {
 }
 
 std::optional<load::LoadResult> run_load_through_mpirun(const load::LoadConfig& lc,
-                                                        std::chrono::milliseconds limit) {
+                                                        std::chrono::milliseconds limit,
+                                                        int ranks) {
   if (lc.timeline_max > 0)
     throw load::LoadError(
         "the per-request timeline (the stall scenario) needs one load process: "
@@ -94,7 +117,7 @@ std::optional<load::LoadResult> run_load_through_mpirun(const load::LoadConfig& 
   std::filesystem::create_directories(g_launch.log_dir, ec);
   const std::string out = fmt::format("{}/load-{}.json", g_launch.log_dir, n);
   const std::string log = fmt::format("{}/load-{}.log", g_launch.log_dir, n);
-  std::vector<std::string> argv{mpirun_path(),     "-np",       std::to_string(g_launch.ranks),
+  std::vector<std::string> argv{mpirun_path(),     "-np",       std::to_string(ranks),
                                 "--oversubscribe", "--bind-to", "none"};
   // Rank 0 samples the server: it runs here, the others over the listed hosts.
   if (!g_launch.hosts.empty()) argv.insert(argv.end(), {"-H", "localhost," + g_launch.hosts});

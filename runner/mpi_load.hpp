@@ -18,7 +18,7 @@
 namespace shootout::runner {
 
 struct LoadLaunch {
-  int ranks = 1;        // > 1: through mpirun
+  int ranks = 1;        // > 1: through mpirun; 0: as many as each run's connections need
   std::string hosts;    // "H1,H2" (mpirun -H), "" = this host only
   std::string binary;   // build/shootout
   std::string log_dir;  // mpirun's output, one log per run
@@ -30,9 +30,22 @@ const LoadLaunch& load_launch();
 // A usage error for bad --load-ranks/--load-hosts ("" when fine, or when mpirun is there).
 std::string check_load_launch(const LoadLaunch& launch);
 
-// One load run through mpirun, waited for at most `limit` (then killed: nullopt). Throws
-// load::LoadError with the tail of mpirun's log when it fails.
+// The load processes a run of `connections` takes: --load-ranks K, or with 0 as many as the
+// connections need within one process's descriptor limit (the hard RLIMIT_NOFILE, which
+// `shootout load` raises itself to; 256 kept for its own files): 1 up to 19,744 here, 6 at
+// 100,000.
+int load_ranks_for(int connections);
+
+// Source addresses (`--source`) for `connections` from this host to one server port on
+// loopback: "" when one address's ephemeral ports suffice, else 127.0.0.2-127.0.0.M with at
+// least 25,000 connections' worth of ports per address (ip_local_port_range has ~28,000) and at
+// least one address per rank, so each rank has its own. "" with --load-hosts (their addresses
+// are theirs to choose).
+std::string loopback_sources_for(int connections, int ranks);
+
+// One load run through mpirun with `ranks` ranks, waited for at most `limit` (then killed:
+// nullopt). Throws load::LoadError with the tail of mpirun's log when it fails.
 std::optional<load::LoadResult> run_load_through_mpirun(const load::LoadConfig& lc,
-                                                        std::chrono::milliseconds limit);
+                                                        std::chrono::milliseconds limit, int ranks);
 
 }  // namespace shootout::runner

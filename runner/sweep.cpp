@@ -15,6 +15,7 @@
 #include "sweep.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -203,6 +204,9 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   // and 1,893 of 10,000 connections in the window, and forked and prefork held 4,086 and 5,796
   // idle ones (forking about 40 a second by then), while every other server held 10,000 within
   // 4 s. A point that does not get to N is measured at what it reached and marked.
+  // Past one source address's ephemeral ports towards the one server port (~28,000): several
+  // loopback addresses, each rank its own (mpi_load.hpp).
+  lc.source = loopback_sources_for(n, load_ranks_for(n));
   lc.ramp_timeout = lc.warmup + take_on_time(n, 2);
   lc.open_timeout = take_on_time(n, 5);
   load::SamplerConfig sc;
@@ -220,8 +224,10 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
 // destroyed, and the process exits normally at the end. Returns nullopt when abandoned;
 // rethrows what run_load threw.
 std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, milliseconds limit) {
-  // --load-ranks K: the load through mpirun, bounded by the same limit (mpi_load.hpp).
-  if (load_launch().ranks > 1) return run_load_through_mpirun(lc, limit);
+  // --load-ranks K (or 0 and more connections than one process may open): the load through
+  // mpirun, bounded by the same limit (mpi_load.hpp).
+  if (const int ranks = load_ranks_for(lc.connections); ranks > 1)
+    return run_load_through_mpirun(lc, limit, ranks);
   struct State {
     load::LoadConfig config;
     std::mutex mutex;
@@ -679,6 +685,34 @@ nlohmann::json run_json(const Run& r) {
   return j;
 }
 
+// What on this host stops `server` short of n connections, when something must (a limit n is
+// past), or "". One process may hold RLIMIT_NOFILE descriptors; threads and processes together
+// are capped by pid_max, machine-wide.
+std::string host_stop(const std::string& server, int n, const SweepConfig& c) {
+  const HostLimits h = host_limits();
+  std::vector<std::string> why;
+  const bool thread_each =
+      server == "threaded" || server == "apache-worker" || server == "apache-event";
+  const bool process_each = server == "forked" || server == "apache-prefork";
+  if ((thread_each || process_each) && n > h.pid_max)
+    why.push_back(
+        fmt::format("a {} per connection, and pid_max is {} (threads and processes, "
+                    "machine-wide)",
+                    thread_each ? "thread" : "process", h.pid_max));
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  const auto nofile = static_cast<long>(rl.rlim_cur);
+  const bool one_process = server == "threaded" ||
+                           ((server == "evented" || server == "coroutine" || server == "uring") &&
+                            model_workers(c, server, n) <= 1);
+  if (one_process && n + 128 > nofile)
+    why.push_back(
+        fmt::format("one process holds every connection, and may open {} descriptors "
+                    "(RLIMIT_NOFILE; root cannot raise the hard limit here){}",
+                    nofile, server == "threaded" ? "" : ": --workers N spreads them"));
+  return fmt::format("{}", fmt::join(why, "; "));
+}
+
 Point summarize(const SweepConfig& c, const std::string& server, bool peer, int n,
                 const std::vector<Run>& runs) {
   Point p;
@@ -715,12 +749,20 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
       spread(ok, [](const Run* r) { return r->closed->requests_per_s(); });
   if (p.errors)
     p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
+  if (const int ranks = load_ranks_for(p.connections); ranks > 1)
+    p.notes.push_back(fmt::format("load from {} processes through mpirun", ranks));
+  if (auto sources = loopback_sources_for(p.connections, load_ranks_for(p.connections));
+      !sources.empty())
+    p.notes.push_back(fmt::format("load from source addresses {}", sources));
   p.at_n = static_cast<double>(p.reached) >= kAtNShare * p.connections;
-  if (!p.at_n)
+  if (!p.at_n) {
     p.notes.push_back(
         fmt::format("reached {} of {} connections: only {} were served in the "
                     "window ({} answered by the end of the {:.1f} s ramp)",
                     p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
+    if (auto why = host_stop(server, p.connections, c); !why.empty())
+      p.notes.push_back("where this host stops it: " + why);
+  }
   fill_latency(p, ok);
   fill_server(p, ok);
   fill_memory(p, ok);
@@ -733,11 +775,20 @@ std::string skip_reason(const SweepConfig& c, const std::string& server, bool pe
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
   constexpr rlim_t kSpare = 128;  // listener, logs, /proc files, the sampler
-  if (static_cast<rlim_t>(n) + kSpare > rl.rlim_cur)
+  // The load side: each load process opens its share (several under mpirun, --load-ranks).
+  const int ranks = load_ranks_for(n);
+  const rlim_t per_rank = static_cast<rlim_t>((n + ranks - 1) / ranks);
+  if (per_rank + kSpare > rl.rlim_cur)
     return fmt::format(
-        "{} connections need {} file descriptors, RLIMIT_NOFILE is {} (hard limit "
-        "{}): raise it (ulimit -n) to run this point",
-        n, n + kSpare, rl.rlim_cur, rl.rlim_max);
+        "{} connections need {} file descriptors{}, RLIMIT_NOFILE is {} (hard limit "
+        "{}): raise it (ulimit -n), or spread the load with --load-ranks 0",
+        n, per_rank + kSpare, ranks > 1 ? fmt::format(" in each of {} load processes", ranks) : "",
+        rl.rlim_cur, rl.rlim_max);
+  if (ranks > 1) {
+    LoadLaunch need = load_launch();
+    need.ranks = ranks;
+    if (std::string why = check_load_launch(need); !why.empty()) return why;
+  }
   if (peer && peer_protocol(server) != c.handler)
     return fmt::format("{} speaks {}; --handler is {}", server, peer_protocol(server), c.handler);
   if (peer)

@@ -449,6 +449,41 @@ TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
   std::filesystem::remove_all(dir);
 }
 
+// --load-ranks 0: a point with more connections than one load process may open goes through
+// mpirun with as many ranks as it needs. Under a descriptor limit of 700 (256 kept for the load
+// process's own files), 1,000 connections take 3 ranks; the server spreads them too
+// (--workers 0). The point is at N, and says how its load was made.
+TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-runner-auto");
+  const auto out = dir / "run";
+  Process run({shootout::test::shootout_binary(), "run", "--models", "evented", "--connections",
+               "10,1000", "--duration", "1s", "--warmup", "0s", "--idle-hold-seconds", "1",
+               "--workers", "0", "--load-ranks", "0", "--out", out.string()},
+              700);
+  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
+  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  ASSERT_EQ(results.at("points").size(), 2u);
+  std::map<int, nlohmann::json> points;
+  for (const auto& p : results.at("points")) points[p.at("connections").get<int>()] = p;
+  const auto notes = [](const nlohmann::json& p) { return p.at("notes").dump(); };
+  // 10 connections: one process, as without the flag (no mpirun run was made for it).
+  EXPECT_EQ(points.at(10).at("status"), "ok");
+  EXPECT_EQ(notes(points.at(10)).find("mpirun"), std::string::npos) << notes(points.at(10));
+  // 1,000: three ranks, every connection served in the window.
+  const auto& big = points.at(1000);
+  EXPECT_EQ(big.at("status"), "ok") << big.dump();
+  EXPECT_EQ(big.at("reached"), 1000) << notes(big);
+  EXPECT_EQ(big.at("at_n"), true) << notes(big);
+  EXPECT_NE(notes(big).find("load from 3 processes through mpirun"), std::string::npos)
+      << notes(big);
+  const auto closed = nlohmann::json::parse(shootout::test::read_file(out / "load/load-1.json"));
+  EXPECT_EQ(closed.at("ranks"), 3);
+  EXPECT_EQ(closed.at("connections"), 1000);
+  EXPECT_EQ(closed.at("errors").at("total"), 0);
+  std::filesystem::remove_all(dir);
+}
+
 // --- LoadSource: --source -----------------------------------------------------------------
 
 // The socket inodes among the descriptors of `pid` (/proc/PID/fd: "socket:[INODE]").
