@@ -1,6 +1,7 @@
 #include "netns.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <exception>
 #include <thread>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "load.hpp"
 
