@@ -88,12 +88,14 @@ std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) :
 // 7 CPU us/req, 8 loadgen bound (0/1), 9 rps min, 10 rps max, 11 closed window at N (0/1),
 // 12 idle hold at N (0/1), 13 seconds to take on N connections, 14 requests per server
 // CPU-second, 15 whole KB/conn (user + kernel), 16 kernel KB/conn, 17 sockets KB/conn,
-// 18 page tables KB/conn, 19 kernel stacks KB/conn.
+// 18 page tables KB/conn, 19 kernel stacks KB/conn, 20 connections served in the window,
+// 21 idle connections answered, 22 the host's limit the point is past ("-" if none; quoted).
 void write_data(const std::string& path, const std::vector<const Point*>& pts) {
   std::ofstream out(path, std::ios::trunc);
   out << "# connections rps p99_ms pss_idle_mb kb_per_conn switches_per_req cpu_us_per_req "
          "loadgen_bound rps_min rps_max at_n idle_at_n ramp_s capacity_rps whole_kb_per_conn "
-         "kernel_kb_per_conn sock_kb_per_conn pte_kb_per_conn stack_kb_per_conn\n";
+         "kernel_kb_per_conn sock_kb_per_conn pte_kb_per_conn stack_kb_per_conn reached "
+         "idle_opened stops_at\n";
   for (const Point* p : pts) {
     bool have_mem = p->pss_idle_mb > 0;
     out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
@@ -105,7 +107,8 @@ void write_data(const std::string& path, const std::vector<const Point*>& pts) {
     for (double kb : {p->whole_per_conn_kb, p->kernel_per_conn_kb, p->sock_per_conn_kb,
                       p->pte_per_conn_kb, p->stack_per_conn_kb})
       out << ' ' << (have_mem ? num(kb) : "?");
-    out << '\n';
+    out << ' ' << p->reached << ' ' << p->idle_opened << " \""
+        << (p->stops_at.empty() ? "-" : p->stops_at) << "\"\n";
   }
 }
 
@@ -173,6 +176,15 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
         s.file, at_n_col, col, first ? "title 'did not reach N (see table)'" : "notitle");
     first = false;
   }
+  // Beside each such cross: what it reached, and the limit of this host that N is past (the
+  // end of that server's line here, with its reason).
+  const int reached_col = at_n_col == 12 ? 21 : 20;
+  for (const auto& s : styles)
+    cmd += fmt::format(
+        "'{}' using 1:(${} > 0 ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('reached %d', ${}) : "
+        "sprintf('reached %d: %s', ${}, strcol(22))) with labels left offset char 1,0 font ',8' "
+        "tc rgb '#000000' notitle, \\\n  ",
+        s.file, at_n_col, col, reached_col, reached_col);
   first = true;
   for (const auto& s : styles) {
     if (!bound_circles) break;

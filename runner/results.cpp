@@ -14,13 +14,13 @@ namespace shootout::runner {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     Point, server, kind, connections, status, reason, notes, repeats, window_s, rps, rps_min,
     rps_max, requests, errors, p50_us, p90_us, p99_us, p999_us, max_us, mean_us, p99_min_us,
-    p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, server_cpu_us,
-    cpu_us_per_request, server_cpu_cores, capacity_rps, switches_per_request, voluntary_per_request,
-    involuntary_per_request, switches_complete, processes_peak, threads_peak, pss_load_mb,
-    pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened, idle_alive, threads_baseline,
-    threads_idle, sockets_idle, kernel_baseline_mb, kernel_idle_mb, sock_per_conn_kb,
-    pte_per_conn_kb, stack_per_conn_kb, kernel_per_conn_kb, whole_per_conn_kb, kernel_fell,
-    loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
+    p99_max_us, reached, at_n, ramp_s, ramp_reached, sampler_short, idle_at_n, stops_at,
+    server_cpu_us, cpu_us_per_request, server_cpu_cores, capacity_rps, switches_per_request,
+    voluntary_per_request, involuntary_per_request, switches_complete, processes_peak, threads_peak,
+    pss_load_mb, pss_baseline_mb, pss_idle_mb, mem_per_conn_kb, idle_opened, idle_alive,
+    threads_baseline, threads_idle, sockets_idle, kernel_baseline_mb, kernel_idle_mb,
+    sock_per_conn_kb, pte_per_conn_kb, stack_per_conn_kb, kernel_per_conn_kb, whole_per_conn_kb,
+    kernel_fell, loadgen_cpu_us, loadgen_cpu_cores, loadgen_threads, loadgen_bound, runs)
 
 namespace {
 
@@ -35,6 +35,7 @@ const std::vector<std::string>& csv_columns() {
                                                 "reached",
                                                 "at_n",
                                                 "idle_at_n",
+                                                "stops_at",
                                                 "ramp_s",
                                                 "ramp_reached",
                                                 "sampler_short",

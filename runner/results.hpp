@@ -40,6 +40,9 @@ struct Point {
   std::uint64_t ramp_reached = 0;  // connections answered once by then
   bool sampler_short = false;      // the server sampler covered < 90% of the window
   bool idle_at_n = false;          // the idle hold got kAtNShare of N connections answered
+  // Not at N: the limit of this host that N is past, briefly ("pid_max 32768", "20000
+  // descriptors"), drawn beside the point; "" when none is (the point fell short by itself).
+  std::string stops_at;
 
   // the server over the window
   double server_cpu_us = 0, cpu_us_per_request = 0, server_cpu_cores = 0;

@@ -686,31 +686,40 @@ nlohmann::json run_json(const Run& r) {
 }
 
 // What on this host stops `server` short of n connections, when something must (a limit n is
-// past), or "". One process may hold RLIMIT_NOFILE descriptors; threads and processes together
-// are capped by pid_max, machine-wide.
-std::string host_stop(const std::string& server, int n, const SweepConfig& c) {
+// past): {short, long}, or empty strings. One process may hold RLIMIT_NOFILE descriptors;
+// threads and processes together are capped by pid_max, machine-wide; our thread- and
+// process-per-connection models cap their live connections (--max-threads, --max-procs).
+std::pair<std::string, std::string> host_stop(const std::string& server, int n,
+                                              const SweepConfig& c) {
   const HostLimits h = host_limits();
-  std::vector<std::string> why;
+  std::vector<std::string> brief, why;
   const bool thread_each =
       server == "threaded" || server == "apache-worker" || server == "apache-event";
   const bool process_each = server == "forked" || server == "apache-prefork";
-  if ((thread_each || process_each) && n > h.pid_max)
+  if ((thread_each || process_each) && n > h.pid_max) {
+    brief.push_back(fmt::format("pid_max {}", h.pid_max));
     why.push_back(
         fmt::format("a {} per connection, and pid_max is {} (threads and processes, "
                     "machine-wide)",
                     thread_each ? "thread" : "process", h.pid_max));
+  }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
   const auto nofile = static_cast<long>(rl.rlim_cur);
   const bool one_process = server == "threaded" ||
                            ((server == "evented" || server == "coroutine" || server == "uring") &&
                             model_workers(c, server, n) <= 1);
-  if (one_process && n + 128 > nofile)
+  if (one_process && n + 128 > nofile) {
+    brief.push_back(fmt::format("{} descriptors", nofile));
     why.push_back(
         fmt::format("one process holds every connection, and may open {} descriptors "
                     "(RLIMIT_NOFILE; root cannot raise the hard limit here){}",
                     nofile, server == "threaded" ? "" : ": --workers N spreads them"));
-  return fmt::format("{}", fmt::join(why, "; "));
+  }
+  if ((server == "threaded" || server == "forked") && n > 10'000)
+    why.push_back(fmt::format("{} serves at most 10,000 connections at once by default (--{})",
+                              server, server == "threaded" ? "max-threads" : "max-procs"));
+  return {fmt::format("{}", fmt::join(brief, ", ")), fmt::format("{}", fmt::join(why, "; "))};
 }
 
 Point summarize(const SweepConfig& c, const std::string& server, bool peer, int n,
@@ -760,13 +769,16 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
         fmt::format("reached {} of {} connections: only {} were served in the "
                     "window ({} answered by the end of the {:.1f} s ramp)",
                     p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
-    if (auto why = host_stop(server, p.connections, c); !why.empty())
-      p.notes.push_back("where this host stops it: " + why);
   }
   fill_latency(p, ok);
   fill_server(p, ok);
   fill_memory(p, ok);
   fill_loadgen(p, ok, c);
+  if (!p.at_n || !p.idle_at_n) {
+    auto [brief, why] = host_stop(server, p.connections, c);
+    p.stops_at = brief;
+    if (!why.empty()) p.notes.push_back("where this host stops it: " + why);
+  }
   return p;
 }
 

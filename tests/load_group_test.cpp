@@ -484,6 +484,35 @@ TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
   std::filesystem::remove_all(dir);
 }
 
+// A point past a limit of this host is an end with its reason, not a missing point: threaded
+// holds every connection in one process, and under a 400-descriptor limit cannot take 600 (the
+// load, spread over ranks by --load-ranks 0, can). The point is measured at what it reached,
+// says which limit stopped it, and its graph data carries the label drawn beside it.
+TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-runner-stop");
+  const auto out = dir / "run";
+  Process run({shootout::test::shootout_binary(), "run", "--models", "threaded", "--connections",
+               "600", "--duration", "1s", "--warmup", "0s", "--timeout", "1s",
+               "--idle-hold-seconds", "0.5", "--load-ranks", "0", "--out", out.string()},
+              400);
+  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
+  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  ASSERT_EQ(results.at("points").size(), 1u);
+  const auto& p = results.at("points")[0];
+  EXPECT_EQ(p.at("status"), "ok") << p.dump();
+  EXPECT_EQ(p.at("at_n"), false) << p.dump();
+  EXPECT_LT(p.at("reached").get<int>(), 400) << p.dump();
+  EXPECT_EQ(p.at("stops_at"), "400 descriptors") << p.dump();
+  EXPECT_NE(p.at("notes").dump().find("where this host stops it: one process holds every "
+                                      "connection, and may open 400 descriptors"),
+            std::string::npos)
+      << p.at("notes").dump();
+  const std::string data = shootout::test::read_file(out / "graphs/data/threaded.dat");
+  EXPECT_NE(data.find("\"400 descriptors\""), std::string::npos) << data;
+  std::filesystem::remove_all(dir);
+}
+
 // --- LoadSource: --source -----------------------------------------------------------------
 
 // The socket inodes among the descriptors of `pid` (/proc/PID/fd: "socket:[INODE]").
