@@ -636,20 +636,20 @@ class Namespaces {
       return;
     }
     made_.push_back(srv_);
-    ok_ = ip({"-n", srv_, "link", "set", "lo", "up"}) &&
-          ip({"-n", srv_, "addr", "add", "10.77.0.1/32", "dev", "lo"});
+    ok_ = ip_in(srv_, {"link", "set", "lo", "up"}) &&
+          ip_in(srv_, {"addr", "add", "10.77.0.1/32", "dev", "lo"});
     for (int k = 1; ok_ && k <= 2; ++k) {
       const std::string ns = load_[k - 1], ks = std::to_string(k);
       const std::string a = "so" + id + "s" + ks, b = "so" + id + "l" + ks;  // <= 15 chars
       ok_ = ip({"netns", "add", ns});
       if (ok_) made_.push_back(ns);
-      ok_ = ok_ && ip({"-n", ns, "link", "set", "lo", "up"}) &&
+      ok_ = ok_ && ip_in(ns, {"link", "set", "lo", "up"}) &&
             ip({"link", "add", a, "type", "veth", "peer", "name", b}) &&
             ip({"link", "set", a, "netns", srv_}) && ip({"link", "set", b, "netns", ns}) &&
-            ip({"-n", srv_, "addr", "add", "10.77." + ks + ".1/24", "dev", a}) &&
-            ip({"-n", ns, "addr", "add", "10.77." + ks + ".2/24", "dev", b}) &&
-            ip({"-n", srv_, "link", "set", a, "up"}) && ip({"-n", ns, "link", "set", b, "up"}) &&
-            ip({"-n", ns, "route", "add", "10.77.0.1/32", "via", "10.77." + ks + ".1"});
+            ip_in(srv_, {"addr", "add", "10.77." + ks + ".1/24", "dev", a}) &&
+            ip_in(ns, {"addr", "add", "10.77." + ks + ".2/24", "dev", b}) &&
+            ip_in(srv_, {"link", "set", a, "up"}) && ip_in(ns, {"link", "set", b, "up"}) &&
+            ip_in(ns, {"route", "add", "10.77.0.1/32", "via", "10.77." + ks + ".1"});
     }
     if (!ok_) why_ = "setting up the namespaces failed: " + last_err_;
   }
@@ -681,12 +681,25 @@ class Namespaces {
       if (::access(p, X_OK) == 0) return p;
     return "";
   }
-  bool ip(std::vector<std::string> args) {
+  bool ip(std::vector<std::string> args, const shootout::test::ChildSetup& setup = {}) {
     args.insert(args.begin(), ip_path());
-    Process p(args);
+    Process p(args, setup);
     const int status = p.wait(30s);
     if (status != 0) last_err_ = p.stderr_text() + " (ip exit " + std::to_string(status) + ")";
     return status == 0;
+  }
+  // `ip ARGS` run inside namespace `ns` (setns before exec). Not `ip -n`, which also remounts
+  // /sys in a mount namespace of its own and fails where / is not a mount point (a chroot).
+  bool ip_in(const std::string& ns, std::vector<std::string> args) {
+    shootout::test::ChildSetup setup;
+    setup.netns_fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (setup.netns_fd < 0) {
+      last_err_ = "cannot open /run/netns/" + ns;
+      return false;
+    }
+    const bool ok = ip(std::move(args), setup);
+    ::close(setup.netns_fd);
+    return ok;
   }
   std::string srv_, why_, last_err_;
   std::vector<std::string> load_, made_;
