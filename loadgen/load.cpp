@@ -555,8 +555,17 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     window.close(r);
   }
   for (auto& t : threads) t.join();
+  std::string failure;
   for (const auto& why : not_entered)
-    if (!why.empty()) throw LoadError(fmt::format("--netns {}: {}", netns->name(), why));
+    if (!why.empty()) failure = fmt::format("--netns {}: {}", netns->name(), why);
+  if (ranks > 1) {  // agreed on, so no rank waits in the merge for one that has gone
+    std::uint64_t failed[1] = {failure.empty() ? 0 : static_cast<std::uint64_t>(me) + 1};
+    group.all_reduce(LoadGroup::Op::max, failed);
+    if (failure.empty() && failed[0])
+      throw OtherRankFailed(
+          fmt::format("rank {} failed (its error is on its stderr)", failed[0] - 1));
+  }
+  if (!failure.empty()) throw LoadError(failure);
   r.elapsed_s =
       c.mode == Mode::idle ? window.seconds() : std::chrono::duration<double>(c.duration).count();
   merge(r, workers);
