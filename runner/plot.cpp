@@ -141,6 +141,9 @@ struct Style {
   std::string file, title;
   int index = 0;
   bool peer = false;
+  // Some point not at N in the closed window / in the idle hold: only then is its label plot
+  // drawn (gnuplot 5.4 can crash on a `with labels` plot none of whose points is defined).
+  bool short_closed = false, short_idle = false;
 };
 
 // A line's colour: gnuplot's eight default line types first (the graphs of up to eight servers
@@ -178,13 +181,17 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   }
   // Beside each such cross: what it reached, and the limit of this host that N is past (the
   // end of that server's line here, with its reason).
-  const int reached_col = at_n_col == 12 ? 21 : 20;
-  for (const auto& s : styles)
+  const bool idle = at_n_col == 12;
+  const int reached_col = idle ? 21 : 20;
+  for (const auto& s : styles) {
+    if (!(idle ? s.short_idle : s.short_closed)) continue;
     cmd += fmt::format(
-        "'{}' using 1:(${} > 0 ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('reached %d', ${}) : "
-        "sprintf('reached %d: %s', ${}, strcol(22))) with labels left offset char 1,0 font ',8' "
-        "tc rgb '#000000' notitle, \\\n  ",
-        s.file, at_n_col, col, reached_col, reached_col);
+        "'{}' using 1:(${} > 0 || !({}) ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('reached %d', "
+        "${}) : sprintf('reached %d: %s', ${}, strcol(22))) with labels left offset char 1,0 "
+        "font ',8' tc rgb '#000000' notitle, \\\n  ",
+        s.file, at_n_col, positive_only ? fmt::format("${} > 0", col) : "1", col, reached_col,
+        reached_col);
+  }
   first = true;
   for (const auto& s : styles) {
     if (!bound_circles) break;
@@ -390,7 +397,12 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
     if (!s.count(name)) continue;  // no ok point: nothing to draw
     write_data(dir + "/graphs/data/" + name + ".dat", s[name]);
     bool peer = !s[name].empty() && s[name].front()->kind == "peer";
-    styles.push_back({"graphs/data/" + name + ".dat", name, static_cast<int>(styles.size()), peer});
+    Style st{"graphs/data/" + name + ".dat", name, static_cast<int>(styles.size()), peer};
+    for (const Point* p : s[name]) {
+      st.short_closed = st.short_closed || !p->at_n;
+      st.short_idle = st.short_idle || !p->idle_at_n;
+    }
+    styles.push_back(st);
   }
   std::string png = have_terminal("pngcairo") ? "pngcairo" : "png";
   const std::string sub = subtitle(r);
