@@ -32,10 +32,12 @@ ino_t inode_of(const std::string& path) {
 NetNamespace NetNamespace::open(const std::string& name_or_path) {
   const std::string path = path_of(name_or_path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  if (fd < 0) {
+    const int e = errno;
     throw LoadError(fmt::format("--netns {}: cannot open {}: {}{}", name_or_path, path,
-                                std::strerror(errno),
-                                errno == ENOENT ? " (make it with: ip netns add NAME)" : ""));
+                                std::strerror(e),
+                                e == ENOENT ? " (make it with: ip netns add NAME)" : ""));
+  }
   // The kernel checks the type at setns(); asking here gives the error before any load starts.
   NetNamespace ns(fd, name_or_path);
   if (std::string why = ns.enter_test(); !why.empty())
