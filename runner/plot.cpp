@@ -188,7 +188,7 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
     cmd += fmt::format(
         "'{}' using 1:(${} > 0 || !({}) ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('reached %d', "
         "${}) : sprintf('reached %d: %s', ${}, strcol(22))) with labels left offset char 1,0 "
-        "font ',8' tc rgb '#000000' notitle, \\\n  ",
+        "font ',8' tc rgb '#000000' noenhanced notitle, \\\n  ",
         s.file, at_n_col, positive_only ? fmt::format("${} > 0", col) : "1", col, reached_col,
         reached_col);
   }
@@ -208,21 +208,25 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
 std::string common_setup() {
   return "set grid\nset logscale x 10\nset key outside right top noenhanced\n"
          "set xlabel 'concurrent connections'\nset format x '%.0f'\n"
-         "set datafile missing '?'\nset pointintervalbox 0\n";
+         "set datafile missing '?'\nset pointintervalbox 0\n"
+         // A margin left and right, so the points at the smallest and largest N are not on the
+         // border (gnuplot clips their labels there).
+         "set offsets graph 0.04, graph 0.04, 0, 0\n";
 }
 
 // The stacked bars of the whole-memory figure: one per server at `top` connections.
 std::string breakdown_plot(int top) {
   return fmt::format(
       "set title 'Memory per idle connection at {} connections, by part'\n"
-      "unset logscale x\nset xlabel ''\nset ylabel 'KB per connection'\nset yrange [0:*]\n"
+      "set offsets 0, 0, 0, 0\nunset logscale x\nset xlabel ''\nset ylabel 'KB per "
+      "connection'\nset yrange [0:*]\n"
       "set style data histograms\nset style histogram rowstacked\n"
       "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset xtics rotate by -30\n"
       "plot 'graphs/data/breakdown.dat' using 2:xtic(1) title 'user space (PSS)' lc rgb "
       "'#1f77b4', '' using 3 title 'sockets' lc rgb '#ff7f0e', '' using 4 title 'page tables' "
       "lc rgb '#2ca02c', '' using 5 title 'kernel stacks' lc rgb '#d62728'\n"
       "set logscale x 10\nset xlabel 'concurrent connections'\nset xtics norotate autofreq\n"
-      "set style fill empty\nset style data points\n",
+      "set style fill empty\nset style data points\nset offsets graph 0.04, graph 0.04, 0, 0\n",
       top);
 }
 
