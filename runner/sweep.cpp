@@ -674,10 +674,11 @@ void fill_memory(Point& p, const Runs& ok) {
   fill_kernel_memory(p, idle);
   p.idle_at_n = static_cast<double>(p.idle_opened) >= kAtNShare * p.connections;
   if (!p.idle_at_n) {
-    p.notes.push_back(
-        fmt::format("idle hold: only {} of {} connections got their first answer; "
-                    "memory per connection is over those {}",
-                    p.idle_opened, p.connections, p.idle_opened));
+    p.notes.push_back(fmt::format("idle hold: only {} of {} connections got their first answer{}",
+                                  p.idle_opened, p.connections,
+                                  std::isfinite(p.mem_per_conn_kb)
+                                      ? "; memory per connection is over those the server held"
+                                      : ""));
   }
 }
 
