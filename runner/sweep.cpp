@@ -80,6 +80,9 @@ double ramp_seconds(const SweepConfig& c, int n) {
   return n > kRampAbove && c.connect_rate > 0 ? n / c.connect_rate : 0.0;
 }
 
+// Descriptors a process needs beyond its connections: listener, logs, /proc files, the sampler.
+constexpr rlim_t kSpareDescriptors = 128;
+
 // `serve --workers` for this model at n connections: 1 (no master) for threaded and forked, and
 // unless asked; 0 asks for what n needs with the descriptor limit the server inherits (ours).
 int model_workers(const SweepConfig& c, const std::string& model, int n) {
@@ -209,6 +212,9 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   lc.timeout = c.timeout;
   lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
   lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
+  // Past one source address's ephemeral ports towards the one server port (~28,000): several
+  // loopback addresses, each rank its own (mpi_load.hpp).
+  lc.source = loopback_sources_for(n, load_ranks_for(n));
   // How long N connections may take to be taken on, beyond the connect ramp: before the window
   // opens (closed loop), 5 s + 2 ms each (25 s at 10,000); before the hold begins (idle), 5 s +
   // 5 ms each (55 s). Until 2026-12-02 both were 5 s + 10 ms each (105 s), which bought
@@ -216,9 +222,6 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   // and 1,893 of 10,000 connections in the window, and forked and prefork held 4,086 and 5,796
   // idle ones (forking about 40 a second by then), while every other server held 10,000 within
   // 4 s. A point that does not get to N is measured at what it reached and marked.
-  // Past one source address's ephemeral ports towards the one server port (~28,000): several
-  // loopback addresses, each rank its own (mpi_load.hpp).
-  lc.source = loopback_sources_for(n, load_ranks_for(n));
   lc.ramp_timeout = lc.warmup + take_on_time(n, 2);
   lc.open_timeout = take_on_time(n, 5);
   load::SamplerConfig sc;
@@ -721,7 +724,7 @@ nlohmann::json run_json(const Run& r) {
 // What on this host stops `server` short of n connections, when something must (a limit n is
 // past): {short, long}, or empty strings. One process may hold RLIMIT_NOFILE descriptors;
 // threads and processes together are capped by pid_max, machine-wide.
-std::pair<std::string, std::string> host_stop(const std::string& server, int n,
+std::pair<std::string, std::string> host_stop(const std::string& server, bool peer, int n,
                                               const SweepConfig& c) {
   const HostLimits h = host_limits();
   std::vector<std::string> brief, why;
@@ -738,10 +741,10 @@ std::pair<std::string, std::string> host_stop(const std::string& server, int n,
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
   const auto nofile = static_cast<long>(rl.rlim_cur);
-  const bool one_process = server == "threaded" ||
-                           ((server == "evented" || server == "coroutine" || server == "uring") &&
-                            model_workers(c, server, n) <= 1);
-  if (one_process && n + 128 > nofile) {
+  // Our models but forked hold their connections in their one process unless serve --workers
+  // spreads them (model_workers: 1 for threaded, which cannot).
+  const bool one_process = !peer && server != "forked" && model_workers(c, server, n) <= 1;
+  if (one_process && n + static_cast<long>(kSpareDescriptors) > nofile) {
     brief.push_back(fmt::format("{} descriptors", nofile));
     why.push_back(
         fmt::format("one process holds every connection, and may open {} descriptors "
@@ -787,24 +790,22 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
       spread(ok, [](const Run* r) { return r->closed->requests_per_s(); });
   if (p.errors)
     p.notes.push_back(fmt::format("{} load errors (median per run; see results.json)", p.errors));
-  if (const int ranks = load_ranks_for(p.connections); ranks > 1)
-    p.notes.push_back(fmt::format("load from {} processes through mpirun", ranks));
-  if (auto sources = loopback_sources_for(p.connections, load_ranks_for(p.connections));
-      !sources.empty())
+  const int ranks = load_ranks_for(p.connections);
+  if (ranks > 1) p.notes.push_back(fmt::format("load from {} processes through mpirun", ranks));
+  if (auto sources = loopback_sources_for(p.connections, ranks); !sources.empty())
     p.notes.push_back(fmt::format("load from source addresses {}", sources));
   p.at_n = static_cast<double>(p.reached) >= kAtNShare * p.connections;
-  if (!p.at_n) {
+  if (!p.at_n)
     p.notes.push_back(
         fmt::format("reached {} of {} connections: only {} were served in the "
                     "window ({} answered by the end of the {:.1f} s ramp)",
                     p.reached, p.connections, p.reached, p.ramp_reached, p.ramp_s));
-  }
   fill_latency(p, ok);
   fill_server(p, ok);
   fill_memory(p, ok);
   fill_loadgen(p, ok, c);
   if (!p.at_n || !p.idle_at_n) {
-    auto [brief, why] = host_stop(server, p.connections, c);
+    auto [brief, why] = host_stop(server, peer, p.connections, c);
     p.stops_at = brief;
     if (!why.empty()) p.notes.push_back("where this host stops it: " + why);
   }
@@ -815,16 +816,16 @@ Point summarize(const SweepConfig& c, const std::string& server, bool peer, int 
 std::string skip_reason(const SweepConfig& c, const std::string& server, bool peer, int n) {
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
-  constexpr rlim_t kSpare = 128;  // listener, logs, /proc files, the sampler
   // The load side: each load process opens its share (several under mpirun, --load-ranks).
   const int ranks = load_ranks_for(n);
   const rlim_t per_rank = static_cast<rlim_t>((n + ranks - 1) / ranks);
-  if (per_rank + kSpare > rl.rlim_cur)
+  if (per_rank + kSpareDescriptors > rl.rlim_cur)
     return fmt::format(
         "{} connections need {} file descriptors{}, RLIMIT_NOFILE is {} (hard limit "
         "{}): raise it (ulimit -n), or spread the load with --load-ranks 0",
-        n, per_rank + kSpare, ranks > 1 ? fmt::format(" in each of {} load processes", ranks) : "",
-        rl.rlim_cur, rl.rlim_max);
+        n, per_rank + kSpareDescriptors,
+        ranks > 1 ? fmt::format(" in each of {} load processes", ranks) : "", rl.rlim_cur,
+        rl.rlim_max);
   if (ranks > 1) {
     LoadLaunch need = load_launch();
     need.ranks = ranks;
