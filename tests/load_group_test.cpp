@@ -422,22 +422,42 @@ TEST(LoadMpi, WithoutTheModuleUnderMpirunIsAClearErrorExit1) {
   std::filesystem::remove_all(dir);
 }
 
+// `shootout run ARGS --out DIR/run` under an open-file limit (0: this process's), waited for
+// (bounded); the folder it wrote.
+struct Sweep {
+  int status = -1;
+  std::string err;
+  std::filesystem::path out;
+};
+Sweep run_sweep(const std::filesystem::path& dir, std::vector<std::string> args, long nofile = 0) {
+  Sweep s;
+  s.out = dir / "run";
+  args.insert(args.begin(), {shootout::test::shootout_binary(), "run"});
+  args.insert(args.end(), {"--out", s.out.string()});
+  Process run(args, nofile);
+  s.status = run.wait(300s);
+  s.err = run.stderr_text();
+  return s;
+}
+nlohmann::json read_json(const std::filesystem::path& path) {
+  return nlohmann::json::parse(shootout::test::read_file(path));
+}
+
 TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner");
-  const auto out = dir / "run";
-  Process run({shootout::test::shootout_binary(), "run", "--models", "evented", "--connections",
-               "10", "--duration", "1s", "--warmup", "0s", "--idle-hold-seconds", "1",
-               "--load-ranks", "2", "--out", out.string()});
-  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
-  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  const Sweep run =
+      run_sweep(dir, {"--models", "evented", "--connections", "10", "--duration", "1s", "--warmup",
+                      "0s", "--idle-hold-seconds", "1", "--load-ranks", "2"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 1u);
   const auto& point = results.at("points")[0];
   EXPECT_EQ(point.at("status"), "ok");
   // The closed loop (load-1) and the idle hold (load-2) went through mpirun as 2 ranks, and
   // the point holds what rank 0 wrote: the same request count and p99, to the bin.
-  const auto closed = nlohmann::json::parse(shootout::test::read_file(out / "load/load-1.json"));
-  const auto idle = nlohmann::json::parse(shootout::test::read_file(out / "load/load-2.json"));
+  const auto closed = read_json(run.out / "load/load-1.json");
+  const auto idle = read_json(run.out / "load/load-2.json");
   EXPECT_EQ(closed.at("ranks"), 2);
   EXPECT_EQ(idle.at("ranks"), 2);
   EXPECT_EQ(closed.at("errors").at("total"), 0);
@@ -456,13 +476,13 @@ TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
 TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner-auto");
-  const auto out = dir / "run";
-  Process run({shootout::test::shootout_binary(), "run", "--models", "evented", "--connections",
-               "10,1000", "--duration", "1s", "--warmup", "0s", "--idle-hold-seconds", "1",
-               "--workers", "0", "--load-ranks", "0", "--out", out.string()},
-              700);
-  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
-  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  const Sweep run =
+      run_sweep(dir,
+                {"--models", "evented", "--connections", "10,1000", "--duration", "1s", "--warmup",
+                 "0s", "--idle-hold-seconds", "1", "--workers", "0", "--load-ranks", "0"},
+                700);
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 2u);
   std::map<int, nlohmann::json> points;
   for (const auto& p : results.at("points")) points[p.at("connections").get<int>()] = p;
@@ -477,7 +497,7 @@ TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
   EXPECT_EQ(big.at("at_n"), true) << notes(big);
   EXPECT_NE(notes(big).find("load from 3 processes through mpirun"), std::string::npos)
       << notes(big);
-  const auto closed = nlohmann::json::parse(shootout::test::read_file(out / "load/load-1.json"));
+  const auto closed = read_json(run.out / "load/load-1.json");
   EXPECT_EQ(closed.at("ranks"), 3);
   EXPECT_EQ(closed.at("connections"), 1000);
   EXPECT_EQ(closed.at("errors").at("total"), 0);
@@ -491,13 +511,13 @@ TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
 TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner-stop");
-  const auto out = dir / "run";
-  Process run({shootout::test::shootout_binary(), "run", "--models", "threaded", "--connections",
-               "600", "--duration", "1s", "--warmup", "0s", "--timeout", "1s",
-               "--idle-hold-seconds", "0.5", "--load-ranks", "0", "--out", out.string()},
-              400);
-  ASSERT_EQ(run.wait(300s), 0) << run.stderr_text();
-  const auto results = nlohmann::json::parse(shootout::test::read_file(out / "results.json"));
+  const Sweep run =
+      run_sweep(dir,
+                {"--models", "threaded", "--connections", "600", "--duration", "1s", "--warmup",
+                 "0s", "--timeout", "1s", "--idle-hold-seconds", "0.5", "--load-ranks", "0"},
+                400);
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 1u);
   const auto& p = results.at("points")[0];
   EXPECT_EQ(p.at("status"), "ok") << p.dump();
@@ -508,7 +528,7 @@ TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
                                       "connection, and may open 400 descriptors"),
             std::string::npos)
       << p.at("notes").dump();
-  const std::string data = shootout::test::read_file(out / "graphs/data/threaded.dat");
+  const std::string data = shootout::test::read_file(run.out / "graphs/data/threaded.dat");
   EXPECT_NE(data.find("\"400 descriptors\""), std::string::npos) << data;
   std::filesystem::remove_all(dir);
 }
