@@ -109,15 +109,25 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
   }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   // threaded and forked take at most 10,000 live connections by default (--max-threads,
-  // --max-procs). Past that the cap is raised to N, unless given, so that what stops them is
-  // this host (descriptors, pid_max, memory), which is what the point is there to show.
+  // --max-procs). Past that the cap is raised, unless given, to N or to the tasks this host
+  // can spare (HostLimits::task_budget: pid_max less what runs and a margin for the load
+  // generator), so that what stops them is this host, which is what the point is there to
+  // show. Not all of pid_max: on 2026-12-03 forked at 100,000 took every free process id and
+  // the load run under mpirun never came back.
   if (n > 10'000 && (model == "threaded" || model == "forked")) {
     const std::string flag = model == "threaded" ? "--max-threads" : "--max-procs";
     const bool given = std::any_of(argv.begin(), argv.end(),
                                    [&](const std::string& a) { return a.rfind(flag, 0) == 0; });
     if (!given) {
-      argv.insert(argv.end(), {flag, std::to_string(n)});
-      l.notes.push_back(fmt::format("{} {}: the default cap of 10,000 raised to N", flag, n));
+      const HostLimits h = host_limits();
+      const long cap = std::min<long>(n, h.task_budget());
+      argv.insert(argv.end(), {flag, std::to_string(cap)});
+      l.notes.push_back(
+          cap == n ? fmt::format("{} {}: the default cap of 10,000 raised to N", flag, n)
+                   : fmt::format("{} {}: the default cap of 10,000 raised to what this host can "
+                                 "spare (pid_max {}, {} tasks running, {} kept for the load "
+                                 "generator and the machine)",
+                                 flag, cap, h.pid_max, h.tasks_now, HostLimits::kTaskMargin));
     }
   }
   l.child = std::make_unique<Child>(argv, log, c.pin ? 0 : -1);
@@ -731,12 +741,12 @@ std::pair<std::string, std::string> host_stop(const std::string& server, bool pe
   const bool thread_each =
       server == "threaded" || server == "apache-worker" || server == "apache-event";
   const bool process_each = server == "forked" || server == "apache-prefork";
-  if ((thread_each || process_each) && n > h.pid_max) {
+  if ((thread_each || process_each) && n > h.task_budget()) {
     brief.push_back(fmt::format("pid_max {}", h.pid_max));
-    why.push_back(
-        fmt::format("a {} per connection, and pid_max is {} (threads and processes, "
-                    "machine-wide)",
-                    thread_each ? "thread" : "process", h.pid_max));
+    why.push_back(fmt::format(
+        "a {} per connection, and pid_max is {} (threads and processes, machine-wide; {} "
+        "kept for the load generator and the rest of the machine)",
+        thread_each ? "thread" : "process", h.pid_max, HostLimits::kTaskMargin));
   }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);

@@ -27,7 +27,6 @@ namespace shootout::runner {
 namespace {
 
 constexpr int kThreadsPerChild = 64;
-constexpr long kTaskMargin = 2000;          // load generator threads, the rest of the machine
 constexpr long kPreforkChildKb = 2 * 1024;  // estimated PSS of one idle prefork child
 
 struct MpmSize {
@@ -36,13 +35,8 @@ struct MpmSize {
   int workers() const { return servers * threads_per_child; }
 };
 
-// Tasks (processes + threads) the peer may create on this machine.
-long task_budget(const HostLimits& h) {
-  return std::max(16L, h.pid_max - h.tasks_now - kTaskMargin);
-}
-
 MpmSize size_prefork(int connections, const HostLimits& h, std::vector<std::string>& notes) {
-  long cap = task_budget(h);
+  long cap = h.task_budget();
   if (h.mem_available_kb > 0) cap = std::min(cap, h.mem_available_kb / 2 / kPreforkChildKb);
   MpmSize s;
   s.servers = static_cast<int>(std::min<long>(connections, std::max(1L, cap)));
@@ -62,7 +56,7 @@ MpmSize size_threaded(const std::string& mpm, int connections, const HostLimits&
   s.min_spare_threads = mpm == "event" ? 1 : s.threads_per_child;
   long wanted = (threads + s.threads_per_child - 1) / s.threads_per_child;
   // Each process costs its threads, a listener thread and itself.
-  long cap = task_budget(h) / (s.threads_per_child + 2);
+  long cap = h.task_budget() / (s.threads_per_child + 2);
   s.servers = static_cast<int>(std::max(1L, std::min(wanted, cap)));
   if (s.servers < wanted)
     notes.push_back(fmt::format(

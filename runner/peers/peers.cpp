@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +57,8 @@ HostLimits host_limits() {
     h.nofile = rl.rlim_max == RLIM_INFINITY ? 0 : static_cast<long>(rl.rlim_max);
   return h;
 }
+
+long HostLimits::task_budget() const { return std::max(16L, pid_max - tasks_now - kTaskMargin); }
 
 std::string peer_protocol(const std::string& name) { return is_redis_peer(name) ? "resp" : "http"; }
 

@@ -27,6 +27,14 @@ struct HostLimits {
   long mem_available_kb = 0;  // /proc/meminfo MemAvailable
   long nofile = 1024;         // the hard RLIMIT_NOFILE a peer inherits: the most it can
                               // raise its own to without CAP_SYS_RESOURCE (0: no limit)
+  // Tasks kept free for the load generator (its processes under mpirun, their threads) and the
+  // rest of the machine: a server that used up pid_max would make them fail in ways that have
+  // nothing to do with the server (a load process that cannot start a thread, mpirun that
+  // cannot fork its ranks).
+  static constexpr long kTaskMargin = 2000;
+  // Tasks (processes + threads) a server may create on this machine: pid_max less what runs
+  // now and the margin (at least 16).
+  long task_budget() const;
 };
 HostLimits host_limits();
 
