@@ -270,7 +270,7 @@ bool add_server_sockets(pid_t pid, std::uint16_t port, TreeSnapshot& s) {
 
 // Context switches of every live task of `pid` into `s`; returns the tasks' run time in µs
 // (the scheduler's exact sum_exec_runtime, first field of /proc/P/task/T/schedstat).
-std::uint64_t add_tasks(pid_t pid, TreeSnapshot& s) {
+std::uint64_t add_tasks(pid_t pid, CpuFigures& s) {
   char path[320];
   char buf[4096];
   std::uint64_t run_ns = 0;
@@ -319,7 +319,7 @@ std::optional<nlohmann::json> fresh_stats(const SamplerConfig& c) {
   return std::nullopt;
 }
 
-void add_rusage_json(const nlohmann::json& u, TreeSnapshot& s) {
+void add_rusage_json(const nlohmann::json& u, CpuFigures& s) {
   s.utime_us += u.value("utime_us", std::uint64_t{0});
   s.stime_us += u.value("stime_us", std::uint64_t{0});
   s.nvcsw += u.value("nvcsw", std::uint64_t{0});
@@ -350,10 +350,23 @@ std::vector<pid_t> pids_of(const std::vector<ProcStat>& tree) {
   return pids;
 }
 
-// One pass over the tree: counts, memory, and (with_cpu) the /proc part of CPU and switches.
-// `root_from_stats`: the root's CPU and switches come from its stats file, not from here.
-TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool with_cpu,
-                       bool root_from_stats) {
+// The snapshot's CPU and switch figures from its parts: the root from the server's report
+// (use_report, when there is one) or from /proc.
+void settle_cpu(TreeSnapshot& s, bool use_report) {
+  CpuFigures f = s.others;
+  f += use_report && s.root_stats ? *s.root_stats : s.root_proc;
+  s.utime_us = f.utime_us;
+  s.stime_us = f.stime_us;
+  s.untracked_us = f.untracked_us;
+  s.nvcsw = f.nvcsw;
+  s.nivcsw = f.nivcsw;
+  s.cpu_us = f.utime_us + f.stime_us + f.untracked_us;
+  s.from_stats_file = use_report && s.root_stats.has_value();
+}
+
+// One pass over the tree: counts, memory, and (with_cpu) the /proc part of CPU and switches,
+// each process into s.others but the root, into s.root_proc.
+TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool with_cpu) {
   TreeSnapshot s;
   s.alive = !tree.empty();
   for (std::size_t i = 0; i < tree.size(); ++i) {
@@ -361,10 +374,11 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
     ++s.processes;
     s.threads += p.threads;
     if (with_memory) add_memory(p.pid, s);
-    if (!with_cpu || (i == 0 && root_from_stats)) continue;
+    if (!with_cpu) continue;
+    CpuFigures& f = i == 0 ? s.root_proc : s.others;
     // utime+stime include the process's exited threads; cutime+cstime its reaped children.
-    s.utime_us += ticks_to_us(p.utime + p.cutime);
-    s.stime_us += ticks_to_us(p.stime + p.cstime);
+    f.utime_us += ticks_to_us(p.utime + p.cutime);
+    f.stime_us += ticks_to_us(p.stime + p.cstime);
     // utime+stime (and cutime+cstime) are the kernel's exact run time in ns, split by tick
     // samples and truncated to whole ticks in /proc: a process that has run 9 ms shows 0, so
     // a thousand short-lived workers (Apache prefork, a forked child per connection) showed
@@ -372,10 +386,10 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
     // it is larger; exited threads still count through utime+stime, to within a tick
     // (docs/LOADGEN.md, "How precise").
     const std::uint64_t ticked = ticks_to_us(p.utime + p.stime);
-    const std::uint64_t ran = add_tasks(p.pid, s);
-    if (ran > ticked) s.untracked_us += ran - ticked;
+    const std::uint64_t ran = add_tasks(p.pid, f);
+    if (ran > ticked) f.untracked_us += ran - ticked;
   }
-  s.cpu_us = s.utime_us + s.stime_us + s.untracked_us;
+  settle_cpu(s, false);
   return s;
 }
 
@@ -390,7 +404,7 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
 TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu) {
   if (!with_cpu) {
     const std::int64_t begin = monotonic_ns();
-    TreeSnapshot s = read_tree(tree_of(config.pid, all_processes()), with_memory, false, false);
+    TreeSnapshot s = read_tree(tree_of(config.pid, all_processes()), with_memory, false);
     if (with_memory && config.port != 0)
       s.sockets_measured = add_server_sockets(config.pid, config.port, s);
     s.monotonic_ns_begin = begin;
@@ -407,23 +421,24 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
     std::optional<nlohmann::json> stats;
     if (!config.stats_file.empty()) stats = fresh_stats(config);
     const auto tree = tree_of(config.pid, all_processes());
-    s = read_tree(tree, with_memory, true, stats.has_value());
+    s = read_tree(tree, with_memory, true);
     s.monotonic_ns_begin = begin;
     s.monotonic_ns = monotonic_ns();
     if (stats) {
-      s.from_stats_file = true;
-      if (stats->contains("self")) add_rusage_json((*stats)["self"], s);
-      if (stats->contains("children")) add_rusage_json((*stats)["children"], s);
+      CpuFigures root;
+      if (stats->contains("self")) add_rusage_json((*stats)["self"], root);
+      if (stats->contains("children")) add_rusage_json((*stats)["children"], root);
+      s.root_stats = root;
       if (stats->contains("requests"))
         s.server_requests = (*stats)["requests"].get<std::uint64_t>();
     }
+    settle_cpu(s, true);
     std::vector<pid_t> after = pids_of(tree);
     s.cpu_attempts = attempt;
     s.cpu_consistent = none_reaped(before) && none_reaped(after);
     if (s.cpu_consistent) break;
     before = std::move(after);
   }
-  s.cpu_us = s.utime_us + s.stime_us + s.untracked_us;
   s.tcp_mem_bytes = tcp_mem_bytes();
   return s;
 }
@@ -517,19 +532,26 @@ ServerSample ServerSampler::stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
-  const TreeSnapshot last = timed_snapshot(false, true);
+  TreeSnapshot last = timed_snapshot(false, true);
   const TreeSnapshot last_memory = timed_snapshot(true, false);
   note_memory(last_memory);
   std::lock_guard lock(mutex_);
   ServerSample& r = sample_;
   r.server_exited = !last.alive;
-  r.source = last.from_stats_file && first_.from_stats_file ? "stats-file+proc" : "proc";
-  r.switches_complete = last.from_stats_file && first_.from_stats_file;
+  // Both ends from the same source: the server's report at both, or /proc at both (one end
+  // without a report, the server having not answered in time, once gave 0 µs of CPU over a
+  // 100 ms window of a forked server under load: /proc's whole ticks against the report's µs).
+  TreeSnapshot first = first_;
+  const bool reported = first.root_stats && last.root_stats;
+  settle_cpu(first, reported);
+  settle_cpu(last, reported);
+  r.source = reported ? "stats-file+proc" : "proc";
+  r.switches_complete = reported;
   // From the first snapshot's beginning to the last one's end. Timed from the first one's end,
   // a window of a tree whose snapshot took most of the planned window (Apache at 10,000
   // connections: thousands of threads' status files) came out as 0.2-0.34 s with the CPU of
   // several seconds in it: 13.5 cores on a 2-CPU machine.
-  r.window_s = static_cast<double>(last.monotonic_ns - first_.monotonic_ns_begin) / 1e9;
+  r.window_s = static_cast<double>(last.monotonic_ns - first.monotonic_ns_begin) / 1e9;
   r.pss_kb = last_memory.pss_kb;
   r.rss_kb = last_memory.rss_kb;
   r.processes = last_memory.processes;
@@ -541,27 +563,27 @@ ServerSample ServerSampler::stop() {
   r.sockets = last_memory.sockets;
   r.socket_buffer_bytes = last_memory.socket_buffer_bytes;
   r.socket_object_bytes = last_memory.sockets * socket_object_bytes();
-  r.cpu_consistent = first_.cpu_consistent && last.cpu_consistent;
+  r.cpu_consistent = first.cpu_consistent && last.cpu_consistent;
   auto delta = [](std::uint64_t b, std::uint64_t a) { return b > a ? b - a : 0; };
-  r.utime_us = delta(last.utime_us, first_.utime_us);
-  r.stime_us = delta(last.stime_us, first_.stime_us);
+  r.utime_us = delta(last.utime_us, first.utime_us);
+  r.stime_us = delta(last.stime_us, first.stime_us);
   // cpu_us counts each live task at its exact run time where the ticks missed some, at both
   // ends; utime and stime are tick-split and lack that at the start. A child alive at the start
   // and reaped by the end enters RUSAGE_CHILDREN exactly, so utime+stime's delta counted the
   // run time its ticks had missed before the window as if it were in it: ~1,000 forked
   // children gave 12.4 s of CPU in a 3.4 s window on 2 CPUs. So cpu_us is cpu's own delta, and
   // the user/system split is scaled to it when it says more.
-  r.cpu_us = delta(last.cpu_us, first_.cpu_us);
+  r.cpu_us = delta(last.cpu_us, first.cpu_us);
   if (r.utime_us + r.stime_us > r.cpu_us && r.utime_us + r.stime_us > 0) {
     const double scale =
         static_cast<double>(r.cpu_us) / static_cast<double>(r.utime_us + r.stime_us);
     r.utime_us = static_cast<std::uint64_t>(static_cast<double>(r.utime_us) * scale);
     r.stime_us = r.cpu_us - r.utime_us;
   }
-  r.nvcsw = delta(last.nvcsw, first_.nvcsw);
-  r.nivcsw = delta(last.nivcsw, first_.nivcsw);
-  if (first_.server_requests && last.server_requests)
-    r.server_requests = delta(*last.server_requests, *first_.server_requests);
+  r.nvcsw = delta(last.nvcsw, first.nvcsw);
+  r.nivcsw = delta(last.nivcsw, first.nivcsw);
+  if (first.server_requests && last.server_requests)
+    r.server_requests = delta(*last.server_requests, *first.server_requests);
   return r;
 }
 

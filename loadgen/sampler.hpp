@@ -78,6 +78,21 @@ constexpr std::uint64_t kKernelStackKb = 16;
 // sizes read on Linux 6.18 x86-64: 2368 + 832 + 192 + 192 bytes).
 std::uint64_t socket_object_bytes();
 
+// CPU time and context switches of part of the tree.
+struct CpuFigures {
+  std::uint64_t utime_us = 0, stime_us = 0;
+  std::uint64_t untracked_us = 0;  // live tasks' run time beyond their tick-sampled utime+stime
+  std::uint64_t nvcsw = 0, nivcsw = 0;
+  CpuFigures& operator+=(const CpuFigures& o) {
+    utime_us += o.utime_us;
+    stime_us += o.stime_us;
+    untracked_us += o.untracked_us;
+    nvcsw += o.nvcsw;
+    nivcsw += o.nivcsw;
+    return *this;
+  }
+};
+
 // One look at the tree.
 struct TreeSnapshot {
   // When the figures were read: from monotonic_ns_begin to monotonic_ns (a snapshot of a tree
@@ -98,6 +113,13 @@ struct TreeSnapshot {
   std::uint64_t sockets = 0, socket_buffer_bytes = 0;
   std::uint64_t connected_sockets = 0;  // of `sockets`, those not listening
   bool sockets_measured = false;
+  // CPU snapshots: the parts the figures above add up. The root is always read from /proc
+  // too, so that two snapshots of which only one got the server's report (it did not answer
+  // within stats_wait) can still be compared from the same source: /proc's root and its
+  // report differ by up to a tick per field, more than a short window's CPU, and the report
+  // has the exited threads' and reaped children's switches, /proc only the live tasks'.
+  CpuFigures others, root_proc;
+  std::optional<CpuFigures> root_stats;          // the root from the server's report
   bool from_stats_file = false;                  // root figures from the server's report
   std::optional<std::uint64_t> server_requests;  // the stats file's `requests`
   bool alive = true;                             // the root pid still existed

@@ -1,6 +1,7 @@
 // The load generator and server sampler against real servers: a real nginx started here, and
 // build/shootout serve. Every run is bounded (short -d, few connections, 127.0.0.1 only) and
 // asserts counts and orderings, never the speed of this machine.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -383,10 +384,13 @@ TEST_P(LoadgenCpuBound, ServerCpuNeverExceedsTheCoresOverTheWindow) {
     c.server = shootout::load::SamplerConfig{server.pid(), stats, 50ms};
     const LoadResult r = shootout::load::run_load(c);
     ASSERT_TRUE(r.server.has_value());
-    EXPECT_GT(r.server->cpu_us, 0u);
-    EXPECT_LE(static_cast<double>(r.server->cpu_us), cpus * r.server->window_s * 1e6)
-        << "window " << window.count() << " ms: " << r.server->cpu_us << " us of CPU in "
-        << r.server->window_s << " s on " << cpus << " CPUs";
+    const std::string what = fmt::format(
+        "window {} ms: {} us of CPU in {} s on {} CPUs ({} requests; sampler: {}, consistent "
+        "{}, {} processes)",
+        window.count(), r.server->cpu_us, r.server->window_s, cpus, r.requests, r.server->source,
+        r.server->cpu_consistent, r.server->processes_peak);
+    EXPECT_GT(r.server->cpu_us, 0u) << what;
+    EXPECT_LE(static_cast<double>(r.server->cpu_us), cpus * r.server->window_s * 1e6) << what;
   }
   EXPECT_EQ(server.stop(), 0);
   std::filesystem::remove_all(dir);
@@ -587,36 +591,73 @@ TEST(LoadgenSamplerSources, RusageChildrenIsTheExactRunTimeOfReapedChildren) {
 // (RUSAGE_CHILDREN in µs) no allowance; from /proc only (nginx's case) the parent's
 // cutime+cstime are exact nanosecond sums truncated to whole ticks, at most one tick lost per
 // field, and the allowance is exactly that.
-class LoadgenReapedCpu : public ::testing::TestWithParam<bool> {};
+//
+// ReportAtTheStartOnly: the server answers the first snapshot's SIGUSR1 but not the last one's
+// (it is stopped then, as a server too busy to answer within stats_wait is). Both ends are
+// then compared from /proc: the report counts its reaped children's switches and /proc only
+// the live tasks', so a report at one end and /proc at the other made the switches (and a
+// short window's CPU) come out as 0. Warm-up children before the window put switches in the
+// report; the parent's accept() waits are switches of its live main thread in the window.
+enum class CpuSource { stats_file, proc_only, report_at_start_only };
+
+class LoadgenReapedCpu : public ::testing::TestWithParam<CpuSource> {};
 
 TEST_P(LoadgenReapedCpu, ChildrenReapedInsideTheWindowAreCounted) {
   constexpr int kChildren = 40;
   constexpr std::uint64_t kBurnUs = 2000;
-  const bool with_stats = GetParam();
+  const CpuSource source = GetParam();
   auto dir = temp_dir("reaped-cpu");
   const std::string stats = (dir / "stats.json").string();
   ServerProcess server({"--model", "forked", "--stats-file", stats});
-  shootout::load::ServerSampler sampler({server.pid(), with_stats ? stats : "", 0ms});
+  auto all_reaped = [&] {
+    for (int i = 0; i < 6000 && !shootout::test::children_of(server.pid()).empty(); ++i)
+      std::this_thread::sleep_for(10ms);
+    return shootout::test::children_of(server.pid()).empty();
+  };
+  if (source == CpuSource::report_at_start_only) {
+    for (int i = 0; i < 200; ++i)
+      ASSERT_EQ(shootout::test::http_get(server.port(), "/").status, 200);
+    ASSERT_TRUE(all_reaped()) << "warm-up children not reaped";
+  }
+  shootout::load::SamplerConfig config{server.pid(), source == CpuSource::proc_only ? "" : stats,
+                                       0ms};
+  config.stats_wait = 500ms;  // how long the stopped server is waited for at the end
+  shootout::load::ServerSampler sampler(config);
   sampler.start();
   for (int i = 0; i < kChildren; ++i)
     ASSERT_EQ(shootout::test::http_get(server.port(), "/cpu?us=2000").status, 200);
-  for (int i = 0; i < 6000 && !shootout::test::children_of(server.pid()).empty(); ++i)
-    std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(shootout::test::children_of(server.pid()).empty()) << "children not reaped";
+  ASSERT_TRUE(all_reaped()) << "children not reaped";
+  if (source == CpuSource::report_at_start_only) ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
   const auto s = sampler.stop();
-  EXPECT_EQ(s.source, with_stats ? "stats-file+proc" : "proc");
+  if (source == CpuSource::report_at_start_only) ASSERT_EQ(::kill(server.pid(), SIGCONT), 0);
+  EXPECT_EQ(s.source, source == CpuSource::stats_file ? "stats-file+proc" : "proc");
   const std::uint64_t tick_us = 1'000'000 / static_cast<std::uint64_t>(::sysconf(_SC_CLK_TCK));
-  const std::uint64_t allowance = with_stats ? 0 : 2 * tick_us;
+  const std::uint64_t allowance = source == CpuSource::stats_file ? 0 : 2 * tick_us;
   EXPECT_GE(s.cpu_us + allowance, kChildren * kBurnUs);
-  if (with_stats) {
+  if (source == CpuSource::stats_file) {
     EXPECT_EQ(s.server_requests.value_or(0), static_cast<std::uint64_t>(kChildren));
+  }
+  if (source == CpuSource::report_at_start_only) {
+    EXPECT_GE(s.nvcsw, static_cast<std::uint64_t>(kChildren)) << "the parent's accept() waits";
   }
   EXPECT_EQ(server.stop(), 0);
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sources, LoadgenReapedCpu, ::testing::Values(true, false),
-                         [](const auto& p) { return p.param ? "StatsFile" : "ProcOnly"; });
+INSTANTIATE_TEST_SUITE_P(Sources, LoadgenReapedCpu,
+                         ::testing::Values(CpuSource::stats_file, CpuSource::proc_only,
+                                           CpuSource::report_at_start_only),
+                         [](const auto& p) {
+                           switch (p.param) {
+                             case CpuSource::stats_file:
+                               return "StatsFile";
+                             case CpuSource::proc_only:
+                               return "ProcOnly";
+                             case CpuSource::report_at_start_only:
+                               return "ReportAtTheStartOnly";
+                           }
+                           return "";
+                         });
 
 // --- the command line ---------------------------------------------------------------------
 
