@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -236,6 +237,7 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"repeat", c.repeat},
           {"pin", c.pin},
           {"loadgen_threads", c.threads},
+          {"load_engine", load::engine_name(c.load_engine)},
           {"nginx_workers", c.nginx_workers},
           {"workers", c.workers},
           {"connect_rate", c.connect_rate},
@@ -419,6 +421,11 @@ Command add_run_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  sub->add_option("--load-engine", c.load_engine,
+                  "The load generator's I/O: asio (readiness, epoll) or uring (completion)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, load::EngineKind>{
+          {"asio", load::EngineKind::asio}, {"uring", load::EngineKind::uring}}))
       ->capture_default_str();
   sub->add_option("--nginx-workers", c.nginx_workers,
                   "nginx worker_processes (0: as many as each point's connections need within "
