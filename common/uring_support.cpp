@@ -56,7 +56,8 @@ std::string uring_unavailable_for(unsigned setup_flags, std::initializer_list<in
   io_uring_params p{};
   p.flags = setup_flags;
   if (int r = io_uring_queue_init_params(8, &ring, &p); r < 0) {
-    std::string why = fmt::format("io_uring_setup{}: {}", flag_names(setup_flags), std::strerror(-r));
+    std::string why =
+        fmt::format("io_uring_setup{}: {}", flag_names(setup_flags), std::strerror(-r));
     if (r == -EPERM) why += " (kernel.io_uring_disabled = 1, or a seccomp profile)";
     if (r == -EINVAL) why += " (the kernel is older than 6.1)";
     if (r == -ENOSYS) why += " (a kernel built without io_uring, or a seccomp profile)";
