@@ -9,7 +9,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <thread>
 
@@ -422,11 +421,12 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  sub->add_option("--load-engine", c.load_engine,
-                  "The load generator's I/O: asio (readiness, epoll) or uring (completion)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, load::EngineKind>{
-          {"asio", load::EngineKind::asio}, {"uring", load::EngineKind::uring}}))
-      ->capture_default_str();
+  sub->add_option_function<std::string>(
+         "--load-engine",
+         [&c](const std::string& name) { c.load_engine = load::parse_engine(name); },
+         "The load generator's I/O: asio (readiness, epoll) or uring (completion, io_uring)")
+      ->check(CLI::IsMember({"asio", "uring"}))
+      ->default_str("asio");
   sub->add_option("--nginx-workers", c.nginx_workers,
                   "nginx worker_processes (0: as many as each point's connections need within "
                   "the descriptor limit, with listen reuseport)")
