@@ -20,8 +20,7 @@ struct AsioEngine::Link {
   HandlerSlot connect_slot, read_slot, write_slot, timer_slot;
 };
 
-AsioEngine::AsioEngine(const Plan& plan, Worker& worker, std::size_t first_index,
-                       std::size_t count)
+AsioEngine::AsioEngine(const Plan& plan, Worker& worker, std::size_t first_index, std::size_t count)
     : plan_(plan), w_(worker), first_(first_index), ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO) {
   links_.reserve(count);
   for (std::size_t i = 0; i < count; ++i) links_.push_back(std::make_unique<Link>(ioc_, i));
@@ -53,10 +52,11 @@ bool AsioEngine::is_open(std::size_t slot) const { return links_[slot]->sock.is_
 void AsioEngine::connect(std::size_t slot) {
   w_.owner().check("AsioEngine::connect");
   Link& l = *links_[slot];
-  l.sock.async_connect(plan_.endpoint, bind_slot(l.connect_slot, [this, &l, g = l.gen](
-                                                                     boost::system::error_code ec) {
-                         if (g == l.gen) w_.connection(l.slot).on_connect(!ec);
-                       }));
+  l.sock.async_connect(
+      plan_.endpoint,
+      bind_slot(l.connect_slot, [this, &l, g = l.gen](boost::system::error_code ec) {
+        if (g == l.gen) w_.connection(l.slot).on_connect(!ec);
+      }));
 }
 
 // Almost always one send() writes the whole batch; the rest goes asynchronously (the batch's
@@ -72,11 +72,11 @@ void AsioEngine::send(std::size_t slot, std::string_view bytes) {
     return w_.connection(slot).on_send_error();
   }
   if (n == bytes.size()) return;
-  asio::async_write(l.sock, asio::buffer(bytes.data() + n, bytes.size() - n),
-                    bind_slot(l.write_slot,
-                              [this, &l, g = l.gen](boost::system::error_code e, std::size_t) {
-                                if (g == l.gen && e) w_.connection(l.slot).on_send_error();
-                              }));
+  asio::async_write(
+      l.sock, asio::buffer(bytes.data() + n, bytes.size() - n),
+      bind_slot(l.write_slot, [this, &l, g = l.gen](boost::system::error_code e, std::size_t) {
+        if (g == l.gen && e) w_.connection(l.slot).on_send_error();
+      }));
 }
 
 void AsioEngine::start_reading(std::size_t slot) { wait_readable(*links_[slot]); }
@@ -134,7 +134,9 @@ void AsioEngine::arm_timer(WorkerTimer which, Clock::time_point at) {
   });
 }
 
-void AsioEngine::cancel_timer(WorkerTimer which) { timers_[static_cast<std::size_t>(which)].cancel(); }
+void AsioEngine::cancel_timer(WorkerTimer which) {
+  timers_[static_cast<std::size_t>(which)].cancel();
+}
 
 // A posted handler runs after the handlers of the completions the same epoll_wait returned.
 void AsioEngine::flush_after_batch() {

@@ -42,7 +42,7 @@ struct UringEngine::Slot {
   std::uint32_t gen = 0;        // bumped by close(); in every operation's user_data
   std::uint32_t timer_gen = 0;  // bumped by arm_timer() and close(): older heap entries are stale
   bool connecting = false, reading = false, sending = false;  // this socket's, in the kernel
-  std::string out;   // the bytes being sent (the kernel reads them after send() returned)
+  std::string out;  // the bytes being sent (the kernel reads them after send() returned)
   std::size_t sent = 0;
   std::string more;  // given while a send was in flight; sent after it
 };
@@ -50,7 +50,8 @@ struct UringEngine::Slot {
 const std::string& UringEngine::unavailable() {
   // No set-up flags: the engine falls back to a plain ring where they are refused.
   static const std::string why = uring_unavailable_for(
-      0, {IORING_OP_CONNECT, IORING_OP_SEND, IORING_OP_RECV, IORING_OP_READ, IORING_OP_ASYNC_CANCEL},
+      0,
+      {IORING_OP_CONNECT, IORING_OP_SEND, IORING_OP_RECV, IORING_OP_READ, IORING_OP_ASYNC_CANCEL},
       true);
   return why;
 }
@@ -237,7 +238,7 @@ void UringEngine::run() {
 void UringEngine::run_timers() {
   const auto now = Clock::now();
   while (!heap_.empty() && heap_.front().at <= now && !stopped_) {
-    std::pop_heap(heap_.begin(), heap_.end(), [](const Timer& a, const Timer& b) { return a.at > b.at; });
+    std::pop_heap(heap_.begin(), heap_.end(), later);
     const Timer t = heap_.back();
     heap_.pop_back();
     if (t.gen != timer_gen(t.id)) continue;  // re-armed, cancelled or closed since
@@ -273,9 +274,8 @@ void UringEngine::give_back() {
 // queued (what models/uring/loop.cpp does too). A send the socket cannot take at once leaves
 // that count one short; the wait is then bounded by kInlineSendWait.
 void UringEngine::submit_wait() {
-  const auto cmp = [](const Timer& a, const Timer& b) { return a.at > b.at; };
   while (!heap_.empty() && heap_.front().gen != timer_gen(heap_.front().id)) {
-    std::pop_heap(heap_.begin(), heap_.end(), cmp);
+    std::pop_heap(heap_.begin(), heap_.end(), later);
     heap_.pop_back();
   }
   const unsigned sends = sends_queued_;
@@ -285,8 +285,9 @@ void UringEngine::submit_wait() {
   if (heap_.empty() && sends == 0) {
     r = io_uring_submit_and_wait(&ring_, 1);
   } else {
-    Clock::duration wait = heap_.empty() ? kInlineSendWait
-                                         : std::max<Clock::duration>(heap_.front().at - Clock::now(), {});
+    Clock::duration wait = heap_.empty()
+                               ? kInlineSendWait
+                               : std::max<Clock::duration>(heap_.front().at - Clock::now(), {});
     if (sends > 0) wait = std::min<Clock::duration>(wait, kInlineSendWait);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     if (ns == 0) {
@@ -368,8 +369,8 @@ void UringEngine::on_recv(std::size_t slot, const Cqe& cqe) {
   const std::uint32_t gen = s.gen;
   if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
     const auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    w_.connection(slot).on_data({buffers_ + std::size_t{id} * buffer_size_,
-                                 static_cast<std::size_t>(cqe.res)});
+    w_.connection(slot).on_data(
+        {buffers_ + std::size_t{id} * buffer_size_, static_cast<std::size_t>(cqe.res)});
     recycle(id);  // the connection keeps what it has not consumed in its own memory
     if (!more && s.gen == gen && s.fd >= 0) {
       ++counts_.recv_rearms;
@@ -459,9 +460,12 @@ void UringEngine::close_descriptors() {
   to_close_.clear();
 }
 
+// The heap's order: the earliest on top.
+bool UringEngine::later(const Timer& a, const Timer& b) { return a.at > b.at; }
+
 void UringEngine::push_timer(std::uint32_t id, std::uint32_t gen, Clock::time_point at) {
   heap_.push_back({at, id, gen});
-  std::push_heap(heap_.begin(), heap_.end(), [](const Timer& a, const Timer& b) { return a.at > b.at; });
+  std::push_heap(heap_.begin(), heap_.end(), later);
 }
 
 std::uint32_t& UringEngine::timer_gen(std::uint32_t id) {

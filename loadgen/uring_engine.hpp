@@ -113,6 +113,7 @@ class UringEngine final : public Engine {
   void stale(std::size_t slot, Op op, const Cqe& cqe);
 
   // timers
+  static bool later(const Timer& a, const Timer& b);
   void push_timer(std::uint32_t id, std::uint32_t gen, Clock::time_point at);
   std::uint32_t& timer_gen(std::uint32_t id);
 
@@ -121,26 +122,26 @@ class UringEngine final : public Engine {
   const std::size_t first_;
   io_uring ring_{};
   bool ring_ready_ = false;
-  bool enable_ = false;                 // set up disabled: run() enables it
+  bool enable_ = false;  // set up disabled: run() enables it
   io_uring_buf_ring* buf_ring_ = nullptr;
   char* buffers_ = nullptr;
   unsigned buffer_count_ = 0, buffer_size_ = 0;
-  int buffers_returned_ = 0;            // added to the ring since the last advance
+  int buffers_returned_ = 0;  // added to the ring since the last advance
   int wake_fd_ = -1;
-  std::uint64_t wake_value_ = 0;        // the queued eventfd read's buffer
+  std::uint64_t wake_value_ = 0;  // the queued eventfd read's buffer
   bool stopped_ = false, draining_ = false, flush_ = false;
-  unsigned sends_queued_ = 0;           // since the last enter (see submit_wait)
-  std::uint64_t in_flight_ = 0;         // operations whose last completion has not come back
-  std::uint64_t stale_sends_ = 0;       // sends of closed sockets still in the kernel
-  std::vector<std::string> retired_;    // their buffers, freed once none is left
-  sockaddr_storage target_{};           // the server: what every connect points at
+  unsigned sends_queued_ = 0;         // since the last enter (see submit_wait)
+  std::uint64_t in_flight_ = 0;       // operations whose last completion has not come back
+  std::uint64_t stale_sends_ = 0;     // sends of closed sockets still in the kernel
+  std::vector<std::string> retired_;  // their buffers, freed once none is left
+  sockaddr_storage target_{};         // the server: what every connect points at
   socklen_t target_len_ = 0;
   std::vector<Slot> slots_;
-  std::vector<Timer> heap_;             // a min-heap by `at`, with stale entries
+  std::vector<Timer> heap_;  // a min-heap by `at`, with stale entries
   std::array<std::uint32_t, kWorkerTimers> worker_timer_gen_{};
-  std::vector<Cqe> ready_;              // the batch of completions being dispatched
-  std::vector<Ref> rearm_;              // receives to arm again once buffers are back
-  std::vector<int> to_close_;           // descriptors to close after the next enter
+  std::vector<Cqe> ready_;     // the batch of completions being dispatched
+  std::vector<Ref> rearm_;     // receives to arm again once buffers are back
+  std::vector<int> to_close_;  // descriptors to close after the next enter
   EngineCounts counts_;
 };
 
