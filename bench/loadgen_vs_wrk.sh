@@ -6,9 +6,12 @@
 # request under each (master and worker's exact run time, schedstat, over the run). nginx is
 # bench/lib.sh's: one worker, access log off, `return 200`.
 #
-#   bench/loadgen_vs_wrk.sh [-d 5s] [-b build] [-r ROUNDS] [-c "10 100 1000 10000"]
+#   [ENGINES="asio uring"] bench/loadgen_vs_wrk.sh [-d 5s] [-b build] [-r ROUNDS] [-c "10 100"]
 #
-# Each round runs wrk, then ours; with ROUNDS > 1 (default 3) the best round of each is kept
+# ENGINES: the load generator's engines to run beside wrk (`shootout load --engine E`; default
+# "asio"); each gets its own columns, its ratio to wrk and its CPU per request. An engine that
+# cannot run here (io_uring disabled) is left out with its reason. Each round runs wrk, then
+# ours on each engine; with ROUNDS > 1 (default 3) the best round of each is kept
 # (other work on the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk,
 # taskset, curl.
 set -euo pipefail
@@ -23,7 +26,7 @@ while getopts "d:b:r:c:" opt; do
     b) build=$OPTARG ;;
     r) rounds=$OPTARG ;;
     c) conns=$OPTARG ;;
-    *) echo "usage: $0 [-d 5s] [-b build] [-r rounds] [-c \"10 100\"]" >&2; exit 2 ;;
+    *) echo "usage: [ENGINES=\"asio uring\"] $0 [-d 5s] [-b build] [-r rounds] [-c \"10 100\"]" >&2; exit 2 ;;
   esac
 done
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,9 +57,9 @@ run_wrk() {
   echo "${rps:-0} ${cpu:-0} ${reqs:-0} $(( $(worker_ns) - ns0 ))"
 }
 run_load() {
-  local c=$1 out ns0
+  local c=$1 engine=$2 out ns0
   ns0=$(worker_ns)
-  out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 "$shootout" load -t1 -c"$c" -d"$duration" --json "$url"; } 2>&1)
+  out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 "$shootout" load --engine "$engine" -t1 -c"$c" -d"$duration" --json "$url"; } 2>&1)
   local rps reqs cpu
   rps=$(grep -m1 '"requests_per_s"' <<<"$out" | tr -dc '0-9.')
   # responses_total: every answer of the run, as wrk's "requests in" counts them.
@@ -65,25 +68,50 @@ run_load() {
   echo "${rps:-0} ${cpu:-0} ${reqs:-0} $(( $(worker_ns) - ns0 ))"
 }
 
+# The engines asked for that can run here (a quick probe: --engine uring exits 2 with the
+# reason where io_uring is unavailable).
+read -r -a asked <<<"${ENGINES:-asio}"
+engines=()
+for e in "${asked[@]}"; do
+  if why=$("$shootout" load --engine "$e" -c1 -d100ms "$url" 2>&1 >/dev/null); then
+    engines+=("$e")
+  else
+    echo "engine $e left out: $why" >&2
+  fi
+done
+(( ${#engines[@]} > 0 )) || { echo "no engine can run here" >&2; exit 1; }
+
+# "a" beats "b" on req/s (the first of the four fields).
+better() { awk -v a="$1" -v b="$2" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}'; }
+
 echo "nginx 1 worker on core 0, load -t1 on core 1, -d $duration, $rounds round(s), $(nproc) cores,"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-8s %12s %12s %7s %11s %11s %13s %13s\n" conns "wrk req/s" "load req/s" ratio \
+echo "engines: ${engines[*]}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-8s %-6s %12s %12s %7s %11s %11s %13s %13s\n" conns engine "wrk req/s" "load req/s" ratio \
   "wrk us/req" "load us/req" "nginx us/req" "nginx us/req"
-printf "%-8s %12s %12s %7s %11s %11s %13s %13s\n" "" "" "" "" "" "" "(wrk)" "(load)"
+printf "%-8s %-6s %12s %12s %7s %11s %11s %13s %13s\n" "" "" "" "" "" "" "" "(wrk)" "(load)"
 for c in $conns; do
-  best_w="0 0 1 0"; best_l="0 0 1 0"
+  best_w="0 0 1 0"
+  declare -A best_l=()
+  for e in "${engines[@]}"; do best_l[$e]="0 0 1 0"; done
   for round in $(seq "$rounds"); do
-    w=$(run_wrk "$c"); l=$(run_load "$c")
-    echo "  round $round, $c conns: wrk $w | load $l   (req/s cpu_s requests nginx_ns)" >&2
-    [[ $(awk -v a="$w" -v b="$best_w" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_w=$w
-    [[ $(awk -v a="$l" -v b="$best_l" 'BEGIN{split(a,x," ");split(b,y," ");print (x[1]>y[1])}') == 1 ]] && best_l=$l
+    w=$(run_wrk "$c")
+    echo "  round $round, $c conns: wrk $w   (req/s cpu_s requests nginx_ns)" >&2
+    [[ $(better "$w" "$best_w") == 1 ]] && best_w=$w
+    for e in "${engines[@]}"; do
+      l=$(run_load "$c" "$e")
+      echo "  round $round, $c conns: load --engine $e $l" >&2
+      [[ $(better "$l" "${best_l[$e]}") == 1 ]] && best_l[$e]=$l
+    done
   done
   read -r wr wc wn wg <<<"$best_w"
-  read -r lr lc ln lg <<<"$best_l"
-  awk -v c="$c" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" -v ln="$ln" \
-      -v wg="$wg" -v lg="$lg" 'BEGIN {
-    printf "%-8s %12.0f %12.0f %7.2f %11.2f %11.2f %13.2f %13.2f\n", c, wr, lr,
-      (wr > 0 ? lr / wr : 0), (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0),
-      (wn > 0 ? wg / 1e3 / wn : 0), (ln > 0 ? lg / 1e3 / ln : 0) }'
+  for e in "${engines[@]}"; do
+    read -r lr lc ln lg <<<"${best_l[$e]}"
+    awk -v c="$c" -v e="$e" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" \
+        -v ln="$ln" -v wg="$wg" -v lg="$lg" 'BEGIN {
+      printf "%-8s %-6s %12.0f %12.0f %7.2f %11.2f %11.2f %13.2f %13.2f\n", c, e, wr, lr,
+        (wr > 0 ? lr / wr : 0), (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0),
+        (wn > 0 ? wg / 1e3 / wn : 0), (ln > 0 ? lg / 1e3 / ln : 0) }'
+  done
+  unset best_l
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

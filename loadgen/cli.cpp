@@ -32,6 +32,7 @@ struct LoadFlags {
   load::LoadConfig config;
   std::string duration = "10s", warmup = "0s", timeout = "2s", open_timeout = "60s",
               ramp_timeout = "0s", interval = "1s";
+  std::string engine = "asio";
   bool idle = false, json = false, json_raw = false, mpi = false;
   std::string out_file;
   int server_pid = 0;
@@ -52,6 +53,13 @@ std::unique_ptr<load::LoadGroup> open_group(bool forced) {
 
 int run(const LoadFlags& f) {
   load::LoadConfig c = f.config;
+  // Like `serve --model uring`: an engine this process cannot run is a usage of the wrong tool
+  // here, exit 2 with the reason, before anything is set up.
+  if (f.engine == "uring")
+    if (const std::string& why = load::uring_engine_unavailable(); !why.empty()) {
+      std::fprintf(stderr, "shootout load: --engine uring cannot run here: %s\n", why.c_str());
+      return 2;
+    }
   // Under mpirun, errors name their rank; rank 0 alone prints the result.
   const load::MpiLaunch launch = load::mpi_launch_from_env();
   const bool several = launch.size > 1 || (f.mpi && launch.size >= 1);
@@ -64,6 +72,7 @@ int run(const LoadFlags& f) {
     c.timeout = load::parse_duration(f.timeout);
     c.open_timeout = load::parse_duration(f.open_timeout);
     c.ramp_timeout = load::parse_duration(f.ramp_timeout);
+    c.engine = load::parse_engine(f.engine);
     if (f.idle && c.rate > 0) throw load::LoadError("--idle and -R/--rate cannot be combined");
     c.mode = f.idle ? load::Mode::idle : c.rate > 0 ? load::Mode::rate : load::Mode::closed;
     if (f.server_pid > 0) {
@@ -119,6 +128,10 @@ Command add_load_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("-t,--threads", c.threads, "Threads, each with its own event loop")
       ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  sub->add_option("--engine", f.engine,
+                  "How the threads do I/O: asio (readiness, epoll) or uring (completion, io_uring)")
+      ->check(CLI::IsMember({"asio", "uring"}))
       ->capture_default_str();
   sub->add_option("-d,--duration", f.duration, "Measurement window (idle: how long to hold)")
       ->check(duration_check())

@@ -1,52 +1,25 @@
-// The hot path. Per request, a connection in closed mode does: one send() of the whole batch
-// (synchronous, the socket is non-blocking; only a partial write falls back to async_write;
-// in closed loop the send is deferred to one flush per batch of completions, defer_send()),
-// one async_wait for readability (no speculative recv that would fail with EAGAIN), one recv
-// into the thread's buffer, and the probe's scan over the bytes (HTTP: Beast's parser, re-made
-// in place). Completion handlers are built in per-connection slots (handler_memory.hpp), and
-// the probe gives HTTP's and echo's batches as views of memory it keeps, so nothing is
-// allocated once the connections are up.
+// The hot path. Per request, a connection in closed mode asks its engine to send the whole
+// batch (in closed loop the send is deferred to one flush per batch of completions,
+// Worker::defer_send()), is handed the bytes received, and runs the probe's scan over them
+// (HTTP: Beast's parser, re-made in place). The probe gives HTTP's and echo's batches as views
+// of memory it keeps, and the engines keep their per-connection memory in slots, so nothing is
+// allocated once the connections are up. What each engine does per request in system calls is
+// in docs/LOADGEN.md ("Two engines").
 #include "connection.hpp"
 
-#include <netinet/in.h>
-
 #include <algorithm>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/write.hpp>
 #include <chrono>
-#include <cstring>
 #include <span>
 
 namespace shootout::load {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-using BindAddressNoPort = asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>;
-
-Connection::Connection(Worker& w, std::size_t index)
+Connection::Connection(Worker& w, std::size_t slot, std::size_t index)
     : w_(w),
       plan_(w.plan_),
-      sock_(w.ioc_),
-      timer_(w.ioc_),
+      io_(w.engine()),
+      slot_(slot),
       index_(index),
       probe_(plan_.probe->new_session(index)) {}
-
-bool Connection::open(boost::system::error_code& ec) {
-  sock_.open(tcp::v4(), ec);
-  if (ec) return false;
-  if (!plan_.sources.empty()) {
-    // --source: bind the address only; IP_BIND_ADDRESS_NO_PORT leaves the port to connect(),
-    // which picks one free for this 4-tuple, so each source address has its ~28,000 ephemeral
-    // ports towards the one server port (a bind to port 0 would reserve a port per socket).
-    sock_.set_option(BindAddressNoPort(true), ec);
-    if (ec) return false;
-    sock_.bind({plan_.sources[index_ % plan_.sources.size()], 0}, ec);
-    if (ec) return false;
-  }
-  sock_.set_option(tcp::no_delay(true), ec);
-  sock_.non_blocking(true, ec);
-  return !ec;
-}
 
 void Connection::owned(const char* what) const { w_.owner_.check(what); }
 
@@ -100,9 +73,7 @@ void Connection::shutdown() {
   owned("Connection::shutdown");
   state_ = State::finished;
   ++gen_;
-  boost::system::error_code ec;
-  sock_.close(ec);
-  timer_.cancel();
+  io_.close(slot_);
 }
 
 void Connection::send_deferred(std::uint64_t gen) {
@@ -113,22 +84,20 @@ void Connection::send_deferred(std::uint64_t gen) {
 }
 
 void Connection::connect() {
-  if (!sock_.is_open()) {
-    boost::system::error_code ec;
-    if (!open(ec)) return fail(ErrorKind::connect);
+  if (!io_.is_open(slot_)) {
+    std::error_code ec;
+    if (!io_.open(slot_, ec)) return fail(ErrorKind::connect);
   }
   state_ = State::connecting;
   connect_at_ = Clock::now();
-  sock_.async_connect(plan_.endpoint,
-                      bind_slot(connect_slot_, [this, g = gen_](boost::system::error_code ec) {
-                        if (g == gen_) on_connect(ec);
-                      }));
+  io_.connect(slot_);
 }
 
-void Connection::on_connect(boost::system::error_code ec) {
-  if (ec) return fail(ErrorKind::connect);
+void Connection::on_connect(bool ok) {
+  owned("Connection::on_connect");
+  if (!ok) return fail(ErrorKind::connect);
   state_ = State::active;
-  wait_readable();
+  io_.start_reading(slot_);
   if (w_.stopping_) return finish();
   if (paced())
     schedule_send();
@@ -139,64 +108,41 @@ void Connection::on_connect(boost::system::error_code ec) {
 // Rate mode: the next request goes at its intended time, or at once if that has passed.
 void Connection::schedule_send() {
   if (Clock::now() >= intended_) return send();
-  timer_.expires_at(intended_);
-  timer_.async_wait(bind_slot(timer_slot_, [this, g = gen_](boost::system::error_code ec) {
-    if (g == gen_ && !ec) send();
-  }));
+  timer_for_ = TimerFor::send;
+  io_.arm_timer(slot_, intended_);
 }
 
-// Writes one batch. Almost always one send() does it; the rest goes asynchronously.
+void Connection::on_timer() {
+  owned("Connection::on_timer");
+  if (timer_for_ == TimerFor::reconnect) return connect();
+  send();
+}
+
+// Writes one batch; the engine sends it all, or calls back on_send_error().
 void Connection::send() {
   outstanding_ = requests_per_send();
   const std::string_view batch = probe_->batch(next_request_, outstanding_, scratch_);
   next_request_ += static_cast<std::uint64_t>(outstanding_);
-  const char* data = batch.data();
-  const std::size_t size = batch.size();
   sent_at_ = Clock::now();
   w_.stats.sent_total += static_cast<std::uint64_t>(outstanding_);
-  boost::system::error_code ec;
-  std::size_t n = sock_.write_some(asio::buffer(data, size), ec);
-  if (ec == asio::error::would_block) {
-    n = 0;
-  } else if (ec) {
-    return fail(ErrorKind::write);
-  }
-  if (n == size) return;
-  asio::async_write(
-      sock_, asio::buffer(data + n, size - n),
-      bind_slot(write_slot_, [this, g = gen_](boost::system::error_code e, std::size_t) {
-        if (g == gen_ && e) fail(ErrorKind::write);
-      }));
+  io_.send(slot_, batch);
 }
 
-void Connection::wait_readable() {
-  sock_.async_wait(tcp::socket::wait_read,
-                   bind_slot(read_slot_, [this, g = gen_](boost::system::error_code ec) {
-                     if (g == gen_) on_readable(ec);
-                   }));
+void Connection::on_send_error() {
+  owned("Connection::on_send_error");
+  fail(ErrorKind::write);
 }
 
-// Reads until the socket is drained (a short read means it is, at that instant; anything
-// arriving later wakes the wait again), handing every chunk to the parser.
-void Connection::on_readable(boost::system::error_code ec) {
-  if (ec) return fail(ErrorKind::read);
-  const std::span<char> buf = w_.read_buffer();
-  for (;;) {
-    std::size_t n = sock_.read_some(asio::buffer(buf.data(), buf.size()), ec);
-    if (ec == asio::error::would_block) break;
-    if (ec) return on_eof_or_error(ec);
-    const std::uint64_t gen = gen_;
-    consume({buf.data(), n});
-    if (gen != gen_ || state_ == State::finished) return;  // closed while consuming
-    if (n < buf.size()) break;
-  }
-  wait_readable();
+void Connection::on_data(std::string_view bytes) {
+  owned("Connection::on_data");
+  consume(bytes);
 }
 
-void Connection::on_eof_or_error(boost::system::error_code ec) {
+void Connection::on_read_end(bool eof) {
+  owned("Connection::on_read_end");
   // A response delimited by the end of the stream (HTTP without Content-Length) completes at
   // EOF; the probe knows.
-  if (ec == asio::error::eof && outstanding_ > 0) {
+  if (eof && outstanding_ > 0) {
     const Scan s = probe_->at_eof();
     if (s.kind == Scan::Kind::done) return response_done(s.error, false, s.length);
   }
@@ -339,9 +285,7 @@ void Connection::count(ErrorKind kind) {
 
 void Connection::close_socket() {
   ++gen_;
-  boost::system::error_code ec;
-  sock_.close(ec);
-  timer_.cancel();
+  io_.close(slot_);
   probe_->reset();
   partial_.clear();
   outstanding_ = 0;
@@ -358,10 +302,8 @@ void Connection::reconnect_later() {
   close_socket();
   state_ = State::connecting;
   connect_at_ = Clock::now();
-  timer_.expires_after(std::chrono::milliseconds(10));
-  timer_.async_wait(bind_slot(timer_slot_, [this, g = gen_](boost::system::error_code ec) {
-    if (g == gen_ && !ec) connect();
-  }));
+  timer_for_ = TimerFor::reconnect;
+  io_.arm_timer(slot_, connect_at_ + std::chrono::milliseconds(10));
 }
 
 void Connection::finish() {

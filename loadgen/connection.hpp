@@ -1,10 +1,14 @@
 #pragma once
 // Internal to the load generator: one load connection, the state machine every Worker runs one
 // of per connection it drives. One class for the three modes (closed, rate, idle; load.hpp) and
-// every protocol: what differs between the modes is asked through the small named helpers in
-// the private part (paced(), holds_idle(), in_first_round(), ...), not by comparing the mode at
-// each use; what differs between protocols is its probe's (common/probe.hpp): the bytes to send
-// and where a response ends.
+// every protocol and both engines: what differs between the modes is asked through the small
+// named helpers in the private part (paced(), holds_idle(), in_first_round(), ...), not by
+// comparing the mode at each use; what differs between protocols is its probe's
+// (common/probe.hpp): the bytes to send and where a response ends; what differs between the
+// engines (Asio's readiness, io_uring's completions) is behind the Worker's Engine
+// (engine.hpp): the Connection asks it to open, connect, send, read, time and close, and it
+// calls back on_connect, on_data, on_read_end, on_send_error and on_timer. It makes no system
+// call itself.
 //
 //   pending --start (the opener reaches it)--> connecting
 //   connecting --connected--> active (requests outstanding, or waiting for the next send)
@@ -15,40 +19,37 @@
 // A pending connection has no operation in flight and no connect time: the timeout sweep
 // leaves it alone (with --connect-rate most connections wait there for the opener).
 //
-// Handlers capture the generation number: closing the socket bumps it, so a handler of the
-// previous socket that completes later (operation_aborted) does nothing.
+// Closing the socket bumps the connection's generation number: a batch deferred for the
+// previous socket (send_deferred) is then not sent. The engine keeps its own generation per
+// slot, so nothing of a closed socket is called back.
 //
 // Ownership: its Worker owns it (and outlives it); it keeps a reference to the Worker and to
-// the Worker's Plan. It owns its socket, its timer, its probe session, the bytes the probe has
-// not consumed yet (a split header) and its handler slots; it reads into the Worker's one buffer
-// and counts into the Worker's stats.
+// the Worker's Plan. It owns its probe session, the batch being sent (until its socket closes:
+// an engine may still be writing it), and the bytes the probe has not consumed yet (a split
+// header); its socket and timer are the engine's, in the slot of its index in the Worker. It
+// counts into the Worker's stats.
 //
-// Threads: it is built, and open() called, on the thread that builds its Worker, before the
-// Worker's thread starts. Every other member, and every handler, runs on the Worker's thread
-// (the one running its io_context); in builds that check threads (common/owner_thread.hpp) the
-// public members abort when called on another thread once the Worker has started.
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
+// Threads: it is built on the thread that builds its Worker, before the Worker's thread
+// starts. Every other member, and every callback, runs on the Worker's thread (the one in the
+// engine's run()); in builds that check threads (common/owner_thread.hpp) the public members
+// abort when called on another thread once the Worker has started.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "handler_memory.hpp"
 #include "worker.hpp"
 
 namespace shootout::load {
 
 class Connection {
  public:
-  // `index`: the connection's global index (its phase in rate mode's send schedule).
-  Connection(Worker& w, std::size_t index);
+  // `slot`: its index in the Worker (the engine's slot); `index`: the connection's global
+  // index (its phase in rate mode's send schedule).
+  Connection(Worker& w, std::size_t slot, std::size_t index);
 
-  // The Worker's set-up, before its thread starts: opens the socket (no connect yet).
-  bool open(boost::system::error_code& ec);
-
-  // The Worker's thread only, from here on.
+  // The Worker's thread only.
 
   // First connect; rate mode also sets this connection's place in the send schedule.
   void start();
@@ -61,12 +62,21 @@ class Connection {
   void expire();
   // The timeout sweep: fails a connect or a response that is late at `now`.
   void check_timeout(Clock::time_point now);
-  // After the loop has stopped: close everything so pending handlers run (and do nothing).
+  // After the loop has stopped: close the socket (the engine then drains what is in flight).
   void shutdown();
   bool finished() const { return state_ == State::finished; }
   // The worker's flush: sends the batch deferred by next_after_response(), unless the
   // connection has since been closed (generation changed) or the window has ended.
   void send_deferred(std::uint64_t gen);
+
+  // The engine's callbacks (engine.hpp).
+  void on_connect(bool ok);
+  // Bytes received, in order. The connection may close (or finish) inside.
+  void on_data(std::string_view bytes);
+  // The stream ended: the server closed it (eof), or an error.
+  void on_read_end(bool eof);
+  void on_send_error();
+  void on_timer();
 
  private:
   enum class State { pending, connecting, active, held, finished };
@@ -94,12 +104,8 @@ class Connection {
   void owned(const char* what) const;
 
   void connect();
-  void on_connect(boost::system::error_code ec);
   void schedule_send();
   void send();
-  void wait_readable();
-  void on_readable(boost::system::error_code ec);
-  void on_eof_or_error(boost::system::error_code ec);
   void consume(std::string_view data);
   void keep_partial(std::string_view rest);
   void record(bool error, std::uint64_t bytes, Clock::time_point now);
@@ -116,9 +122,12 @@ class Connection {
 
   Worker& w_;
   const Plan& plan_;
-  boost::asio::ip::tcp::socket sock_;
-  boost::asio::steady_timer timer_;  // rate mode's next send, or the pause before reconnecting
-  const std::size_t index_;          // global index: the phase of this connection in rate mode
+  Engine& io_;
+  const std::size_t slot_;   // in the Worker and its engine
+  const std::size_t index_;  // global index: the phase of this connection in rate mode
+  // What the engine's per-connection timer is armed for: rate mode's next send, or the pause
+  // before reconnecting.
+  enum class TimerFor : std::uint8_t { send, reconnect } timer_for_ = TimerFor::send;
   State state_ = State::pending;
   std::uint64_t gen_ = 0;
   int outstanding_ = 0;            // responses still due for the batch sent
@@ -130,7 +139,6 @@ class Connection {
   std::uint64_t next_request_ = 0;  // the probe's k of the next request on this socket
   std::string scratch_;             // a batch the probe builds (capacity reused), until written
   std::string partial_;             // received, not consumed by the probe (capacity reused)
-  HandlerSlot connect_slot_, read_slot_, write_slot_, timer_slot_;
 };
 
 }  // namespace shootout::load

@@ -3,13 +3,14 @@
 //
 // Asio allocates every pending operation (a wait, a connect, a timer wait) through the
 // handler's associated allocator. A connection has at most one operation of each kind in
-// flight, so it owns one small HandlerSlot per kind and wraps each handler with
-// `bind_slot(slot, handler)`: the operation is built inside the slot and the slot is free
-// again once the handler has been invoked. An operation larger than the slot, or a second one
-// while the slot is taken (which our state machine never does), falls back to operator new.
+// flight, so the Asio engine (asio_engine.hpp) keeps one small HandlerSlot per kind for it and
+// wraps each handler with `bind_slot(slot, handler)`: the operation is built inside the slot and
+// the slot is free again once the handler has been invoked. An operation larger than the slot, or a
+// second one while the slot is taken (which our state machine never does), falls back to operator
+// new.
 //
-// Threads: a slot belongs to one connection and is used only by the thread running that
-// connection's io_context.
+// Threads: a slot belongs to one connection (or to the engine's flush) and is used only by the
+// thread running that engine's io_context.
 #include <cstddef>
 #include <new>
 #include <type_traits>

@@ -161,6 +161,13 @@ void validate(const LoadConfig& c) {
   if (c.connect_rate < 0) throw LoadError("--connect-rate must not be negative");
   if (c.echo_size > (64u << 20)) throw LoadError("--echo SIZE must be at most 64 MiB");
   if (!c.source.empty()) parse_source_range(c.source);
+  if (c.engine == EngineKind::uring) {
+    if (const std::string& why = uring_engine_unavailable(); !why.empty())
+      throw LoadError("--engine uring cannot run here: " + why);
+    const unsigned n = c.uring.buffers;
+    if (n != 0 && ((n & (n - 1)) != 0 || n > 32768))
+      throw LoadError("the uring engine's buffer count must be a power of two up to 32768");
+  }
 }
 
 void validate_group(const LoadConfig& c, int ranks) {
@@ -255,6 +262,8 @@ Plan make_plan(const LoadConfig& c, const LoadConfig& local, const Target& t,
   const auto secs = std::chrono::duration<double>(c.duration).count();
   p.seconds = static_cast<std::size_t>(std::ceil(secs)) + 1;
   p.timeline_max = c.timeline_max;
+  p.engine = c.engine;
+  p.uring = c.uring;
   return p;
 }
 
@@ -282,9 +291,9 @@ std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, const LoadCo
         throw LoadError(fd_message(soft, hard, opened, c.connections));
       throw LoadError(fmt::format("cannot set up load thread {}: {}", i, e.what()));
     }
-    boost::system::error_code ec;
+    std::error_code ec;
     opened += workers.back()->open_sockets(ec);
-    if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == EMFILE)
+    if (ec.value() == ENFILE || ec.value() == EMFILE)
       throw LoadError(fd_message(soft, hard, opened, c.connections));
     if (ec) throw LoadError(fmt::format("cannot open a socket: {}", ec.message()));
     first += count;
@@ -416,6 +425,7 @@ void merge(LoadResult& r, const std::vector<std::unique_ptr<Worker>>& workers) {
     r.latency_uncorrected.add(r.config.mode == Mode::rate ? s.uncorrected : s.latency);
     if (r.per_second.size() < s.per_second.size()) r.per_second.resize(s.per_second.size());
     for (std::size_t i = 0; i < s.per_second.size(); ++i) r.per_second[i] += s.per_second[i];
+    r.engine_counts.add(s.engine);
   }
 }
 
@@ -515,11 +525,21 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   // Each worker enters the namespace on its own thread (the main thread, and MPI's traffic,
   // stay here). open() above proved it can be entered; should a thread still fail, that worker
   // opens nothing and the run ends with the error.
-  std::vector<std::string> not_entered(workers.size());
+  // A load thread that cannot run (its namespace, its io_uring) leaves its reason here.
+  std::vector<std::string> thread_failed(workers.size());
   for (std::size_t i = 0; i < workers.size(); ++i)
     threads.emplace_back([&, i] {
-      if (netns && !(not_entered[i] = netns->enter()).empty()) return;
-      workers[i]->run();
+      if (netns)
+        if (std::string why = netns->enter(); !why.empty()) {
+          thread_failed[i] = fmt::format("--netns {}: {}", netns->name(), why);
+          return;
+        }
+      try {
+        workers[i]->run();
+      } catch (const std::exception& e) {
+        thread_failed[i] =
+            fmt::format("load thread {} ({} engine): {}", i, engine_name(c.engine), e.what());
+      }
     });
   auto note_ramp = [&] {
     r.ramp_s = std::chrono::duration<double>(Clock::now() - plan.start).count();
@@ -556,8 +576,8 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   }
   for (auto& t : threads) t.join();
   std::string failure;
-  for (const auto& why : not_entered)
-    if (!why.empty()) failure = fmt::format("--netns {}: {}", netns->name(), why);
+  for (const auto& why : thread_failed)
+    if (!why.empty()) failure = why;
   if (ranks > 1) {  // agreed on, so no rank waits in the merge for one that has gone
     std::uint64_t failed[1] = {failure.empty() ? 0 : static_cast<std::uint64_t>(me) + 1};
     group.all_reduce(LoadGroup::Op::max, failed);

@@ -22,8 +22,9 @@
 // registered one, built in or from a plug-in (common/plugin.hpp).
 //
 // Threads: run_load() may be called from any thread, one call at a time per process (it raises
-// RLIMIT_NOFILE). It starts `threads` threads, each with its own io_context and its own
-// connections; nothing is shared between them while they run; results are merged at the end.
+// RLIMIT_NOFILE). It starts `threads` threads, each with its own event loop (engine.hpp: Asio or
+// io_uring) and its own connections; nothing is shared between them while they run; results are
+// merged at the end.
 //
 // Several processes (group.hpp; `mpirun -np K shootout load ...`): run_load(config, group) on
 // every rank, with the same config. Rank r drives its share of `connections` (and of `rate` and
@@ -46,6 +47,34 @@
 namespace shootout::load {
 
 enum class Mode { closed, rate, idle };
+
+// How the load threads talk to the kernel (docs/LOADGEN.md, "Two engines"): asio waits for
+// readiness (epoll) and then makes the calls; uring queues the operations on an io_uring and is
+// handed back completions. The same connection state machine runs on either.
+enum class EngineKind { asio, uring };
+
+// The uring engine's receive buffers per load thread (0: the default). Tests make them tiny.
+struct UringTuning {
+  unsigned buffers = 0;      // provided buffers in the ring (a power of two)
+  unsigned buffer_size = 0;  // bytes each
+};
+
+// What the uring engine counted, summed over the load threads (zero for asio). Not in the JSON:
+// for tests and for looking into a run.
+struct EngineCounts {
+  std::uint64_t enters = 0;       // io_uring_enter calls that submitted and waited
+  std::uint64_t completions = 0;  // completions reaped
+  std::uint64_t no_buffers = 0;   // receives ended by -ENOBUFS (the buffer ring ran dry)
+  std::uint64_t recv_rearms = 0;  // multishot receives armed again after they ended
+  std::uint64_t short_sends = 0;  // sends the socket took only part of (the rest sent again)
+  void add(const EngineCounts& o) {
+    enters += o.enters;
+    completions += o.completions;
+    no_buffers += o.no_buffers;
+    recv_rearms += o.recv_rearms;
+    short_sends += o.short_sends;
+  }
+};
 
 struct LoadConfig {
   std::string url = "http://127.0.0.1:8080/";  // http://HOST:PORT/PATH (echo: tcp://HOST:PORT)
@@ -84,6 +113,9 @@ struct LoadConfig {
   // --netns NAME[,NAME...]: rank r opens its connections inside network namespace
   // netns[r % size] (netns.hpp; its --source addresses are those of that namespace). Empty: here.
   std::vector<std::string> netns;
+  // --engine: readiness (asio, the default) or completion (uring).
+  EngineKind engine = EngineKind::asio;
+  UringTuning uring;  // the uring engine's buffers (tests)
 };
 
 // A range of IPv4 source addresses, host byte order, first <= last.
@@ -147,6 +179,7 @@ struct LoadResult {
   // config.connections is then the total, config.threads the threads of each rank.
   int ranks = 1;
   std::vector<RankSummary> per_rank;
+  EngineCounts engine_counts;  // this process's threads only; not in the JSON
 
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
@@ -203,5 +236,12 @@ inline std::chrono::milliseconds take_on_bound(int connections) {
 std::pair<std::uint64_t, std::uint64_t> raise_fd_limit();
 
 const char* mode_name(Mode m);
+const char* engine_name(EngineKind e);
+// "asio" or "uring"; throws LoadError otherwise.
+EngineKind parse_engine(std::string_view name);
+// Empty if `--engine uring` can run in this process; else why not, in one line (io_uring
+// disabled or forbidden here, an old kernel, or a build without liburing). Any thread; probes
+// once.
+const std::string& uring_engine_unavailable();
 
 }  // namespace shootout::load

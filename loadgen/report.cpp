@@ -118,6 +118,7 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
   c.rate = j.at("rate").get<double>();
   c.connect_rate = j.at("connect_rate").get<double>();
   c.echo_size = j.at("echo_size").get<std::size_t>();
+  c.engine = parse_engine(j.value("engine", "asio"));  // absent before the uring engine
   r.protocol = j.at("protocol").get<std::string>();
   r.elapsed_s = j.at("elapsed_s").get<double>();
   r.requests = j.at("requests").get<std::uint64_t>();
@@ -160,6 +161,7 @@ nlohmann::json LoadResult::to_json(bool raw) const {
       {"target", c.url},
       {"protocol", protocol},
       {"mode", mode_name(c.mode)},
+      {"engine", engine_name(c.engine)},
       {"threads", c.threads},
       {"connections", c.connections},
       {"pipeline", c.pipeline},
@@ -242,6 +244,7 @@ std::string LoadResult::summary() const {
                        c.connections);
   else
     out += fmt::format("  {} threads and {} connections", c.threads, c.connections);
+  if (c.engine != EngineKind::asio) out += fmt::format(", {} engine", engine_name(c.engine));
   if (c.pipeline > 1) out += fmt::format(", pipeline {}", c.pipeline);
   if (c.mode == Mode::rate) out += fmt::format(", {:.0f} requests/s asked", c.rate);
   out += "\n";

@@ -1,36 +1,36 @@
 #pragma once
-// Internal to the load generator: one Worker per load thread, owning its io_context, its
-// connections (each a Connection, connection.hpp, its own state machine) and its statistics.
-// run_load() builds the Plan, the Workers, runs each on its thread, and merges their
-// WorkerStats once they have returned.
+// Internal to the load generator: one Worker per load thread, owning its engine (engine.hpp:
+// the event loop, Asio or io_uring, and the sockets), its connections (each a Connection,
+// connection.hpp, its own state machine) and its statistics. run_load() builds the Plan, the
+// Workers, runs each on its thread, and merges their WorkerStats once they have returned.
+//
+// What the Worker decides is the same for both engines: when connections open (the opener),
+// the timeout sweep, the window's end, the hard deadline, and the closed loop's deferred sends.
+// Its timers and the main thread's messages reach it through the engine (on_timer, on_wake).
 //
 // Threads: a Worker is built and its sockets opened on the calling thread *before* its thread
 // starts; from then on only its own thread touches it, except start_final_round(),
-// end_window_at(), first_round_done() and answered_once(), which any thread may call. Its
-// stats are read after the thread joined. Builds that check threads (common/owner_thread.hpp)
-// abort when another thread calls a member that is its own thread's only, once run() has
-// started.
-#include <array>
+// end_window_at(), first_round_done() and answered_once(), which any thread may call (the first
+// two store into atomics and wake the engine; the worker's thread acts on them in on_wake()).
+// Its stats are read after the thread joined. Builds that check threads
+// (common/owner_thread.hpp) abort when another thread calls a member that is its own thread's
+// only, once run() has started.
 #include <atomic>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
-#include <span>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
-#include "handler_memory.hpp"
+#include "engine.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
 #include "owner_thread.hpp"
 #include "probe.hpp"
 
 namespace shootout::load {
-
-using Clock = std::chrono::steady_clock;
 
 // The measurement window's bounds, in Clock ticks since its epoch. Closed mode opens the window
 // only once every connection has been answered once (or a bound has passed), so the main
@@ -81,6 +81,8 @@ struct Plan {
   Clock::time_point deadline;
   std::size_t seconds = 1;       // length of the per-second series
   std::size_t timeline_max = 0;  // > 0: per-request timestamps (timeline.hpp)
+  EngineKind engine = EngineKind::asio;
+  UringTuning uring;
 };
 
 struct WorkerStats {
@@ -91,12 +93,14 @@ struct WorkerStats {
   ErrorCounts errors;
   std::vector<std::uint64_t> per_second;
   Timeline timeline;
+  EngineCounts engine;  // filled in when run() returns
 };
 
 class Connection;
 
 class Worker {
  public:
+  // Throws LoadError if the plan's engine cannot be set up here.
   Worker(const Plan& plan, int first_index, int count);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -104,7 +108,7 @@ class Worker {
 
   // Opens the sockets (no connect yet). Returns how many could be opened; on failure `error`
   // holds the reason (EMFILE when out of descriptors).
-  int open_sockets(boost::system::error_code& error);
+  int open_sockets(std::error_code& error);
   // The thread body: returns when every connection has finished. From its start the calling
   // thread owns the Worker.
   void run();
@@ -119,39 +123,49 @@ class Worker {
 
   WorkerStats stats;
 
+  // ---- called by the engine, on the worker's thread (engine.hpp) ----
+  Connection& connection(std::size_t slot) { return *conns_[slot]; }
+  void on_timer(WorkerTimer which);
+  void on_wake();
+  // Closed loop: writes the batches deferred since the last flush (defer_send).
+  void flush_sends();
+  // False once every connection has finished: the engine's run() may return.
+  bool running() const { return running_ > 0; }
+  const OwnerThread& owner() const { return owner_; }
+
  private:
   friend class Connection;
+  Engine& engine() { return *engine_; }
   void arm_sweep();
+  void sweep();
   void arm_deadline(Clock::time_point at);
-  void arm_opener();
+  void on_deadline();
+  void open_due();
   void on_end();
   void connection_finished();
   void first_round_step();
   // Closed loop: queue connection `c` (at socket generation `gen`) for the next flush.
   void defer_send(Connection& c, std::uint64_t gen);
-  void flush_sends();
-  std::span<char> read_buffer() {
-    owner_.check("Worker::read_buffer");
-    return {buffer_.data(), buffer_.size()};
-  }
 
   const Plan& plan_;
-  boost::asio::io_context ioc_;
   std::vector<std::unique_ptr<Connection>> conns_;
-  boost::asio::steady_timer sweep_, end_, opener_;
-  std::array<char, 64 * 1024> buffer_;  // one recv buffer for the thread: reads are parsed
-                                        // at once, only a split header is kept per connection
+  // After conns_: destroyed first, so no socket operation outlives a connection's memory.
+  std::unique_ptr<Engine> engine_;
   // Connections whose next batch waits for the flush (with the socket generation it was
   // queued for), and the list being flushed; both reserved for every connection.
   std::vector<std::pair<Connection*, std::uint64_t>> send_queue_, sending_;
-  bool flush_posted_ = false;
-  HandlerSlot flush_slot_;
+  bool flush_requested_ = false;
   std::size_t next_open_ = 0;
   int running_ = 0;  // connections not finished
   int first_round_pending_ = 0;
   bool stopping_ = false;
   std::atomic<bool> first_round_done_{false};
   std::atomic<int> answered_once_{0};
+  // The main thread's messages (end_window_at, start_final_round), taken by on_wake().
+  static constexpr Clock::rep kNoEnd = Clock::duration::max().count();
+  std::atomic<Clock::rep> end_at_{kNoEnd};
+  std::atomic<bool> final_round_asked_{false};
+  bool end_taken_ = false, final_round_taken_ = false;
   [[no_unique_address]] OwnerThread owner_;  // the worker's thread, from run() on
 };
 

@@ -236,6 +236,7 @@ nlohmann::json config_json(const SweepConfig& c) {
           {"repeat", c.repeat},
           {"pin", c.pin},
           {"loadgen_threads", c.threads},
+          {"load_engine", load::engine_name(c.load_engine)},
           {"nginx_workers", c.nginx_workers},
           {"workers", c.workers},
           {"connect_rate", c.connect_rate},
@@ -420,6 +421,12 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("-t,--threads", c.threads, "Load generator threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  sub->add_option_function<std::string>(
+         "--load-engine",
+         [&c](const std::string& name) { c.load_engine = load::parse_engine(name); },
+         "The load generator's I/O: asio (readiness, epoll) or uring (completion, io_uring)")
+      ->check(CLI::IsMember({"asio", "uring"}))
+      ->default_str("asio");
   sub->add_option("--nginx-workers", c.nginx_workers,
                   "nginx worker_processes (0: as many as each point's connections need within "
                   "the descriptor limit, with listen reuseport)")

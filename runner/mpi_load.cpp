@@ -58,6 +58,8 @@ std::vector<std::string> load_args(const load::LoadConfig& c, const std::string&
   if (c.echo_size > 0) a.insert(a.end(), {"--size", std::to_string(c.echo_size)});
   for (const auto& h : c.headers) a.insert(a.end(), {"-H", h});
   if (!c.source.empty()) a.insert(a.end(), {"--source", c.source});
+  if (c.engine != load::EngineKind::asio)
+    a.insert(a.end(), {"--engine", load::engine_name(c.engine)});
   if (c.server) {
     a.insert(a.end(), {"--server-pid", std::to_string(c.server->pid), "--sample-interval",
                        ms(c.server->interval)});

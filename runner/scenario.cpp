@@ -254,6 +254,7 @@ void run_stall(const SweepConfig& c, const StallOptions& o, Results& results,
       load::LoadConfig lc;
       lc.url = fmt::format("http://127.0.0.1:{}/", s.port);
       lc.threads = std::min(c.threads, n);
+      lc.engine = c.load_engine;
       lc.connections = n;
       lc.duration = c.duration;
       lc.warmup = c.warmup;
@@ -333,6 +334,7 @@ void run_rate_sweep(const SweepConfig& c, Results& results, const std::atomic<bo
       load::LoadConfig lc;
       lc.url = fmt::format("http://127.0.0.1:{}{}", s.port, c.path);
       lc.threads = std::min(c.threads, n);
+      lc.engine = c.load_engine;
       lc.connections = n;
       lc.timeout = c.timeout;
       return lc;

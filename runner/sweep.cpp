@@ -217,6 +217,7 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
     lc.url = fmt::format("tcp://127.0.0.1:{}{}", port, c.path);
   }
   lc.threads = std::min(c.threads, n);
+  lc.engine = c.load_engine;
   lc.connections = n;
   lc.duration = c.duration;
   lc.timeout = c.timeout;

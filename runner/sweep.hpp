@@ -53,6 +53,7 @@ struct SweepConfig {
   int repeat = 1;
   bool pin = false;  // server on CPU 0, this process (load) on CPU 1
   int threads = 1;   // load generator threads
+  load::EngineKind load_engine = load::EngineKind::asio;  // --load-engine (docs/LOADGEN.md)
   int nginx_workers = 1;
   // New connections/s when ramping (N > 100); 0 opens them all at once. 0 by default: the
   // load generator's ramp currently fails the connections it has not opened yet (see

@@ -584,18 +584,27 @@ std::map<std::string, int> peers_while_held(std::vector<std::string> argv, Serve
   return peers;
 }
 
-TEST(LoadSource, ServerSeesPeersFromEveryAddressOfTheRangeRoundRobin) {
+// On both load engines (loadgen/engine.hpp): they bind the same way, through one function.
+class LoadSourceEngines : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(LoadSourceEngines, ServerSeesPeersFromEveryAddressOfTheRangeRoundRobin) {
+  const std::string engine = GetParam();
+  if (engine == "uring" && !shootout::load::uring_engine_unavailable().empty())
+    GTEST_SKIP() << "--engine uring: " << shootout::load::uring_engine_unavailable();
   const auto dir = shootout::test::temp_dir("source");
   const std::string stats = (dir / "stats.json").string();
   ServerProcess server({"--model", "evented", "--stats-file", stats});
-  const auto peers =
-      peers_while_held({shootout::test::shootout_binary(), "load", "--idle", "-c", "8", "-d",
-                        "120s", "--source", "127.0.0.2-127.0.0.3", own_url(server)},
-                       server, stats, 8);
+  const auto peers = peers_while_held(
+      {shootout::test::shootout_binary(), "load", "--engine", engine, "--idle", "-c", "8", "-d",
+       "120s", "--source", "127.0.0.2-127.0.0.3", own_url(server)},
+      server, stats, 8);
   EXPECT_EQ(peers, (std::map<std::string, int>{{"127.0.0.2", 4}, {"127.0.0.3", 4}}));
   EXPECT_EQ(server.stop(), 0);
   std::filesystem::remove_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, LoadSourceEngines, ::testing::Values("asio", "uring"),
+                         [](const auto& p) { return std::string(p.param); });
 
 TEST(LoadSource, UnderTwoRanksEachRankBindsItsOwnPartOfTheRange) {
   SKIP_WITHOUT_MPI();

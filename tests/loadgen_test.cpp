@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "client.hpp"
 #include "histogram.hpp"
@@ -25,9 +26,16 @@
 #include "sampler.hpp"
 #include "server_process.hpp"
 
+namespace shootout::load {
+// Test names and messages say "asio" and "uring", "closed" and "idle", not the enums' bytes.
+inline void PrintTo(EngineKind e, std::ostream* os) { *os << engine_name(e); }
+inline void PrintTo(Mode m, std::ostream* os) { *os << mode_name(m); }
+}  // namespace shootout::load
+
 namespace {
 
 using namespace std::chrono_literals;
+using shootout::load::EngineKind;
 using shootout::load::LoadConfig;
 using shootout::load::LoadResult;
 using shootout::load::Mode;
@@ -132,6 +140,29 @@ std::string own_url(const ServerProcess& s, const std::string& path = "/") {
   return "http://127.0.0.1:" + std::to_string(s.port()) + path;
 }
 
+// What the load generator does is the same on both engines (engine.hpp): the suites below run
+// once on each. The uring runs skip, naming the reason, where this process cannot use io_uring.
+class EngineTest : public ::testing::TestWithParam<EngineKind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == EngineKind::uring && !shootout::load::uring_engine_unavailable().empty())
+      GTEST_SKIP() << "--engine uring: " << shootout::load::uring_engine_unavailable();
+  }
+  LoadConfig quick(const std::string& url, int connections = 4,
+                   std::chrono::milliseconds d = 1s) const {
+    LoadConfig c = ::quick(url, connections, d);
+    c.engine = GetParam();
+    return c;
+  }
+};
+
+std::string engine_test_name(const ::testing::TestParamInfo<EngineKind>& p) {
+  return shootout::load::engine_name(p.param);
+}
+
+class LoadgenNginx : public EngineTest {};
+class LoadgenOwnServer : public EngineTest {};
+
 // --- histogram ---------------------------------------------------------------------------
 
 TEST(LoadgenHistogram, QuantilesHaveThreeSignificantDigits) {
@@ -150,7 +181,7 @@ TEST(LoadgenHistogram, QuantilesHaveThreeSignificantDigits) {
 
 // --- against nginx -------------------------------------------------------------------------
 
-TEST(LoadgenNginx, ClosedLoopCountsResponsesWithoutErrors) {
+TEST_P(LoadgenNginx, ClosedLoopCountsResponsesWithoutErrors) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 8);
@@ -165,7 +196,7 @@ TEST(LoadgenNginx, ClosedLoopCountsResponsesWithoutErrors) {
   EXPECT_EQ(series, r.requests);
 }
 
-TEST(LoadgenNginx, PipelinedBatchesAreAllAnswered) {
+TEST_P(LoadgenNginx, PipelinedBatchesAreAllAnswered) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 2);
@@ -178,7 +209,7 @@ TEST(LoadgenNginx, PipelinedBatchesAreAllAnswered) {
 
 // nginx closes a keep-alive connection after keepalive_requests responses; requests pipelined
 // behind the last one are never answered: a read error, and the connection is reopened.
-TEST(LoadgenNginx, RequestsLostBehindConnectionCloseAreReadErrors) {
+TEST_P(LoadgenNginx, RequestsLostBehindConnectionCloseAreReadErrors) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx("keepalive_requests 10;");
   LoadConfig c = quick(nginx.url(), 1, 500ms);
@@ -189,7 +220,7 @@ TEST(LoadgenNginx, RequestsLostBehindConnectionCloseAreReadErrors) {
   EXPECT_GT(r.sent_total, r.responses_total);
 }
 
-TEST(LoadgenNginx, NotFoundIsCountedAsBadStatus) {
+TEST_P(LoadgenNginx, NotFoundIsCountedAsBadStatus) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   const LoadResult r = shootout::load::run_load(quick(nginx.url("/missing"), 2, 500ms));
@@ -198,7 +229,7 @@ TEST(LoadgenNginx, NotFoundIsCountedAsBadStatus) {
   EXPECT_EQ(r.errors.read + r.errors.body + r.errors.connect, 0u);
 }
 
-TEST(LoadgenNginx, ClosedWithoutAnswerIsCountedAsReadErrorAndReconnected) {
+TEST_P(LoadgenNginx, ClosedWithoutAnswerIsCountedAsReadErrorAndReconnected) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   const LoadResult r = shootout::load::run_load(quick(nginx.url("/close"), 2, 500ms));
@@ -207,7 +238,7 @@ TEST(LoadgenNginx, ClosedWithoutAnswerIsCountedAsReadErrorAndReconnected) {
   EXPECT_GT(r.errors.read, 2u);
 }
 
-TEST(LoadgenNginx, EchoAgainstHttpServerIsBadBody) {
+TEST_P(LoadgenNginx, EchoAgainstHttpServerIsBadBody) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 1, 500ms);
@@ -217,7 +248,7 @@ TEST(LoadgenNginx, EchoAgainstHttpServerIsBadBody) {
   EXPECT_GT(r.errors.body, 0u);
 }
 
-TEST(LoadgenNginx, RateModeReachesTheAskedRate) {
+TEST_P(LoadgenNginx, RateModeReachesTheAskedRate) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 4, 3s);
@@ -233,7 +264,7 @@ TEST(LoadgenNginx, RateModeReachesTheAskedRate) {
   EXPECT_GE(r.latency.summary().max_us, r.latency_uncorrected.summary().max_us);
 }
 
-TEST(LoadgenNginx, SamplerSeesMasterAndWorkerThroughProc) {
+TEST(LoadgenNginxSampler, SeesMasterAndWorkerThroughProc) {
   SKIP_WITHOUT_NGINX();
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 4, 1s);
@@ -255,7 +286,7 @@ TEST(LoadgenNginx, SamplerSeesMasterAndWorkerThroughProc) {
 
 // --- against our own server ---------------------------------------------------------------
 
-TEST(LoadgenOwnServer, RequestCountAgreesWithServerCount) {
+TEST_P(LoadgenOwnServer, RequestCountAgreesWithServerCount) {
   auto dir = temp_dir("count");
   const std::string stats = (dir / "stats.json").string();
   ServerProcess server({"--model", "threaded", "--stats-file", stats});
@@ -272,7 +303,7 @@ TEST(LoadgenOwnServer, RequestCountAgreesWithServerCount) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(LoadgenOwnServer, SleepLatencyIsAtLeastTheDelay) {
+TEST_P(LoadgenOwnServer, SleepLatencyIsAtLeastTheDelay) {
   ServerProcess server({"--model", "threaded"});
   const LoadResult r = shootout::load::run_load(quick(own_url(server, "/sleep?ms=20"), 4, 1s));
   ASSERT_GT(r.requests, 0u);
@@ -282,7 +313,7 @@ TEST(LoadgenOwnServer, SleepLatencyIsAtLeastTheDelay) {
     EXPECT_GE(v, 20'000.0);
 }
 
-TEST(LoadgenOwnServer, RateModeLatencyCountsFromIntendedTime) {
+TEST_P(LoadgenOwnServer, RateModeLatencyCountsFromIntendedTime) {
   ServerProcess server({"--model", "threaded"});
   // 2 connections, 200 req/s asked, each response takes 20 ms: each connection can answer at
   // most 50/s, so requests queue up behind their intended time. The corrected latency grows
@@ -297,7 +328,7 @@ TEST(LoadgenOwnServer, RateModeLatencyCountsFromIntendedTime) {
   EXPECT_GE(r.latency_uncorrected.summary().min_us, 20'000.0);
 }
 
-TEST(LoadgenOwnServer, TimeoutIsCountedAndConnectionReopened) {
+TEST_P(LoadgenOwnServer, TimeoutIsCountedAndConnectionReopened) {
   ServerProcess server({"--model", "threaded"});
   LoadConfig c = quick(own_url(server, "/sleep?ms=3000"), 2, 1s);
   c.timeout = 200ms;
@@ -306,7 +337,7 @@ TEST(LoadgenOwnServer, TimeoutIsCountedAndConnectionReopened) {
   EXPECT_GE(r.errors.timeout, 4u);  // 2 connections, several rounds each within 1 s
 }
 
-TEST(LoadgenOwnServer, IdleHoldKeepsEveryConnection) {
+TEST_P(LoadgenOwnServer, IdleHoldKeepsEveryConnection) {
   auto dir = temp_dir("idle");
   const std::string stats = (dir / "stats.json").string();
   ServerProcess server({"--model", "threaded", "--stats-file", stats});
@@ -331,7 +362,7 @@ TEST(LoadgenOwnServer, IdleHoldKeepsEveryConnection) {
 
 // Closed mode opens its window only once every connection has been answered: a server that
 // forks per connection is measured at N, not at the pace it takes connections on.
-TEST(LoadgenOwnServer, ClosedWindowOpensOnceEveryConnectionIsAnswered) {
+TEST_P(LoadgenOwnServer, ClosedWindowOpensOnceEveryConnectionIsAnswered) {
   ServerProcess server({"--model", "forked"});
   LoadConfig c = quick(own_url(server), 200, 1s);
   c.threads = 2;
@@ -350,7 +381,7 @@ TEST(LoadgenOwnServer, ClosedWindowOpensOnceEveryConnectionIsAnswered) {
 // its child; the other 15 wait in the backlog, time out and reconnect). The bound is generous
 // (a first answer from a fresh child of a sanitized server on a loaded host can take seconds,
 // and one that timed out would free its child for another): only a failing test waits it out.
-TEST(LoadgenOwnServer, ConnectionsTheServerCannotTakeAreNotCountedAsServed) {
+TEST_P(LoadgenOwnServer, ConnectionsTheServerCannotTakeAreNotCountedAsServed) {
   ServerProcess server({"--model", "forked", "--max-procs", "5"});
   LoadConfig c = quick(own_url(server), 20, 1s);
   c.ramp_timeout = 30s;
@@ -399,7 +430,7 @@ TEST_P(LoadgenCpuBound, ServerCpuNeverExceedsTheCoresOverTheWindow) {
 INSTANTIATE_TEST_SUITE_P(Models, LoadgenCpuBound, ::testing::Values("threaded", "forked"),
                          [](const auto& param_info) { return std::string(param_info.param); });
 
-TEST(LoadgenOwnServer, EchoVerifiesEveryByte) {
+TEST_P(LoadgenOwnServer, EchoVerifiesEveryByte) {
   ServerProcess server({"--model", "threaded", "--handler", "echo"});
   LoadConfig c = quick("tcp://127.0.0.1:" + std::to_string(server.port()), 4, 1s);
   c.echo_size = 1000;
@@ -411,9 +442,14 @@ TEST(LoadgenOwnServer, EchoVerifiesEveryByte) {
   EXPECT_EQ(r.protocol, "echo");
 }
 
+INSTANTIATE_TEST_SUITE_P(Engines, LoadgenNginx,
+                         ::testing::Values(EngineKind::asio, EngineKind::uring), engine_test_name);
+INSTANTIATE_TEST_SUITE_P(Engines, LoadgenOwnServer,
+                         ::testing::Values(EngineKind::asio, EngineKind::uring), engine_test_name);
+
 // The CPU and switches of threads that exited during the window are counted: a thread per
 // connection exits when its connection closes, and the stats file still carries its usage.
-TEST(LoadgenOwnServer, SamplerCountsExitedThreads) {
+TEST(LoadgenOwnServerSampler, CountsExitedThreads) {
   auto dir = temp_dir("exited");
   const std::string stats = (dir / "stats.json").string();
   ServerProcess server({"--model", "threaded", "--stats-file", stats});
@@ -441,16 +477,20 @@ TEST(LoadgenOwnServer, SamplerCountsExitedThreads) {
 // With --connect-rate the opener starts connections over N / rate seconds. The timeout sweep
 // must leave the ones it has not started alone: it used to fail them as connect errors (they
 // looked like connects started at time zero), and an idle run could then never finish.
-class LoadgenConnectRamp : public ::testing::TestWithParam<Mode> {};
+class LoadgenConnectRamp : public ::testing::TestWithParam<std::tuple<Mode, EngineKind>> {};
 
 TEST_P(LoadgenConnectRamp, EveryConnectionGetsThroughWithoutErrors) {
+  const auto [mode, engine] = GetParam();
+  if (engine == EngineKind::uring && !shootout::load::uring_engine_unavailable().empty())
+    GTEST_SKIP() << "--engine uring: " << shootout::load::uring_engine_unavailable();
   constexpr int kConnections = 2000;
   const auto [soft, hard] = shootout::load::raise_fd_limit();
   if (soft < 2 * kConnections + 256)
     GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << hard << " is below " << 2 * kConnections + 256;
   ServerProcess server({"--model", "evented"}, static_cast<long>(soft));
   LoadConfig c = quick(own_url(server), kConnections, 2s);  // the ramp takes 1 s of it
-  c.mode = GetParam();
+  c.mode = mode;
+  c.engine = engine;
   c.threads = 2;
   c.connect_rate = 2000;
   const LoadResult r = shootout::load::run_load(c);
@@ -466,9 +506,12 @@ TEST_P(LoadgenConnectRamp, EveryConnectionGetsThroughWithoutErrors) {
   EXPECT_EQ(server.stop(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, LoadgenConnectRamp, ::testing::Values(Mode::closed, Mode::idle),
+INSTANTIATE_TEST_SUITE_P(Modes, LoadgenConnectRamp,
+                         ::testing::Combine(::testing::Values(Mode::closed, Mode::idle),
+                                            ::testing::Values(EngineKind::asio, EngineKind::uring)),
                          [](const auto& p) {
-                           return std::string(shootout::load::mode_name(p.param));
+                           return std::string(shootout::load::mode_name(std::get<0>(p.param))) +
+                                  "_" + shootout::load::engine_name(std::get<1>(p.param));
                          });
 
 // A server whose connections are served by child processes: the sampler must count the CPU
@@ -693,6 +736,7 @@ TEST(LoadgenCli, JsonOutputFollowsTheSchema) {
   const auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["schema"], "shootout-load/1");
   EXPECT_EQ(j["mode"], "closed");
+  EXPECT_EQ(j["engine"], "asio");  // the default
   EXPECT_GT(j["requests"].get<std::uint64_t>(), 0u);
   for (const char* k : {"p50", "p90", "p99", "p99_9", "p99_99", "max"})
     EXPECT_TRUE(j["latency_us"].contains(k)) << k;

@@ -5,14 +5,12 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -21,6 +19,7 @@
 #include "net.hpp"
 #include "stats.hpp"
 #include "trace.hpp"
+#include "uring_support.hpp"
 
 namespace shootout {
 
@@ -50,38 +49,12 @@ constexpr std::int64_t kInlineSendWait = 1'000'000;  // ns; see submit_wait
 constexpr unsigned kSetupFlags =
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
 
-std::string probe() {
-  std::ifstream disabled("/proc/sys/kernel/io_uring_disabled");
-  int value = 0;
-  if (disabled >> value && value == 2) return "io_uring is disabled (kernel.io_uring_disabled = 2)";
-  io_uring ring;
-  io_uring_params p{};
-  p.flags = kSetupFlags;
-  if (int r = io_uring_queue_init_params(8, &ring, &p); r < 0) {
-    std::string why =
-        fmt::format("io_uring_setup with SINGLE_ISSUER and DEFER_TASKRUN: {}", std::strerror(-r));
-    if (r == -EPERM) why += " (kernel.io_uring_disabled = 1, or a seccomp profile)";
-    if (r == -EINVAL) why += " (the kernel is older than 6.1)";
-    if (r == -ENOSYS) why += " (a kernel built without io_uring, or a seccomp profile)";
-    return why;
-  }
-  std::string why;
-  if (!(p.features & IORING_FEAT_EXT_ARG)) why = "the kernel lacks IORING_FEAT_EXT_ARG";
-  if (io_uring_probe* pr = io_uring_get_probe_ring(&ring)) {
-    for (int op : {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_POLL_ADD,
-                   IORING_OP_ASYNC_CANCEL})
-      if (why.empty() && !io_uring_opcode_supported(pr, op))
-        why = fmt::format("the kernel's io_uring lacks opcode {}", op);
-    io_uring_free_probe(pr);
-  }
-  io_uring_queue_exit(&ring);
-  return why;
-}
-
 }  // namespace
 
 const std::string& uring_unavailable() {
-  static const std::string why = probe();
+  static const std::string why =
+      uring_unavailable_for(kSetupFlags, {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
+                                          IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL});
   return why;
 }
 
@@ -171,11 +144,8 @@ UringLoop::~UringLoop() {
 bool UringLoop::run() {
   owner_.bind();
   timers_.bind_to_this_thread();
-  // io_uring_enable_rings() is declared by liburing 2.3 but missing from its library (fixed in
-  // 2.4), so the system call itself.
-  if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
-      0) {
-    log_line("io_uring: cannot enable the ring: {}", std::strerror(errno));
+  if (int r = uring_enable_rings(ring_); r < 0) {
+    log_line("io_uring: cannot enable the ring: {}", std::strerror(-r));
     return false;
   }
   io_uring_register_ring_fd(&ring_);  // saves a descriptor lookup per enter; optional

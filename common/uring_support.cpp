@@ -1,0 +1,85 @@
+#include "uring_support.hpp"
+
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace shootout {
+
+namespace {
+
+std::string flag_names(unsigned flags) {
+  std::string names;
+  auto add = [&](unsigned f, const char* name) {
+    if (!(flags & f)) return;
+    names += names.empty() ? " with " : " and ";
+    names += name;
+  };
+  add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+  add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
+  return names;
+}
+
+// A ring of two provided buffers registered and unregistered again.
+std::string try_buffer_ring(io_uring& ring) {
+  constexpr unsigned kEntries = 2;
+  void* mem = ::mmap(nullptr, kEntries * sizeof(io_uring_buf), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return fmt::format("mmap: {}", std::strerror(errno));
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+  reg.ring_entries = kEntries;
+  reg.bgid = 0;
+  std::string why;
+  if (int r = io_uring_register_buf_ring(&ring, &reg, 0); r < 0)
+    why = fmt::format("registering a ring of provided buffers: {} (Linux 5.19 has them)",
+                      std::strerror(-r));
+  else
+    io_uring_unregister_buf_ring(&ring, 0);
+  ::munmap(mem, kEntries * sizeof(io_uring_buf));
+  return why;
+}
+
+}  // namespace
+
+std::string uring_unavailable_for(unsigned setup_flags, std::initializer_list<int> ops,
+                                  bool buffer_ring) {
+  std::ifstream disabled("/proc/sys/kernel/io_uring_disabled");
+  int value = 0;
+  if (disabled >> value && value == 2) return "io_uring is disabled (kernel.io_uring_disabled = 2)";
+  io_uring ring;
+  io_uring_params p{};
+  p.flags = setup_flags;
+  if (int r = io_uring_queue_init_params(8, &ring, &p); r < 0) {
+    std::string why =
+        fmt::format("io_uring_setup{}: {}", flag_names(setup_flags), std::strerror(-r));
+    if (r == -EPERM) why += " (kernel.io_uring_disabled = 1, or a seccomp profile)";
+    if (r == -EINVAL) why += " (the kernel is older than 6.1)";
+    if (r == -ENOSYS) why += " (a kernel built without io_uring, or a seccomp profile)";
+    return why;
+  }
+  std::string why;
+  if (!(p.features & IORING_FEAT_EXT_ARG)) why = "the kernel lacks IORING_FEAT_EXT_ARG";
+  if (io_uring_probe* pr = io_uring_get_probe_ring(&ring)) {
+    for (int op : ops)
+      if (why.empty() && !io_uring_opcode_supported(pr, op))
+        why = fmt::format("the kernel's io_uring lacks opcode {}", op);
+    io_uring_free_probe(pr);
+  }
+  if (why.empty() && buffer_ring) why = try_buffer_ring(ring);
+  io_uring_queue_exit(&ring);
+  return why;
+}
+
+int uring_enable_rings(io_uring& ring) {
+  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0)
+    return -errno;
+  return 0;
+}
+
+}  // namespace shootout
