@@ -112,8 +112,9 @@ Launched launch_model(const SweepConfig& c, const std::string& model, const std:
   // --max-procs). Past that the cap is raised, unless given, to N or to the tasks this host
   // can spare (HostLimits::task_budget: pid_max less what runs and a margin for the load
   // generator), so that what stops them is this host, which is what the point is there to
-  // show. Not all of pid_max: on 2026-12-03 forked at 100,000 took every free process id and
-  // the load run under mpirun never came back.
+  // show. Not all of pid_max: a server that took every free process id would leave the load
+  // processes no thread and mpirun no process, and the point would end for a reason that is
+  // not the server's.
   if (n > 10'000 && (model == "threaded" || model == "forked")) {
     const std::string flag = model == "threaded" ? "--max-threads" : "--max-procs";
     const bool given = std::any_of(argv.begin(), argv.end(),
