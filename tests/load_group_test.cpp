@@ -35,6 +35,7 @@
 #include "group.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
+#include "load_support.hpp"
 #include "merge.hpp"
 #include "server_process.hpp"
 
@@ -233,9 +234,7 @@ TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
 
 // --- LoadGroupThreads: run_load as two ranks in one process --------------------------------
 
-std::string own_url(const ServerProcess& s, const std::string& path = "/") {
-  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
-}
+using shootout::test::own_url;
 
 TEST(LoadGroupThreads, TwoRanksMergedResponsesEqualTheServersCountAndShareTheConnections) {
   const auto dir = shootout::test::temp_dir("group-threads");

@@ -25,6 +25,7 @@
 
 #include "files.hpp"
 #include "load.hpp"
+#include "load_support.hpp"
 #include "sampler.hpp"
 #include "server_process.hpp"
 
@@ -162,17 +163,8 @@ LoadConfig unanswered(const std::string& url, EngineKind engine) {
   return c;
 }
 
-// Our server's own request count (its stats file, rewritten on SIGUSR1).
-std::uint64_t server_requests(pid_t pid, const std::string& stats) {
-  shootout::load::SamplerConfig s{pid, stats, 0ms};
-  const auto snap = shootout::load::snapshot_tree(s, false, true);
-  EXPECT_TRUE(snap.from_stats_file) << "server did not write " << stats;
-  return snap.server_requests.value_or(0);
-}
-
-std::string own_url(const ServerProcess& s, const std::string& path = "/") {
-  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
-}
+using shootout::test::own_url;
+using shootout::test::server_requests;
 
 // --- both engines: servers that misbehave, and sizes past the buffers ----------------------
 

@@ -23,6 +23,7 @@
 #include "client.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
+#include "load_support.hpp"
 #include "sampler.hpp"
 #include "server_process.hpp"
 
@@ -128,17 +129,8 @@ LoadConfig quick(const std::string& url, int connections = 4, std::chrono::milli
   return c;
 }
 
-// Asks our server for its stats file (SIGUSR1) and returns its `requests` counter.
-std::uint64_t server_requests(pid_t pid, const std::string& stats) {
-  shootout::load::SamplerConfig s{pid, stats, 0ms};
-  auto snap = shootout::load::snapshot_tree(s, false, true);
-  EXPECT_TRUE(snap.from_stats_file) << "server did not write " << stats;
-  return snap.server_requests.value_or(0);
-}
-
-std::string own_url(const ServerProcess& s, const std::string& path = "/") {
-  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
-}
+using shootout::test::own_url;
+using shootout::test::server_requests;
 
 // What the load generator does is the same on both engines (engine.hpp): the suites below run
 // once on each. The uring runs skip, naming the reason, where this process cannot use io_uring.
