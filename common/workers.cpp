@@ -191,7 +191,9 @@ class Master {
   void reap() {
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    rusage usage{};
+    while ((pid = ::wait4(-1, &status, WNOHANG, &usage)) > 0) {
+      note_reaped(pid, usage);  // on the thread that writes the report (stats.hpp)
       auto it = std::find_if(workers_.begin(), workers_.end(),
                              [pid](const Worker& w) { return w.pid == pid; });
       if (it == workers_.end()) continue;

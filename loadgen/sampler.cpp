@@ -19,9 +19,11 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "load.hpp"
@@ -353,20 +355,29 @@ std::vector<pid_t> pids_of(const std::vector<ProcStat>& tree) {
 // The snapshot's CPU and switch figures from its parts: the root from the server's report
 // (use_report, when there is one) or from /proc.
 void settle_cpu(TreeSnapshot& s, bool use_report) {
+  const bool report = use_report && s.root_stats.has_value();
   CpuFigures f = s.others;
-  f += use_report && s.root_stats ? *s.root_stats : s.root_proc;
+  if (report) {
+    f -= s.reaped_after_read;
+    f += *s.root_stats;
+  } else {
+    f += s.root_proc;
+  }
+  s.cpu_consistent = report ? s.consistent_with_report : s.consistent_proc;
   s.utime_us = f.utime_us;
   s.stime_us = f.stime_us;
   s.untracked_us = f.untracked_us;
   s.nvcsw = f.nvcsw;
   s.nivcsw = f.nivcsw;
   s.cpu_us = f.utime_us + f.stime_us + f.untracked_us;
-  s.from_stats_file = use_report && s.root_stats.has_value();
+  s.from_stats_file = report;
 }
 
 // One pass over the tree: counts, memory, and (with_cpu) the /proc part of CPU and switches,
 // each process into s.others but the root, into s.root_proc.
-TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool with_cpu) {
+// `children`, if given, gets the CPU figures of each of the root's children read.
+TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool with_cpu,
+                       std::vector<std::pair<pid_t, CpuFigures>>* children = nullptr) {
   TreeSnapshot s;
   s.alive = !tree.empty();
   for (std::size_t i = 0; i < tree.size(); ++i) {
@@ -375,7 +386,7 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
     s.threads += p.threads;
     if (with_memory) add_memory(p.pid, s);
     if (!with_cpu) continue;
-    CpuFigures& f = i == 0 ? s.root_proc : s.others;
+    CpuFigures f;
     // utime+stime include the process's exited threads; cutime+cstime its reaped children.
     f.utime_us += ticks_to_us(p.utime + p.cutime);
     f.stime_us += ticks_to_us(p.stime + p.cstime);
@@ -388,19 +399,49 @@ TreeSnapshot read_tree(const std::vector<ProcStat>& tree, bool with_memory, bool
     const std::uint64_t ticked = ticks_to_us(p.utime + p.stime);
     const std::uint64_t ran = add_tasks(p.pid, f);
     if (ran > ticked) f.untracked_us += ran - ticked;
+    (i == 0 ? s.root_proc : s.others) += f;
+    if (children && i > 0 && p.ppid == tree[0].pid) children->emplace_back(p.pid, f);
   }
   settle_cpu(s, false);
   return s;
 }
 
+// With the server's report: takes the root's children that its reap log says were reaped at or
+// after `begin` out of the pass's /proc figures (into s.reaped_after_read), and says whether
+// the pass counted every unit of CPU once: the log reaches back to `begin`, and no process of
+// the tree other than the root's children was reaped during the pass. No log (a report from
+// elsewhere): no process of the tree may have been reaped.
+bool settle_reaped(const nlohmann::json& stats, std::int64_t begin,
+                   const std::vector<ProcStat>& tree,
+                   const std::vector<std::pair<pid_t, CpuFigures>>& children, TreeSnapshot& s) {
+  const auto log = stats.find("reaped");
+  if (log == stats.end() || !log->is_object() ||
+      log->value("complete_since_ns", std::numeric_limits<std::int64_t>::max()) > begin)
+    return none_reaped(pids_of(tree));
+  std::unordered_set<pid_t> reaped;
+  for (const auto& e : log->value("recent", nlohmann::json::array()))
+    if (e.is_array() && e.size() >= 2 && e[1].get<std::int64_t>() >= begin)
+      reaped.insert(e[0].get<pid_t>());
+  for (const auto& [pid, figures] : children)
+    if (reaped.count(pid)) s.reaped_after_read += figures;
+  for (std::size_t i = 1; i < tree.size(); ++i)
+    if (tree[i].ppid != tree[0].pid && !not_reaped(tree[i].pid)) return false;
+  return !tree.empty() && not_reaped(tree[0].pid);
+}
+
 }  // namespace
 
-// CPU snapshots must see each unit of CPU exactly once: a child that is reaped between the
-// moment the server wrote its stats file (RUSAGE_CHILDREN) and the moment /proc is read would
-// be in neither, and a child reaped between reading it and reading its parent would be in
-// both. So the tree is listed, the stats file asked for, the tree read again, and the snapshot
-// is kept only if no process listed in either pass has been reaped by the end; otherwise
-// (children exiting right then, as at the end of a closed-loop window) it is taken again.
+// CPU snapshots must see each unit of CPU exactly once. A pass lists the tree and reads /proc,
+// then asks for the server's report (its own CPU and RUSAGE_CHILDREN, exact). A child reaped
+// between its reading and the report is in both: the report's reap log names it and the time
+// it was reaped, so its /proc figures are left out (reaped_after_read) and the report's exact
+// ones kept. A child reaped before it was listed is in the report alone, one forked after it
+// in neither (it enters the next snapshot). So a pass with a report is exact however fast
+// children come and go (forked with Connection: close: one a millisecond), as long as the log
+// reaches back to the pass's start; a process that is not the root's child (none in our
+// models) must still not be reaped during the pass. Without a report, /proc alone: the root's
+// cutime+cstime in whole ticks, and a pass is kept only if no process listed before it or in
+// it was reaped by its end; otherwise (children exiting right then) it is taken again.
 TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool with_cpu) {
   if (!with_cpu) {
     const std::int64_t begin = monotonic_ns();
@@ -413,17 +454,23 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
     return s;
   }
   constexpr int kAttempts = 20;
-  std::int64_t begin = monotonic_ns();
-  std::vector<pid_t> before = pids_of(tree_of(config.pid, all_processes()));
   TreeSnapshot s;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    if (attempt > 1) begin = monotonic_ns();
+    const std::int64_t begin = monotonic_ns();
+    // Without a report, a child reaped during the listing (after the root's line was read and
+    // before its own) would be missed: an earlier listing names it. With one, that child is
+    // in the report, and a second walk of a large tree is not worth it.
+    std::vector<pid_t> before;
+    if (config.stats_file.empty()) before = pids_of(tree_of(config.pid, all_processes()));
+    const auto tree = tree_of(config.pid, all_processes());
+    std::vector<std::pair<pid_t, CpuFigures>> children;
+    s = read_tree(tree, with_memory, true, &children);
     std::optional<nlohmann::json> stats;
     if (!config.stats_file.empty()) stats = fresh_stats(config);
-    const auto tree = tree_of(config.pid, all_processes());
-    s = read_tree(tree, with_memory, true);
     s.monotonic_ns_begin = begin;
     s.monotonic_ns = monotonic_ns();
+    const std::vector<pid_t> listed = pids_of(tree);
+    s.consistent_proc = none_reaped(before) && none_reaped(listed);
     if (stats) {
       CpuFigures root;
       if (stats->contains("self")) add_rusage_json((*stats)["self"], root);
@@ -431,13 +478,11 @@ TreeSnapshot snapshot_tree(const SamplerConfig& config, bool with_memory, bool w
       s.root_stats = root;
       if (stats->contains("requests"))
         s.server_requests = (*stats)["requests"].get<std::uint64_t>();
+      s.consistent_with_report = settle_reaped(*stats, begin, tree, children, s);
     }
     settle_cpu(s, true);
-    std::vector<pid_t> after = pids_of(tree);
     s.cpu_attempts = attempt;
-    s.cpu_consistent = none_reaped(before) && none_reaped(after);
     if (s.cpu_consistent) break;
-    before = std::move(after);
   }
   s.tcp_mem_bytes = tcp_mem_bytes();
   return s;

@@ -91,6 +91,15 @@ struct CpuFigures {
     nivcsw += o.nivcsw;
     return *this;
   }
+  CpuFigures& operator-=(const CpuFigures& o) {  // o must be part of *this (saturates at 0)
+    auto less = [](std::uint64_t& a, std::uint64_t b) { a = a > b ? a - b : 0; };
+    less(utime_us, o.utime_us);
+    less(stime_us, o.stime_us);
+    less(untracked_us, o.untracked_us);
+    less(nvcsw, o.nvcsw);
+    less(nivcsw, o.nivcsw);
+    return *this;
+  }
 };
 
 // One look at the tree.
@@ -119,12 +128,20 @@ struct TreeSnapshot {
   // report differ by up to a tick per field, more than a short window's CPU, and the report
   // has the exited threads' and reaped children's switches, /proc only the live tasks'.
   CpuFigures others, root_proc;
-  std::optional<CpuFigures> root_stats;          // the root from the server's report
+  std::optional<CpuFigures> root_stats;  // the root from the server's report
+  // Of `others`: the root's children that its report's reap log says were reaped after this
+  // pass read them, so RUSAGE_CHILDREN in the report has them too (exactly): left out of
+  // `others` when the report is used.
+  CpuFigures reaped_after_read;
   bool from_stats_file = false;                  // root figures from the server's report
   std::optional<std::uint64_t> server_requests;  // the stats file's `requests`
   bool alive = true;                             // the root pid still existed
-  int cpu_attempts = 0;        // CPU snapshots: passes needed until no process was reaped mid-way
-  bool cpu_consistent = true;  // CPU snapshots: a pass with no process reaped mid-way was found
+  int cpu_attempts = 0;  // CPU snapshots: passes needed until one counted every process once
+  // CPU snapshots: every unit of CPU counted once, with the report (the root's children through
+  // its reap log, any other process not reaped during the pass) and from /proc alone (no
+  // process reaped during the pass). cpu_consistent is the one of the source settled on.
+  bool consistent_with_report = false, consistent_proc = false;
+  bool cpu_consistent = true;
 };
 
 struct ServerSample {

@@ -22,11 +22,14 @@
 // --max-zombies (64) of them, past which the server stops accepting and says so; stop() reaps
 // them all. docs/FORKED.md.
 // Accounting: children are reaped as soon as SIGCHLD arrives, so getrusage(RUSAGE_CHILDREN) in
-// the stats file holds every finished child; counters() live in a shared page mapped before fork.
+// the stats file holds every finished child, and each reap goes into the reap log (stats.hpp)
+// on the control thread, which also writes the report; counters() live in a shared page mapped
+// before fork.
 #include "server.hpp"
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,7 +102,10 @@ class ForkedServer {
     // --no-reap ends here: the zombies kept for show are reaped now.
     if (!zombies_.empty())
       log_line("stopping: reaping the {} children left unreaped (--no-reap)", zombies_.size());
-    for (pid_t pid : zombies_) ::waitpid(pid, nullptr, 0);  // already exited: returns at once
+    for (pid_t pid : zombies_) {  // already exited: returns at once
+      rusage usage{};
+      if (::wait4(pid, nullptr, 0, &usage) == pid) note_reaped(pid, usage);
+    }
     zombies_.clear();
     cv_.notify_all();
   }
@@ -112,7 +118,9 @@ class ForkedServer {
     if (options_.no_reap && !stopping_) return keep_zombies();
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    rusage usage{};
+    while ((pid = ::wait4(-1, &status, WNOHANG, &usage)) > 0) {
+      note_reaped(pid, usage);
       children_.erase(pid);
       if (WIFSIGNALED(status) && !stopping_) {
         static RateLimit rl;
