@@ -632,7 +632,7 @@ void fill_kernel_memory(Point& p, const Runs& idle) {
       const double held = held_connections(r);
       const double grew =
           kernel_parts(held_server(r)).*part.field - kernel_parts(r.baseline).*part.field;
-      if (std::isnan(grew) || held <= 0) return nan;
+      if (std::isnan(grew) || !(held > 0)) return nan;  // (held NaN: no socket counted)
       if (grew < 0) fell[part.name] = std::max(fell[part.name], -grew);
       return std::max(0.0, grew) / held;
     });
@@ -674,9 +674,11 @@ void fill_memory(Point& p, const Runs& ok) {
   double fell_kb = 0;
   p.mem_per_conn_kb = med(idle, [&](const Run& r) {
     const double held = held_connections(r);
+    // No connection held (or none counted): no figure, and so no fall to speak of either.
+    if (!(held > 0)) return std::numeric_limits<double>::quiet_NaN();
     const double grew = double(held_server(r).pss_kb) - double(r.baseline_pss_kb);
     if (grew < 0) fell_kb = std::max(fell_kb, -grew);
-    return held > 0 ? std::max(0.0, grew) / held : std::numeric_limits<double>::quiet_NaN();
+    return std::max(0.0, grew) / held;
   });
   // (No connection held in any run: no per-connection figure at all, NaN, "?" in the report.)
   for (const Run* r : idle)
