@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <system_error>
 
 namespace shootout {
 
@@ -27,22 +28,14 @@ std::string flag_names(unsigned flags) {
 
 // A ring of two provided buffers registered and unregistered again.
 std::string try_buffer_ring(io_uring& ring) {
-  constexpr unsigned kEntries = 2;
-  void* mem = ::mmap(nullptr, kEntries * sizeof(io_uring_buf), PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return fmt::format("mmap: {}", std::strerror(errno));
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
-  reg.ring_entries = kEntries;
-  reg.bgid = 0;
-  std::string why;
-  if (int r = io_uring_register_buf_ring(&ring, &reg, 0); r < 0)
-    why = fmt::format("registering a ring of provided buffers: {} (Linux 5.19 has them)",
-                      std::strerror(-r));
-  else
+  try {
+    ProvidedBuffers buffers;
+    buffers.set_up(ring, 2, 64, 0);
     io_uring_unregister_buf_ring(&ring, 0);
-  ::munmap(mem, kEntries * sizeof(io_uring_buf));
-  return why;
+  } catch (const std::system_error& e) {
+    return fmt::format("{}: {} (Linux 5.19 has them)", e.what(), e.code().message());
+  }
+  return "";
 }
 
 }  // namespace
@@ -80,6 +73,42 @@ int uring_enable_rings(io_uring& ring) {
   if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0)
     return -errno;
   return 0;
+}
+
+ProvidedBuffers::~ProvidedBuffers() {
+  if (memory_) ::munmap(memory_, std::size_t{count_} * size_);
+  if (ring_) ::munmap(ring_, std::size_t{count_} * sizeof(io_uring_buf));
+}
+
+void ProvidedBuffers::set_up(io_uring& ring, unsigned count, unsigned size, int group) {
+  count_ = count;
+  size_ = size;
+  group_ = group;
+  void* mem = ::mmap(nullptr, std::size_t{count} * sizeof(io_uring_buf), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  ring_ = static_cast<io_uring_buf_ring*>(mem);
+  mem = ::mmap(nullptr, std::size_t{count} * size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  memory_ = static_cast<char*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_);
+  reg.ring_entries = count;
+  reg.bgid = static_cast<std::uint16_t>(group);
+  if (int r = io_uring_register_buf_ring(&ring, &reg, 0); r < 0)
+    throw std::system_error(-r, std::generic_category(), "registering the receive buffers");
+  io_uring_buf_ring_init(ring_);
+}
+
+void ProvidedBuffers::give_back(std::uint16_t id) {
+  io_uring_buf_ring_add(ring_, data(id), size_, id, io_uring_buf_ring_mask(count_), unpublished_++);
+}
+
+void ProvidedBuffers::publish() {
+  if (unpublished_ == 0) return;
+  io_uring_buf_ring_advance(ring_, unpublished_);
+  unpublished_ = 0;
 }
 
 }  // namespace shootout

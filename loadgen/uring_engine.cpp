@@ -76,27 +76,10 @@ UringEngine::UringEngine(const Plan& plan, Worker& worker, std::size_t first_ind
   if (r < 0) throw std::system_error(-r, std::generic_category(), "io_uring_setup");
   ring_ready_ = true;
 
-  buffer_count_ = plan.uring.buffers ? plan.uring.buffers : kBuffers;
-  buffer_size_ = plan.uring.buffer_size ? plan.uring.buffer_size : kBufferSize;
-  const std::size_t ring_bytes = buffer_count_ * sizeof(io_uring_buf);
-  void* mem =
-      ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
-  buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
-  mem = ::mmap(nullptr, std::size_t{buffer_count_} * buffer_size_, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
-  buffers_ = static_cast<char*>(mem);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(buf_ring_);
-  reg.ring_entries = buffer_count_;
-  reg.bgid = kBufferGroup;
-  if (r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0)
-    throw std::system_error(-r, std::generic_category(), "registering the receive buffers");
-  io_uring_buf_ring_init(buf_ring_);
-  for (unsigned i = 0; i < buffer_count_; ++i) recycle(static_cast<std::uint16_t>(i));
-  io_uring_buf_ring_advance(buf_ring_, buffers_returned_);
-  buffers_returned_ = 0;
+  buffers_.set_up(ring_, plan.uring.buffers ? plan.uring.buffers : kBuffers,
+                  plan.uring.buffer_size ? plan.uring.buffer_size : kBufferSize, kBufferGroup);
+  for (unsigned i = 0; i < buffers_.count(); ++i) buffers_.give_back(static_cast<std::uint16_t>(i));
+  buffers_.publish();
 
   // Blocking: a read on it waits in the kernel (a non-blocking one would fail with EAGAIN).
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -117,8 +100,6 @@ UringEngine::~UringEngine() {
   close_descriptors();
   for (Slot& s : slots_)
     if (s.fd >= 0) ::close(s.fd);
-  if (buffers_) ::munmap(buffers_, std::size_t{buffer_count_} * buffer_size_);
-  if (buf_ring_) ::munmap(buf_ring_, buffer_count_ * sizeof(io_uring_buf));
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -252,10 +233,7 @@ void UringEngine::run_timers() {
 // Buffers of the last batch back to the ring in one tail update; then the receives that found
 // none are armed again (they see the buffers: the tail is written before the enter).
 void UringEngine::give_back() {
-  if (buffers_returned_ > 0) {
-    io_uring_buf_ring_advance(buf_ring_, buffers_returned_);
-    buffers_returned_ = 0;
-  }
+  buffers_.publish();
   for (const Ref r : rearm_) {
     const Slot& s = slots_[r.slot];
     if (s.gen != r.gen || s.fd < 0 || s.reading) continue;
@@ -349,7 +327,7 @@ void UringEngine::dispatch(const Cqe& cqe) {
 // A completion of a socket closed since: its buffer goes back; a send's retired buffer may go.
 void UringEngine::stale(std::size_t, Op op, const Cqe& cqe) {
   if (cqe.flags & IORING_CQE_F_BUFFER)
-    recycle(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+    buffers_.give_back(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
   if (op == Op::send && --stale_sends_ == 0) retired_.clear();
 }
 
@@ -369,9 +347,8 @@ void UringEngine::on_recv(std::size_t slot, const Cqe& cqe) {
   const std::uint32_t gen = s.gen;
   if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
     const auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    w_.connection(slot).on_data(
-        {buffers_ + std::size_t{id} * buffer_size_, static_cast<std::size_t>(cqe.res)});
-    recycle(id);  // the connection keeps what it has not consumed in its own memory
+    w_.connection(slot).on_data({buffers_.data(id), static_cast<std::size_t>(cqe.res)});
+    buffers_.give_back(id);  // the connection keeps what it has not consumed in its own memory
     if (!more && s.gen == gen && s.fd >= 0) {
       ++counts_.recv_rearms;
       arm_recv(slot);
@@ -449,11 +426,6 @@ void UringEngine::arm_wake() {
 }
 
 void UringEngine::cancel(std::uint64_t user_data) { io_uring_prep_cancel64(sqe(), user_data, 0); }
-
-void UringEngine::recycle(std::uint16_t buffer) {
-  io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{buffer} * buffer_size_, buffer_size_,
-                        buffer, io_uring_buf_ring_mask(buffer_count_), buffers_returned_++);
-}
 
 void UringEngine::close_descriptors() {
   for (int fd : to_close_) ::close(fd);

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "engine.hpp"
+#include "uring_support.hpp"
 
 namespace shootout::load {
 
@@ -103,7 +104,6 @@ class UringEngine final : public Engine {
   void send_rest(std::size_t slot);
   void arm_wake();
   void cancel(std::uint64_t user_data);
-  void recycle(std::uint16_t buffer);
   void close_descriptors();
 
   // completions
@@ -122,11 +122,8 @@ class UringEngine final : public Engine {
   const std::size_t first_;
   io_uring ring_{};
   bool ring_ready_ = false;
-  bool enable_ = false;  // set up disabled: run() enables it
-  io_uring_buf_ring* buf_ring_ = nullptr;
-  char* buffers_ = nullptr;
-  unsigned buffer_count_ = 0, buffer_size_ = 0;
-  int buffers_returned_ = 0;  // added to the ring since the last advance
+  bool enable_ = false;      // set up disabled: run() enables it
+  ProvidedBuffers buffers_;  // unmapped after ~UringEngine's body has exited ring_
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0;  // the queued eventfd read's buffer
   bool stopped_ = false, draining_ = false, flush_ = false;
