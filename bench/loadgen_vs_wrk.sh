@@ -11,9 +11,9 @@
 # ENGINES: the load generator's engines to run beside wrk (`shootout load --engine E`; default
 # "asio"); each gets its own columns, its ratio to wrk and its CPU per request. An engine that
 # cannot run here (io_uring disabled) is left out with its reason. Each round runs wrk, then
-# ours on each engine; with ROUNDS > 1 (default 3) the best round of each is kept
-# (other work on the machine only ever slows a run down). Needs nginx (/usr/sbin/nginx), wrk,
-# taskset, curl.
+# ours on each engine; with ROUNDS > 1 (default 3) req/s is each one's best round (other work
+# on the machine only ever slows a run down) and CPU per request its median over the rounds.
+# Needs nginx (/usr/sbin/nginx), wrk, taskset, curl.
 set -euo pipefail
 
 duration=5s
@@ -89,29 +89,41 @@ echo "engines: ${engines[*]}; load average before: $(cut -d' ' -f1-3 /proc/loada
 printf "%-8s %-6s %12s %12s %7s %11s %11s %13s %13s\n" conns engine "wrk req/s" "load req/s" ratio \
   "wrk us/req" "load us/req" "nginx us/req" "nginx us/req"
 printf "%-8s %-6s %12s %12s %7s %11s %11s %13s %13s\n" "" "" "" "" "" "" "" "(wrk)" "(load)"
+# CPU per request of one run ("REQ_PER_S CPU_SECONDS REQUESTS NGINX_NS"): the tool's, nginx's.
+cpu_per_request() { awk '{ printf "%.4f %.4f\n", ($3 > 0 ? $2 * 1e6 / $3 : 0), ($3 > 0 ? $4 / 1e3 / $3 : 0) }' <<<"$1"; }
+# The median of the numbers given (one per argument).
+median() { printf "%s\n" "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 for c in $conns; do
   best_w="0 0 1 0"
-  declare -A best_l=()
+  declare -A best_l=() cpu_l=() srv_l=()
+  cpu_w=() srv_w=()
   for e in "${engines[@]}"; do best_l[$e]="0 0 1 0"; done
   for round in $(seq "$rounds"); do
     w=$(run_wrk "$c")
     echo "  round $round, $c conns: wrk $w   (req/s cpu_s requests nginx_ns)" >&2
     [[ $(better "$w" "$best_w") == 1 ]] && best_w=$w
+    read -r a b <<<"$(cpu_per_request "$w")"
+    cpu_w+=("$a") srv_w+=("$b")
     for e in "${engines[@]}"; do
       l=$(run_load "$c" "$e")
       echo "  round $round, $c conns: load --engine $e $l" >&2
       [[ $(better "$l" "${best_l[$e]}") == 1 ]] && best_l[$e]=$l
+      read -r a b <<<"$(cpu_per_request "$l")"
+      cpu_l[$e]+="$a " srv_l[$e]+="$b "
     done
   done
-  read -r wr wc wn wg <<<"$best_w"
+  # req/s: the best round (other work only ever slows a run down). CPU per request: the median
+  # over the rounds (the best round by req/s is not the cheapest, and one quiet round is luck).
+  read -r wr _ <<<"$best_w"
   for e in "${engines[@]}"; do
-    read -r lr lc ln lg <<<"${best_l[$e]}"
-    awk -v c="$c" -v e="$e" -v wr="$wr" -v lr="$lr" -v wc="$wc" -v wn="$wn" -v lc="$lc" \
-        -v ln="$ln" -v wg="$wg" -v lg="$lg" 'BEGIN {
+    read -r lr _ <<<"${best_l[$e]}"
+    # shellcheck disable=SC2086  # the per-round lists split on spaces on purpose
+    awk -v c="$c" -v e="$e" -v wr="$wr" -v lr="$lr" -v wc="$(median "${cpu_w[@]}")" \
+        -v lc="$(median ${cpu_l[$e]})" -v wg="$(median "${srv_w[@]}")" \
+        -v lg="$(median ${srv_l[$e]})" 'BEGIN {
       printf "%-8s %-6s %12.0f %12.0f %7.2f %11.2f %11.2f %13.2f %13.2f\n", c, e, wr, lr,
-        (wr > 0 ? lr / wr : 0), (wn > 0 ? wc * 1e6 / wn : 0), (ln > 0 ? lc * 1e6 / ln : 0),
-        (wn > 0 ? wg / 1e3 / wn : 0), (ln > 0 ? lg / 1e3 / ln : 0) }'
+        (wr > 0 ? lr / wr : 0), wc, lc, wg, lg }'
   done
-  unset best_l
+  unset best_l cpu_l srv_l
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
