@@ -1,8 +1,9 @@
 #pragma once
 // What the two event loops share apart from how they talk to the kernel (evented: readiness
 // from a Poller; uring: completions from io_uring) and the session-driving steps each mirrors
-// from serve_connection(): the loop's cached clock, its three kinds of timers, and the start of
-// a session's blocking work. Each loop owns one LoopTimers and one LoopWork.
+// from serve_connection(): the loop's cached clock, its three kinds of timers, the start of a
+// session's blocking work, and when output pauses reading. Each loop owns one LoopTimers and
+// one LoopWork.
 //
 // Threads: the loop's thread only (TimerHeap checks it in builds that check threads, once
 // bind_to_this_thread() has run). Neither class owns the connections it times or the pool.
@@ -17,6 +18,20 @@
 #include "timers.hpp"
 
 namespace shootout {
+
+// Back-pressure on input. A connection's input is what makes its output (an echo answers every
+// byte), so a loop that reads on while the output waits for the client queues answers for as
+// long as the client sends: one that sends faster than it reads grew the server's memory to
+// --max-output, which then cut it off. So once a connection's queued output reaches this many
+// bytes (--max-output, if that is smaller) its loop stops reading it, and reads again once all
+// of that output has been sent: TCP's window holds the client back, whatever it sends, and the
+// connection's queue stays below this plus what one read makes. (A session that makes much from
+// little input yields on its own, Next::resume; output added by timers and pool jobs is still
+// held to --max-output.)
+constexpr std::size_t kReadPauseBytes = 256 * 1024;
+inline std::size_t read_pause_bytes(const ServeOptions& options) {
+  return options.max_output < kReadPauseBytes ? options.max_output : kReadPauseBytes;
+}
 
 class LoopTimers {
  public:

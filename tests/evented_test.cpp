@@ -1,8 +1,9 @@
 // The evented model beyond the shared integration suite: the poller backends against each
 // other, the loop driven in-process over socketpairs (a callback closing another connection of
-// the same ready batch), and real server processes for the slow reader, the /cpu stall,
-// EMFILE, select's FD_SETSIZE limit, the output cap on every path that adds output, and timers
-// that never fire early. The process tests of what every event loop must do (suites LoopServer,
+// the same ready batch), and real server processes for the slow reader, clients that write
+// before they read (large echoes, long queues of answers), the /cpu stall, EMFILE, select's
+// FD_SETSIZE limit, the output cap on every path that adds output, and timers that never fire
+// early. The process tests of what every event loop must do (suites LoopServer,
 // LoopCpuStall, LoopOutputCap, LoopTimers) run for both loop models, evented and uring (the
 // uring loop's own tests are in uring_test.cpp).
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -65,6 +67,17 @@ std::vector<std::pair<int, std::uint32_t>> readiness(Poller& p) {
 }
 
 std::string stderr_of(ServerProcess& s) { return s.process().stderr_text(); }
+
+// A directory under the test temp dir with one file of `size` bytes, removed at the end.
+struct FileRoot {
+  std::string dir;
+  explicit FileRoot(std::size_t size) {
+    dir = testing::TempDir() + "evented-root-" + std::to_string(getpid());
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/big", std::ios::binary) << std::string(size, 'f');
+  }
+  ~FileRoot() { std::filesystem::remove_all(dir); }
+};
 
 bool readable_now(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
@@ -580,6 +593,136 @@ TEST_P(LoopServer, AClientThatDoesNotReadIsCutOff) {
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
 }
 
+// What an echo exchange got back: bytes sent, bytes echoed and equal to them (in order), and
+// why it ended short ("" if every byte came back).
+struct EchoOutcome {
+  std::uint64_t sent = 0, echoed = 0;
+  std::string failure;
+};
+
+// `rounds` echoes of `size` bytes each, one after the other on one connection, by a client that
+// writes before it reads: it writes while its socket takes bytes, and reads (a gulp of up to
+// 8 MiB, all its socket holds) only once the socket has refused them for 20 ms, or all is sent.
+// A server that reads on while its answers wait for this client queues them all (that is how
+// the stall below was met); a server that stops reading holds it back, and then it reads. The
+// stream is periodic with a prime period, so a lost, repeated or shifted chunk is caught at its
+// first byte. The exchange ends short at a byte that differs, at EOF or an error, or when
+// neither direction makes progress for 15 s (the support client's bound: only a wedged server
+// takes that long), and says which.
+EchoOutcome echo_eagerly(std::uint16_t port, int rounds, std::size_t size) {
+  constexpr std::size_t kPeriod = 251, kStep = 1 << 20, kGulp = 8 << 20;
+  constexpr int kRefusedMs = 20;
+  std::string pattern(kPeriod + kGulp, '\0');  // any step or gulp, from any phase
+  for (std::size_t i = 0; i < pattern.size(); ++i)
+    pattern[i] = static_cast<char>(((i % kPeriod) * 7 + 13) & 0xFF);
+  Conn c(port);
+  ::fcntl(c.fd(), F_SETFL, ::fcntl(c.fd(), F_GETFL) | O_NONBLOCK);
+  EchoOutcome r;
+  std::vector<char> in(kGulp);
+  for (int round = 0; round < rounds; ++round) {
+    const std::uint64_t end = (round + 1) * static_cast<std::uint64_t>(size);
+    while (r.echoed < end) {
+      if (r.sent < end) {
+        const std::size_t n = std::min<std::uint64_t>(kStep, end - r.sent);
+        const ssize_t w = ::send(c.fd(), pattern.data() + r.sent % kPeriod, n, MSG_NOSIGNAL);
+        if (w > 0) {
+          r.sent += static_cast<std::uint64_t>(w);
+          continue;  // the socket took bytes: write on
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+          r.failure = std::string("send: ") + std::strerror(errno);
+          return r;
+        }
+        pollfd p{c.fd(), POLLOUT, 0};
+        if (::poll(&p, 1, kRefusedMs) == 1) continue;  // room again: write on
+      }
+      const ssize_t got = ::recv(c.fd(), in.data(), in.size(), 0);
+      if (got > 0) {
+        if (std::memcmp(in.data(), pattern.data() + r.echoed % kPeriod, got) != 0) {
+          r.failure = "a byte came back different";
+          return r;
+        }
+        r.echoed += static_cast<std::uint64_t>(got);
+        continue;
+      }
+      if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+        r.failure = got == 0 ? "the server closed the connection"
+                             : std::string("recv: ") + std::strerror(errno);
+        return r;
+      }
+      pollfd p{c.fd(), static_cast<short>(POLLIN | (r.sent < end ? POLLOUT : 0)), 0};
+      if (::poll(&p, 1, 15'000) == 0) {
+        r.failure = "no progress either way for 15 s (the server stopped)";
+        return r;
+      }
+    }
+  }
+  return r;
+}
+
+// Four echoes of 32 MiB, each larger than every socket buffer between the client and the
+// server's answer, to a client that writes before it reads: every byte comes back. Before, the
+// evented loop stopped sending with part of the answer queued and both sockets empty (what
+// `shootout load --engine uring --echo 33554432` met as a timeout): the queue held more than one
+// sendmsg's 64 chunks, the socket took all 64, and edge-triggered epoll never reports a socket
+// writable again that never filled up. Now the queue stays short (reading pauses) and such a
+// write is followed by another; the last test of this suite checks the second alone.
+TEST_P(LoopServer, LargeEchoesComeBackWholeToAClientThatWritesBeforeItReads) {
+  ServerProcess s(args({"--handler", "echo"}));
+  constexpr int kRounds = 4;
+  constexpr std::size_t kSize = 32u << 20;
+  const EchoOutcome r = echo_eagerly(s.port(), kRounds, kSize);
+  EXPECT_EQ(r.failure, "") << r.echoed << " of " << r.sent << " bytes sent came back";
+  EXPECT_EQ(r.echoed, kRounds * kSize);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// The same client against a 4 MiB --max-output: whatever it sends, the server's queue for it
+// stays below the cap, because the loop stops reading that connection while its output waits
+// (TCP's window then holds the client back) and reads again once the output has drained; the
+// connection is served whole, not cut off. Before, the loop read on and queued every answer,
+// and closed the connection once they passed the cap.
+TEST_P(LoopServer, AnEchoClientThatWritesFasterThanItReadsIsHeldBackNotCutOff) {
+  constexpr std::size_t kCap = 4u << 20, kSize = 32u << 20;
+  ServerProcess s(args({"--handler", "echo", "--max-output", std::to_string(kCap)}));
+  const EchoOutcome r = echo_eagerly(s.port(), 1, kSize);
+  EXPECT_EQ(r.failure, "") << r.echoed << " of " << r.sent << " bytes sent came back";
+  EXPECT_EQ(r.echoed, kSize);
+  EXPECT_EQ(stderr_of(s).find("queued more than"), std::string::npos) << stderr_of(s);
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+}
+
+// Three times, on a new connection, 1,000 pipelined /file answers of 33 KiB (each its own chunk
+// of the queue: two do not merge) to a client that reads only once the server has parsed the
+// last request, so every answer before it has been made and most of them wait in the queue
+// (about 33 MiB, 1,000 chunks). The client's receive buffer is wide (8 MiB), as a fast reader's
+// becomes, so the server's socket can take many chunks in one write. Every answer arrives whole.
+// Before, this met the lost edge of the test above without any echo: a write that took all 64
+// chunks offered left the rest queued, and nothing woke the connection again (here the first
+// connection stopped after 293 answers, every time).
+TEST_P(LoopServer, AQueueOfManyAnswersIsSentWholeToAClientThatReadsLate) {
+  constexpr int kRounds = 3, kAnswers = 1000;
+  constexpr std::size_t kFile = 33 << 10;
+  FileRoot root(kFile);
+  const std::string stats =
+      testing::TempDir() + GetParam() + "-many-" + std::to_string(getpid()) + ".json";
+  ServerProcess s(args({"--root", root.dir, "--stats-file", stats}));
+  std::string burst;
+  for (int i = 0; i < kAnswers; ++i) burst += test::get_request("/file?name=big");
+  for (int round = 1; round <= kRounds; ++round) {
+    Conn c(s.port());  // a new one each round: a connection that got through once keeps going
+    const int rcvbuf = 4 << 20;  // the kernel doubles it
+    ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    ASSERT_TRUE(c.send(burst));
+    ASSERT_TRUE(await_requests(s, stats, round * kAnswers));
+    int whole = 0;
+    while (whole < kAnswers && test::read_response(c).body.size() == kFile) ++whole;
+    ASSERT_EQ(whole, kAnswers) << "round " << round;
+  }
+  EXPECT_EQ(s.stop(), 0) << stderr_of(s);
+  std::remove(stats.c_str());
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, LoopServer, ::testing::ValuesIn(loop_models()),
                          [](const auto& param_info) { return param_info.param; });
 
@@ -607,17 +750,6 @@ bool ended_by_server(Conn& c) {
     return n == 0 || errno == ECONNRESET;
   }
 }
-
-// A directory under the test temp dir with one file of `size` bytes, removed at the end.
-struct FileRoot {
-  std::string dir;
-  explicit FileRoot(std::size_t size) {
-    dir = testing::TempDir() + "evented-root-" + std::to_string(getpid());
-    std::filesystem::create_directories(dir);
-    std::ofstream(dir + "/big", std::ios::binary) << std::string(size, 'f');
-  }
-  ~FileRoot() { std::filesystem::remove_all(dir); }
-};
 
 // Sends `burst` on a connection that never reads, then requires that the server's peak memory
 // (VmHWM) stays within 16 caps of the baseline measured before the burst (where it grew by

@@ -70,6 +70,7 @@ EventLoop::EventLoop(const ServeOptions& options, const Handler& handler, Helper
       poller_(Poller::create(options.poller, Trigger::edge)),  // edge if the backend has it
       work_(options, pool, inbox_),
       timers_(options),
+      read_pause_(read_pause_bytes(options)),
       in_(kReadBuffer) {
   if (int err = poller_->add(inbox_.fd(), kReadable))
     throw std::system_error(err, std::generic_category(), "watching the wake-up eventfd");
@@ -130,20 +131,28 @@ void EventLoop::run_timers() {
 }
 
 // Work queued by the previous iterations: sessions to resume (the next /bytes chunk), and, with
-// an edge-triggered poller, connections whose last read filled the buffer. The queue is swapped
-// out first, so a session that asks to be resumed again waits for the next iteration.
+// an edge-triggered poller, connections whose last read filled the buffer or whose last write
+// took everything offered with more queued (no edge will say so: on_readable, on_writable). The
+// queue is swapped out first, so a session that asks to be resumed again waits for the next
+// iteration.
 void EventLoop::run_pending() {
   pending_run_.swap(pending_);
   pending_.clear();
   for (Ref r : pending_run_) {
     Conn* c = live(r.fd);
     if (!c || c->gen != r.gen) continue;
-    trace::Span span(r.read_again ? "read again" : "resume", "dispatch");
+    trace::Span span(r.again == Again::read    ? "read again"
+                     : r.again == Again::write ? "write again"
+                                               : "resume",
+                     "dispatch");
     span.arg("fd", r.fd);
     try {
-      if (r.read_again) {
-        // The end may be pending behind the data: read on until EOF, an error or EAGAIN.
+      if (r.again == Again::read) {
+        // The end may be pending behind the data: read on until EOF, an error or EAGAIN. Not
+        // while reading is paused: watching for it again re-reports what is waiting.
         if ((c->interest & kReadable) && !c->eof) on_readable(*c, true);
+      } else if (r.again == Again::write) {
+        on_writable(*c);  // no-op if the queue went meanwhile
       } else if (c->after == Next::resume && !c->output) {
         advance(*c, c->session->on_resume(out_));
       }
@@ -359,7 +368,7 @@ int EventLoop::add_connection(int fd) {
 void EventLoop::on_readable(Conn& c, bool end_pending) {
   ssize_t n = ::recv(c.fd, in_.data(), in_.size(), 0);
   if (n > 0 && poller_->edge_triggered() && (end_pending || n == static_cast<ssize_t>(in_.size())))
-    pending_.push_back({c.fd, c.gen, true});
+    pending_.push_back({c.fd, c.gen, Again::read});
   if (n < 0) {
     if (!transient(errno)) close_later(c);  // ECONNRESET and friends
     return;
@@ -376,16 +385,27 @@ void EventLoop::on_readable(Conn& c, bool end_pending) {
   advance(c, c.session->on_input({in_.data(), static_cast<std::size_t>(n)}, out_));
 }
 
+// One write per readiness, like on_readable's one read. A write the socket cut short (or
+// refused) left it full: the kernel reports it writable again once it has room, edge-triggered
+// too. A write that took every byte offered (kMaxIov chunks) with more queued behind them did
+// not fill it, so an edge-triggered poller will not report it again (the socket never went
+// from full to not full): the connection queues itself to write again in the next pending
+// phase. Without that, a queue longer than kMaxIov chunks whose last readiness met a socket
+// with room for kMaxIov of them was never sent: the connection sat with output queued, both
+// sockets empty and nothing watched that would change (a 32 MiB echo to a client that reads
+// as fast as the kernel, `shootout load --engine uring`).
 void EventLoop::on_writable(Conn& c) {
   if (!c.output) return;
   Output& o = *c.output;
   iovec iov[kMaxIov];
   msghdr msg{};
   msg.msg_iov = iov;
+  std::size_t offered = 0;
   std::size_t skip = o.sent;
   for (std::string& chunk : o.chunks) {
     if (msg.msg_iovlen == kMaxIov) break;
     iov[msg.msg_iovlen++] = {chunk.data() + skip, chunk.size() - skip};
+    offered += chunk.size() - skip;
     skip = 0;
   }
   ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL);
@@ -393,6 +413,8 @@ void EventLoop::on_writable(Conn& c) {
     if (!transient(errno)) close_later(c);
     return;
   }
+  if (static_cast<std::size_t>(n) == offered && o.unsent > offered && poller_->edge_triggered())
+    pending_.push_back({c.fd, c.gen, Again::write});
   o.unsent -= static_cast<std::size_t>(n);
   for (std::size_t left = static_cast<std::size_t>(n); left > 0;) {
     std::size_t rest = o.chunks.front().size() - o.sent;
@@ -410,7 +432,7 @@ void EventLoop::on_writable(Conn& c) {
     case Next::close:
       return close_later(c);
     case Next::resume:
-      pending_.push_back({c.fd, c.gen, false});
+      pending_.push_back({c.fd, c.gen, Again::resume});
       break;
     case Next::read:
     case Next::work:
@@ -428,7 +450,7 @@ void EventLoop::advance(Conn& c, Next next) {
     if (!flush(c)) return;
     c.after = next;
     if (next == Next::close && !c.output) return close_later(c);
-    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen, false});
+    if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen, Again::resume});
     if (next == Next::work) {
       const Work& w = c.session->pending_work();
       // On the loop's own thread, while every other client waits: /cpu without --offload-cpu
@@ -529,13 +551,17 @@ void EventLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
 }
 
 // Brings the poller interest and the timeout in line with the connection's state:
-//   output queued             watch writable (and readable if the session reads); stall timer
+//   output queued             watch writable (and readable if the session reads and the queue
+//                             is below read_pause_bytes(): common/loop_core.hpp); stall timer
 //   reading, request started  watch readable; request deadline, armed at its first byte
 //   reading, idle             watch readable; idle timer from now
 //   resume or work            watch nothing (hang-ups still arrive); no timer
+// Reading paused for the queue resumes when the queue has drained (on_writable calls this);
+// with epoll, watching for it again reports input that waited meanwhile (EPOLL_CTL_MOD
+// re-checks readiness).
 void EventLoop::rearm(Conn& c) {
   std::uint8_t want = 0;
-  bool reading = c.after == Next::read && !c.eof;
+  bool reading = c.after == Next::read && !c.eof && !(c.output && c.output->unsent >= read_pause_);
   if (reading) want |= kReadable;
   if (c.output) want |= kWritable;
   if (want != c.interest) {

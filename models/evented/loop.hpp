@@ -11,7 +11,8 @@
 //   timers        /sleep timers, the accept pause, and the idle/request timeouts that are due
 //   pending       sessions deferred from the last iteration (the next /bytes chunk), so one
 //                 fast reader cannot monopolise the loop; with epoll (edge-triggered here)
-//                 also the connections whose last read filled the buffer
+//                 also the connections whose last read filled the buffer, and those whose last
+//                 write took all it was offered with more queued (no edge would come for them)
 //   prepare       choose the poll timeout: 0 if anything is pending or closing, else until
 //                 the nearest timer (or the grace deadline when stopping), else forever
 //   poll          wait for readiness, then dispatch each event: accept, wake-up (pool
@@ -28,7 +29,9 @@
 // the output has drained; work: a timer, the helper pool, or inline; close: close once the
 // output has drained). A session waiting on resume or work is not fed input: its connection
 // is not watched for readability meanwhile. Output the socket refuses is queued per connection;
-// every path that adds to a queue counts against --max-output (see flush()).
+// every path that adds to a queue counts against --max-output (see flush()). A queue that
+// reaches read_pause_bytes() (common/loop_core.hpp) pauses reading too, until it has drained:
+// the client's own socket then holds back what it sends (rearm()).
 //
 // Closing is deferred to the close phase, so an event later in the same ready batch never
 // meets a freed connection or a descriptor number reused by accept: it sees the connection
@@ -147,14 +150,21 @@ class EventLoop {
   std::int64_t grace_deadline_ = 0;
 
   LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
+  const std::size_t read_pause_;  // queued output that pauses reading (read_pause_bytes())
 
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd
   std::size_t live_ = 0;
   std::uint32_t next_gen_ = 0;
+  // What a connection queued for the next pending phase does there.
+  enum class Again : std::uint8_t {
+    resume,  // call the session's on_resume() (its output has drained)
+    read,    // read more (edge-triggered: the last read filled the buffer, or the end waits)
+    write,   // write more (edge-triggered: the last write took all it was offered)
+  };
   struct Ref {
     int fd;
     std::uint32_t gen;
-    bool read_again;  // true: read more (edge-triggered, buffer filled); false: resume session
+    Again again;
   };
   std::vector<Ref> pending_, pending_run_;  // for the next pending phase
   std::vector<int> closing_;                // closed in the close phase

@@ -81,6 +81,8 @@ struct UringLoop::Conn : DeadlineLink {
   bool closing = false;     // marked for the close phase; ignore its completions
   bool cancelled = false;   // closing: its operations were cancelled, close when they are back
   bool eof = false;         // the peer shut down its side
+  bool paused = false;      // reading paused: the output reached read_pause_ and has not all
+                            // been sent yet (flush sets it, release_output clears it)
 };
 
 UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, HelperPool& pool,
@@ -90,7 +92,8 @@ UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, Helper
       pool_(pool),
       listen_fd_(listen_fd),
       work_(options, pool, inbox_),
-      timers_(options) {
+      timers_(options),
+      read_pause_(read_pause_bytes(options)) {
   if (const std::string& why = uring_unavailable(); !why.empty())
     throw std::system_error(ENOSYS, std::generic_category(), why);
   io_uring_params p{};
@@ -225,11 +228,19 @@ std::int64_t UringLoop::prepare() {
 // again, two system calls per batch. So the wait is for one completion more than the sends
 // queued in this batch. A send the socket cannot take at once (a client that does not read)
 // leaves that count one short; the wait is then bounded by kInlineSendWait.
+//
+// Not when a send is followed: its completion is what the loop waits for to go on with that
+// connection (the next chunk of a queue, the session's on_resume(), reading paused for the
+// output: send_front, advance). Waiting for one completion more would then wait for nothing
+// but the bound, once per send: a 32 MiB echo or /bytes, sent a 64 KiB chunk a millisecond,
+// took half a second (evented: 30 ms). So the wait is for the sends alone.
 void UringLoop::submit_wait(std::int64_t wait_ns) {
   trace::Span phase("submit_wait");  // the reactor's phase, with the timeout and what came back
   phase.arg("timeout_us", wait_ns < 0 ? -1 : wait_ns / 1000);
   const unsigned sends = sends_queued_;
+  const unsigned want = sends + (sends_followed_ ? 0 : 1);
   sends_queued_ = 0;
+  sends_followed_ = false;
   int r;
   if (wait_ns == 0) {
     r = io_uring_submit_and_get_events(&ring_);
@@ -239,7 +250,7 @@ void UringLoop::submit_wait(std::int64_t wait_ns) {
     if (sends > 0 && (wait_ns < 0 || wait_ns > kInlineSendWait)) wait_ns = kInlineSendWait;
     __kernel_timespec ts{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
     io_uring_cqe* cqe = nullptr;
-    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1 + sends, &ts, nullptr);
+    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, want, &ts, nullptr);
   }
   ++counts_.enters;
   if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
@@ -538,7 +549,8 @@ void UringLoop::on_recv(Conn& c, const Cqe& cqe) {
   } else if (cqe.res != -ECANCELED) {
     return close_later(c);  // ECONNRESET and friends
   }
-  if (!c.closing && c.recv == Conn::Recv::idle && c.after == Next::read && !c.eof && !c.held)
+  if (!c.closing && c.recv == Conn::Recv::idle && c.after == Next::read && !c.eof && !c.held &&
+      !c.paused)
     arm_recv(c);
 }
 
@@ -583,9 +595,10 @@ void UringLoop::op_ended(Conn& c) {
 // ---- driving a session ------------------------------------------------------------------
 
 // Bytes that arrived. A session that reads gets them now; one that waits on work or resume
-// (or has older bytes held) gets them when it reads again (run_pending).
+// (or has older bytes held, or output that pauses reading) gets them when it reads again
+// (run_pending, queued by rearm()).
 void UringLoop::input(Conn& c, std::string_view bytes) {
-  if (c.after == Next::read && !c.held) {
+  if (c.after == Next::read && !c.held && !c.paused) {
     // Over the cap already (one batch may be): what this input makes would close it anyway.
     if (c.output && c.output->unsent > options_.max_output) return close_over_cap(c);
     return advance(c, c.session->on_input(bytes, out_));
@@ -605,6 +618,7 @@ void UringLoop::advance(Conn& c, Next next) {
     c.after = next;
     if (next == Next::close && !c.output) return close_later(c);
     if (next == Next::resume && !c.output) pending_.push_back({c.fd, c.gen});
+    if (next == Next::resume && c.sending) sends_followed_ = true;  // on_resume() once it is back
     if (next == Next::work) {
       const Work& w = c.session->pending_work();
       if (!work_.start(w, c.fd, c.gen, timers_,
@@ -654,10 +668,13 @@ bool UringLoop::flush(Conn& c) {
       spare_chunks_.pop_back();
     }
   }
+  if (o.unsent >= read_pause_) c.paused = true;  // until all of it has been sent
   if (!c.sending) send_front(c);
   return true;
 }
 
+// One send: the front chunk's unsent part. Followed (submit_wait) if the loop goes on with the
+// connection once it is back: more output behind it, a session to resume, or reading paused.
 void UringLoop::send_front(Conn& c) {
   Output& o = *c.output;
   const std::string& front = o.chunks.front();
@@ -666,6 +683,8 @@ void UringLoop::send_front(Conn& c) {
   io_uring_sqe_set_data64(s, tag(Op::send, c.fd, c.gen));
   c.sending = true;
   ++sends_queued_;
+  if (o.unsent > front.size() - o.sent || c.after == Next::resume || c.paused)
+    sends_followed_ = true;
 }
 
 // An output buffer the kernel is done with is kept for the next output (so out_ does not grow
@@ -680,6 +699,7 @@ void UringLoop::recycle_chunk(std::string& chunk) {
 // Every chunk sent (or the connection is closing and none is in flight): the Output and its
 // buffers are recycled.
 void UringLoop::release_output(Conn& c) {
+  c.paused = false;
   if (!c.output) return;
   for (std::string& chunk : c.output->chunks) recycle_chunk(chunk);
   c.output->chunks.clear();
@@ -711,15 +731,17 @@ void UringLoop::work_done(int fd, std::uint32_t gen, WorkResult result) {
 //   reading, the peer is done close once the output is sent
 //   reading                   a multishot recv armed; request deadline or idle timer
 //   output in flight          stall timer
+//   paused for the output     neither fed nor re-armed (input that comes is held) until the
+//                             output has all been sent: on_send() calls this then
 //   resume or work            no timer (input that comes meanwhile is held)
 void UringLoop::rearm(Conn& c) {
   if (c.after == Next::read) {
     if (c.held) {
-      pending_.push_back({c.fd, c.gen});
+      if (!c.paused) pending_.push_back({c.fd, c.gen});
     } else if (c.eof) {
       if (!c.output) return close_later(c);
       c.after = Next::close;
-    } else if (c.recv == Conn::Recv::idle) {
+    } else if (c.recv == Conn::Recv::idle && !c.paused) {
       arm_recv(c);
     }
   }

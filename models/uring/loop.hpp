@@ -36,8 +36,10 @@
 //   input   every connection's multishot recv draws from one ring of provided buffers shared
 //           by the loop, so an idle connection holds no read buffer; a buffer goes back to the
 //           ring as soon as the session has been given its bytes. Bytes that arrive while the
-//           session waits on work or resume are held for it (the kernel keeps delivering);
-//           past kHoldLimit the recv is cancelled and TCP's window pushes back on the client.
+//           session waits on work or resume, or while the connection's output holds
+//           read_pause_bytes() (common/loop_core.hpp) until it has all been sent, are held for
+//           it (the kernel keeps delivering); past kHoldLimit the recv is cancelled and TCP's
+//           window pushes back on the client.
 //   output  the kernel reads a send's buffer after the call that queued it has returned, so
 //           every output is owned by its connection until its completion is back (evented
 //           sends from a loop-wide buffer and copies only what the socket refused). The
@@ -196,9 +198,11 @@ class UringLoop {
   int buffers_added_ = 0;                  // added to buf_ring_ since the last advance
   bool grown_this_batch_ = false;          // buffers were added for -ENOBUFS in this batch
   Counts counts_;
-  unsigned sends_queued_ = 0;  // sends queued since the last enter (see submit_wait)
+  unsigned sends_queued_ = 0;    // sends queued since the last enter (see submit_wait)
+  bool sends_followed_ = false;  // one of them has more to do behind it (see submit_wait)
 
   LoopTimers timers_;  // the cached clock, /sleep and the accept pause, the connection deadlines
+  const std::size_t read_pause_;  // queued output that pauses reading (read_pause_bytes())
 
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd; a closing one stays until its ops are back
   std::size_t live_ = 0;                      // connections not yet closed (closing included)
