@@ -709,10 +709,17 @@ TEST_P(LoopServer, AQueueOfManyAnswersIsSentWholeToAClientThatReadsLate) {
   ServerProcess s(args({"--root", root.dir, "--stats-file", stats}));
   std::string burst;
   for (int i = 0; i < kAnswers; ++i) burst += test::get_request("/file?name=big");
+  ASSERT_LT(burst.size(), 64u << 10);  // one segment on loopback, one read of the server
   for (int round = 1; round <= kRounds; ++round) {
     Conn c(s.port());  // a new one each round: a connection that got through once keeps going
     const int rcvbuf = 4 << 20;  // the kernel doubles it
     ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    // The whole burst (49 KB) in one segment, so the server reads it in one read (64 KiB): sent
+    // through the default 16 KiB send buffer it went in pieces, and a server that had read only
+    // the first piece when its queue passed the read pause (as it must) stopped reading, while
+    // this client waited for every request to be parsed before reading: a deadlock of the test.
+    const int sndbuf = 1 << 20;
+    ::setsockopt(c.fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     ASSERT_TRUE(c.send(burst));
     ASSERT_TRUE(await_requests(s, stats, round * kAnswers));
     int whole = 0;

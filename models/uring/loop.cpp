@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -104,25 +103,9 @@ UringLoop::UringLoop(const ServeOptions& options, const Handler& handler, Helper
     throw std::system_error(-r, std::generic_category(), "io_uring_setup");
   ring_ready_ = true;
 
-  const std::size_t ring_bytes = kBufferCount * sizeof(io_uring_buf);
-  void* mem =
-      ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
-  buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
-  mem = ::mmap(nullptr, std::size_t{kBufferCount} * kBufferSize, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
-  buffers_ = static_cast<char*>(mem);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(buf_ring_);
-  reg.ring_entries = kBufferCount;
-  reg.bgid = kBufferGroup;
-  if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0)
-    throw std::system_error(-r, std::generic_category(), "registering the receive buffers");
-  io_uring_buf_ring_init(buf_ring_);
+  buffers_.set_up(ring_, kBufferCount, kBufferSize, kBufferGroup);
   provide_buffers(kFirstBuffers);
-  io_uring_buf_ring_advance(buf_ring_, buffers_added_);
-  buffers_added_ = 0;
+  buffers_.publish();
 
   arm_poll(inbox_.fd(), Op::wake);
   if (listen_fd_ >= 0) {
@@ -137,8 +120,6 @@ UringLoop::~UringLoop() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
   for (auto& c : conns_)
     if (c) ::close(c->fd);
-  if (buffers_) ::munmap(buffers_, std::size_t{kBufferCount} * kBufferSize);
-  if (buf_ring_) ::munmap(buf_ring_, kBufferCount * sizeof(io_uring_buf));
   if (spare_fd_ >= 0) ::close(spare_fd_);
 }
 
@@ -274,10 +255,7 @@ void UringLoop::submit_wait(std::int64_t wait_ns) {
 void UringLoop::complete() {
   grown_this_batch_ = false;
   for (const Cqe& cqe : ready_) dispatch(cqe);
-  if (buffers_added_ > 0) {
-    io_uring_buf_ring_advance(buf_ring_, buffers_added_);
-    buffers_added_ = 0;
-  }
+  buffers_.publish();
 }
 
 void UringLoop::check() {
@@ -350,16 +328,10 @@ void UringLoop::arm_recv(Conn& c) {
 
 void UringLoop::cancel(std::uint64_t user_data) { io_uring_prep_cancel64(sqe(), user_data, 0); }
 
-// Back to the ring; the kernel sees it after complete() advances the ring's tail.
-void UringLoop::recycle_buffer(std::uint16_t id) {
-  io_uring_buf_ring_add(buf_ring_, buffers_ + std::size_t{id} * kBufferSize, kBufferSize, id,
-                        io_uring_buf_ring_mask(kBufferCount), buffers_added_++);
-}
-
 // `n` more buffers (as many as are left) join the ring, with the ids after the last provided.
 void UringLoop::provide_buffers(unsigned n) {
   for (; n > 0 && buffers_provided_ < kBufferCount; --n)
-    recycle_buffer(static_cast<std::uint16_t>(buffers_provided_++));
+    buffers_.give_back(static_cast<std::uint16_t>(buffers_provided_++));
   counts_.buffers = buffers_provided_;
 }
 
@@ -398,7 +370,7 @@ void UringLoop::dispatch(const Cqe& cqe) {
   Conn* c = find(fd, static_cast<std::uint32_t>(cqe.user_data));
   if (!c) {  // cannot happen (a connection outlives its operations); keep the buffer anyway
     if (cqe.flags & IORING_CQE_F_BUFFER)
-      recycle_buffer(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+      buffers_.give_back(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
     return;
   }
   try {
@@ -527,14 +499,15 @@ void UringLoop::on_recv(Conn& c, const Cqe& cqe) {
     UringLoop* loop;
     int id;
     ~GiveBack() {
-      if (id >= 0) loop->recycle_buffer(static_cast<std::uint16_t>(id));
+      if (id >= 0)
+        loop->buffers_.give_back(static_cast<std::uint16_t>(id));  // seen after complete()
     }
   } give_back{this, (cqe.flags & IORING_CQE_F_BUFFER)
                         ? static_cast<int>(cqe.flags >> IORING_CQE_BUFFER_SHIFT)
                         : -1};
   if (c.closing) return op_ended(c);
   if (cqe.res > 0 && give_back.id >= 0) {
-    input(c, {buffers_ + std::size_t(give_back.id) * kBufferSize, std::size_t(cqe.res)});
+    input(c, {buffers_.data(static_cast<std::uint16_t>(give_back.id)), std::size_t(cqe.res)});
   } else if (cqe.res == 0) {  // the peer is done sending
     c.eof = true;
     if (c.after == Next::read && !c.held) {

@@ -70,6 +70,7 @@
 #include "loop_core.hpp"
 #include "owner_thread.hpp"
 #include "serve_options.hpp"
+#include "uring_support.hpp"
 
 namespace shootout {
 
@@ -142,7 +143,6 @@ class UringLoop {
   void arm_poll(int fd, Op op);
   void arm_recv(Conn& c);
   void cancel(std::uint64_t user_data);
-  void recycle_buffer(std::uint16_t id);
   void provide_buffers(unsigned n);
 
   // dispatch
@@ -191,12 +191,10 @@ class UringLoop {
   std::int64_t grace_deadline_ = 0;
 
   io_uring ring_{};
-  bool ring_ready_ = false;  // io_uring_queue_init succeeded (the destructor tears it down)
-  io_uring_buf_ring* buf_ring_ = nullptr;  // the provided buffers' ring (one page, mmap'd)
-  char* buffers_ = nullptr;                // kBufferCount buffers of kBufferSize (mmap'd)
-  unsigned buffers_provided_ = 0;          // buffers 0..this-1 have been given to the ring
-  int buffers_added_ = 0;                  // added to buf_ring_ since the last advance
-  bool grown_this_batch_ = false;          // buffers were added for -ENOBUFS in this batch
+  bool ring_ready_ = false;        // io_uring_queue_init succeeded (the destructor tears it down)
+  ProvidedBuffers buffers_;        // unmapped after ~UringLoop's body has exited ring_
+  unsigned buffers_provided_ = 0;  // buffers 0..this-1 have been given to the ring
+  bool grown_this_batch_ = false;  // buffers were added for -ENOBUFS in this batch
   Counts counts_;
   unsigned sends_queued_ = 0;    // sends queued since the last enter (see submit_wait)
   bool sends_followed_ = false;  // one of them has more to do behind it (see submit_wait)
