@@ -420,7 +420,8 @@ bool settle_reaped(const nlohmann::json& stats, std::int64_t begin,
     return none_reaped(pids_of(tree));
   std::unordered_set<pid_t> reaped;
   for (const auto& e : log->value("recent", nlohmann::json::array()))
-    if (e.is_array() && e.size() >= 2 && e[1].get<std::int64_t>() >= begin)
+    if (e.is_array() && e.size() >= 2 && e[0].is_number_integer() && e[1].is_number_integer() &&
+        e[1].get<std::int64_t>() >= begin)  // (the sampler throws nothing: others are skipped)
       reaped.insert(e[0].get<pid_t>());
   for (const auto& [pid, figures] : children)
     if (reaped.count(pid)) s.reaped_after_read += figures;
