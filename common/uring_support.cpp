@@ -33,7 +33,8 @@ std::string try_buffer_ring(io_uring& ring) {
     buffers.set_up(ring, 2, 64, 0);
     io_uring_unregister_buf_ring(&ring, 0);
   } catch (const std::system_error& e) {
-    return fmt::format("{}: {} (Linux 5.19 has them)", e.what(), e.code().message());
+    // what() is already "registering the receive buffers: <the kernel's error>".
+    return fmt::format("{} (a ring of provided buffers: Linux 5.19 has them)", e.what());
   }
   return "";
 }
