@@ -28,6 +28,7 @@
 
 #include "client.hpp"
 #include "evented/loop.hpp"
+#include "files.hpp"
 #include "mailbox.hpp"
 #include "owner_thread.hpp"
 #include "poller.hpp"
@@ -72,8 +73,7 @@ std::string stderr_of(ServerProcess& s) { return s.process().stderr_text(); }
 struct FileRoot {
   std::string dir;
   explicit FileRoot(std::size_t size) {
-    dir = testing::TempDir() + "evented-root-" + std::to_string(getpid());
-    std::filesystem::create_directories(dir);
+    dir = test::temp_dir("evented-root").string();
     std::ofstream(dir + "/big", std::ios::binary) << std::string(size, 'f');
   }
   ~FileRoot() { std::filesystem::remove_all(dir); }
