@@ -233,6 +233,7 @@ void Connection::next_after_response(bool keep_alive) {
   if (paced()) next_slot();
   if (!keep_alive) return reconnect();
   if (paced()) return schedule_send();
+  if (w_.ramp_holds()) return w_.hold_for_ramp(*this, gen_);
   w_.defer_send(*this, gen_);
 }
 

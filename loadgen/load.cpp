@@ -560,10 +560,16 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     if (c.mode == Mode::closed) {
       wait_ramp(workers, local.connections, ramp_bound);
       note_ramp();
-      auto from = std::max(Clock::now(), plan.start + c.warmup);
-      // Several ranks: the window opens once every rank has ramped (or hit the bound).
-      if (ranks > 1) from = latest_of_all(group, plan.start, from);
+      // The answered connections have held their next request (Worker::release_ramp). They
+      // are released together, once every rank has ramped (or hit the bound), and the window
+      // opens then (not before the warm-up's end): N requests in flight at once is where a
+      // closed loop of N stays, so nothing has to settle first.
+      auto release = Clock::now();
+      if (ranks > 1) release = latest_of_all(group, plan.start, release);
+      std::this_thread::sleep_until(release);
+      const auto from = std::max(release, plan.start + c.warmup);
       bounds.set(from, from + c.duration);
+      for (auto& w : workers) w->release_ramp();
     } else {
       wait_ramp(workers, local.connections, bounds.from_time());
       note_ramp();

@@ -7,7 +7,8 @@
 //   closed  wrk: each connection sends its next request (or batch of `pipeline` requests) when
 //           the previous response has arrived. Latency from the actual send. The window opens
 //           after the warm-up and once every connection has been answered (the ramp), or at
-//           `ramp_timeout`.
+//           `ramp_timeout`. During the ramp an answered connection holds its next request;
+//           all are released together when it ends (Worker::release_ramp).
 //   rate    wrk2: `rate` requests/s in total, spread evenly over the connections; latency from
 //           the *intended* send time (coordinated omission corrected), and also from the actual
 //           send (uncorrected).

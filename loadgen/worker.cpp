@@ -14,6 +14,10 @@ Worker::Worker(const Plan& plan, int first_index, int count) : plan_(plan) {
   stats.timeline.limit(plan.timeline_max);
   send_queue_.reserve(static_cast<std::size_t>(count));
   sending_.reserve(static_cast<std::size_t>(count));
+  if (plan.mode == Mode::closed) {
+    ramp_released_ = false;
+    ramp_held_.reserve(static_cast<std::size_t>(count));
+  }
   engine_ = make_engine(plan, *this, static_cast<std::size_t>(first_index),
                         static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i)
@@ -113,6 +117,11 @@ void Worker::end_window_at(Clock::time_point to) {
   engine_->wake();
 }
 
+void Worker::release_ramp() {
+  release_asked_.store(true, std::memory_order_release);
+  engine_->wake();
+}
+
 void Worker::start_final_round() {
   final_round_asked_.store(true, std::memory_order_release);
   engine_->wake();
@@ -132,6 +141,12 @@ void Worker::on_wake() {
     for (auto& c : conns_) c->final_round();
     // Each second request is bounded by the sweep's timeout; the deadline is the backstop.
     arm_deadline(std::min(plan_.deadline, Clock::now() + plan_.timeout + std::chrono::seconds(1)));
+  }
+  if (!ramp_released_ && release_asked_.load(std::memory_order_acquire)) {
+    ramp_released_ = true;
+    for (const auto& [conn, gen] : ramp_held_) defer_send(*conn, gen);
+    ramp_held_.clear();
+    ramp_held_.shrink_to_fit();
   }
 }
 
@@ -161,6 +176,11 @@ void Worker::defer_send(Connection& c, std::uint64_t gen) {
   if (flush_requested_) return;
   flush_requested_ = true;
   engine_->flush_after_batch();
+}
+
+void Worker::hold_for_ramp(Connection& c, std::uint64_t gen) {
+  owner_.check("Worker::hold_for_ramp");
+  ramp_held_.push_back({&c, gen});
 }
 
 void Worker::flush_sends() {

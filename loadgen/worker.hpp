@@ -10,8 +10,9 @@
 //
 // Threads: a Worker is built and its sockets opened on the calling thread *before* its thread
 // starts; from then on only its own thread touches it, except start_final_round(),
-// end_window_at(), first_round_done() and answered_once(), which any thread may call (the first
-// two store into atomics and wake the engine; the worker's thread acts on them in on_wake()).
+// end_window_at(), release_ramp(), first_round_done() and answered_once(), which any thread may
+// call (the first three store into atomics and wake the engine; the worker's thread acts on
+// them in on_wake()).
 // Its stats are read after the thread joined. Builds that check threads
 // (common/owner_thread.hpp) abort when another thread calls a member that is its own thread's
 // only, once run() has started.
@@ -118,6 +119,11 @@ class Worker {
   void start_final_round();
   // Closed and rate mode, any thread, once: the window ends at `to` (the worker stops then).
   void end_window_at(Clock::time_point to);
+  // Closed mode, any thread, once: the ramp is over. Until then a keep-alive connection that
+  // has had its first answer holds its next request, so the answered connections do not keep
+  // the server busy while it is still taking on the others (a forked server's acceptor would
+  // share its core with every child already serving); from here on each loops.
+  void release_ramp();
   // Any thread: connections that have had at least one response so far.
   int answered_once() const { return answered_once_.load(std::memory_order_relaxed); }
 
@@ -146,6 +152,10 @@ class Worker {
   void first_round_step();
   // Closed loop: queue connection `c` (at socket generation `gen`) for the next flush.
   void defer_send(Connection& c, std::uint64_t gen);
+  // Closed loop: true while the ramp holds answered connections (release_ramp).
+  bool ramp_holds() const { return !ramp_released_; }
+  // Keep `c`'s next request (at socket generation `gen`) until the ramp is released.
+  void hold_for_ramp(Connection& c, std::uint64_t gen);
 
   const Plan& plan_;
   std::vector<std::unique_ptr<Connection>> conns_;
@@ -154,6 +164,11 @@ class Worker {
   // Connections whose next batch waits for the flush (with the socket generation it was
   // queued for), and the list being flushed; both reserved for every connection.
   std::vector<std::pair<Connection*, std::uint64_t>> send_queue_, sending_;
+  // Closed mode's ramp: connections answered once and waiting for release_ramp() (reserved
+  // for every connection; one that reconnects during the ramp may be in it twice, the stale
+  // entry ignored by its generation).
+  std::vector<std::pair<Connection*, std::uint64_t>> ramp_held_;
+  bool ramp_released_ = true;  // closed mode: false until release_ramp() is taken
   bool flush_requested_ = false;
   std::size_t next_open_ = 0;
   int running_ = 0;  // connections not finished
@@ -164,7 +179,7 @@ class Worker {
   // The main thread's messages (end_window_at, start_final_round), taken by on_wake().
   static constexpr Clock::rep kNoEnd = Clock::duration::max().count();
   std::atomic<Clock::rep> end_at_{kNoEnd};
-  std::atomic<bool> final_round_asked_{false};
+  std::atomic<bool> final_round_asked_{false}, release_asked_{false};
   bool end_taken_ = false, final_round_taken_ = false;
   [[no_unique_address]] OwnerThread owner_;  // the worker's thread, from run() on
 };

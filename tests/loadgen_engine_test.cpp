@@ -144,6 +144,102 @@ class RawServer {
   std::thread thread_;
 };
 
+// A well-behaved server that takes on its last connection late, the way a server that forks
+// or spawns per connection does: it accepts all but one of `n`, answers each of their first
+// requests, goes on serving them for a pause, and only then accepts the last. It counts the
+// requests that were not a connection's first and arrived before that last accept.
+class LateLastAcceptServer {
+ public:
+  explicit LateLastAcceptServer(int n) : n_(n) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listen_fd_, 128) != 0 || ::pipe(stop_) != 0)
+      throw std::runtime_error(std::string("LateLastAcceptServer: ") + std::strerror(errno));
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~LateLastAcceptServer() {
+    const char x = 0;
+    [[maybe_unused]] auto n = ::write(stop_[1], &x, 1);
+    thread_.join();
+    for (const auto& c : clients_) ::close(c.fd);
+    ::close(listen_fd_);
+    ::close(stop_[0]);
+    ::close(stop_[1]);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+  // Requests that were not their connection's first and came before the last accept.
+  int early_repeats() const { return early_.load(); }
+  // Requests that were not their connection's first and came after it.
+  int later_repeats() const { return later_.load(); }
+  bool accepted_all() const { return accepted_all_.load(); }
+
+ private:
+  struct Client {
+    int fd;
+    std::string in;
+    int requests = 0;
+  };
+
+  void loop() {
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point pause_end{};
+    for (;;) {
+      const int firsts = static_cast<int>(std::count_if(
+          clients_.begin(), clients_.end(), [](const Client& c) { return c.requests > 0; }));
+      const int accepted = static_cast<int>(clients_.size());
+      if (accepted == n_ - 1 && firsts == n_ - 1 && pause_end == Clock::time_point{})
+        pause_end = Clock::now() + 300ms;
+      const bool take_last = pause_end != Clock::time_point{} && Clock::now() >= pause_end;
+      const bool listening = accepted < n_ - 1 || (accepted == n_ - 1 && take_last);
+      std::vector<pollfd> fds{{stop_[0], POLLIN, 0}, {listening ? listen_fd_ : -1, POLLIN, 0}};
+      for (const auto& c : clients_) fds.push_back({c.fd, POLLIN, 0});
+      const int wait = accepted == n_ - 1 && !take_last ? 10 : -1;  // to see the pause end
+      if (::poll(fds.data(), fds.size(), wait) < 0 && errno != EINTR) return;
+      if (fds[0].revents) return;
+      if (fds[1].revents) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) clients_.push_back({fd, {}});
+        if (static_cast<int>(clients_.size()) == n_) accepted_all_ = true;
+      }
+      for (std::size_t i = fds.size(); i-- > 2;)
+        if (fds[i].revents) serve(i - 2);
+    }
+  }
+
+  void serve(std::size_t i) {
+    Client& c = clients_[i];
+    char buf[4096];
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      ::close(c.fd);
+      clients_.erase(clients_.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
+    c.in.append(buf, static_cast<std::size_t>(n));
+    for (std::size_t end; (end = c.in.find("\r\n\r\n")) != std::string::npos;) {
+      c.in.erase(0, end + 4);
+      if (c.requests++ > 0) ++(accepted_all_ ? later_ : early_);
+      static const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      [[maybe_unused]] auto w = ::send(c.fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+    }
+  }
+
+  const int n_;
+  int listen_fd_ = -1;
+  int stop_[2] = {-1, -1};
+  std::uint16_t port_ = 0;
+  std::vector<Client> clients_;  // the server thread's only
+  std::atomic<int> early_{0}, later_{0};
+  std::atomic<bool> accepted_all_{false};
+  std::thread thread_;
+};
+
 LoadConfig quick(const std::string& url, EngineKind engine, int connections = 2,
                  std::chrono::milliseconds d = 1s) {
   LoadConfig c;
@@ -268,6 +364,25 @@ TEST_P(LoadgenEngines, ARequestLargerThanTheSocketTakesIsSentWholeAndAnsweredWho
     EXPECT_GT(r.engine_counts.short_sends, 0u);
   }
   EXPECT_EQ(server.stop(), 0);
+}
+
+// The closed loop's ramp holds each answered connection's next request until every connection
+// has been answered once, then releases them together: while the server is still taking on its
+// last connection, the others send nothing more (without the hold they would keep it busy for
+// the whole pause, as a forked server's children keep its acceptor from its core), and once it
+// has, every connection is served in the window.
+TEST_P(LoadgenEngines, TheRampHoldsAnsweredConnectionsUntilEveryOneHasBeenAnswered) {
+  constexpr int kConnections = 6;
+  LateLastAcceptServer server(kConnections);
+  LoadConfig c = quick(server.url(), GetParam(), kConnections, 500ms);
+  c.warmup = 0ms;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_TRUE(server.accepted_all());
+  EXPECT_EQ(server.early_repeats(), 0);
+  EXPECT_GT(server.later_repeats(), 0);
+  EXPECT_EQ(r.ramp_reached, static_cast<std::uint64_t>(kConnections));
+  EXPECT_EQ(r.connections_in_window, static_cast<std::uint64_t>(kConnections));
+  EXPECT_EQ(r.errors.total(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, LoadgenEngines,

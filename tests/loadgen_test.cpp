@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "client.hpp"
+#include "files.hpp"
 #include "histogram.hpp"
 #include "load.hpp"
 #include "load_support.hpp"
@@ -44,16 +45,9 @@ using shootout::load::LoadResult;
 using shootout::load::Mode;
 using shootout::test::Process;
 using shootout::test::ServerProcess;
+using shootout::test::temp_dir;
 
 constexpr const char* kNginx = "/usr/sbin/nginx";
-
-std::filesystem::path temp_dir(const std::string& tag) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("loadgen-test-" + tag + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 // A free loopback port: bind port 0, read it, close. nginx cannot report a port it picked.
 std::uint16_t free_port() {
@@ -84,7 +78,7 @@ bool port_accepts(std::uint16_t port) {
 class Nginx {
  public:
   explicit Nginx(const std::string& extra = "keepalive_requests 1000000;")
-      : dir_(temp_dir("nginx")), port_(free_port()) {
+      : dir_(temp_dir("loadgen-nginx")), port_(free_port()) {
     std::ofstream(dir_ / "nginx.conf")
         << "worker_processes 1;\ndaemon off;\n"
         << "pid " << (dir_ / "nginx.pid").string() << ";\n"
