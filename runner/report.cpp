@@ -110,8 +110,9 @@ std::string finding(const Results& r, const std::string& graph) {
                      : graph == "ramp"         ? " s"
                                                : " µs/request";
   // Bound marks belong to figures of the loaded window that the load generator limited; the
-  // capacity and the idle hold's memory are not such figures.
-  const bool marks = graph != "capacity" && graph.rfind("memory", 0) != 0;
+  // capacity, the idle hold's memory and the ramp (over before the window opens) are not such
+  // figures.
+  const bool marks = graph != "capacity" && graph != "ramp" && graph.rfind("memory", 0) != 0;
   auto bound = [&](const Point& p) {
     return marks && p.loadgen_bound ? ", load-generator bound" : "";
   };
