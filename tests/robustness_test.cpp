@@ -63,6 +63,10 @@ bool is_forked(const Variant& v) {
   return std::find(v.args.begin(), v.args.end(), "forked") != v.args.end();
 }
 
+bool is_uring(const Variant& v) {
+  return std::find(v.args.begin(), v.args.end(), "uring") != v.args.end();
+}
+
 // What a connection received until the server closed it, or until the client's 15 s receive
 // timeout (then closed is false).
 struct Ending {
@@ -880,9 +884,13 @@ TEST_P(Robustness, ClientThatSendsButNeverReadsIsCutOff) {
   writer.join();
   if (peak_before > 0) {
     // The server held the client back (its own socket stalled it) or capped its queue: either
-    // way it never kept more than the cap's worth of answers for it.
+    // way it never kept more than the cap's worth of answers for it. The uring loop may also
+    // grow its receive buffer ring, shared by all its connections, to its full 16 MiB under
+    // such a flood, and keep up to 2 MiB of recycled output buffers (models/uring/loop.cpp):
+    // the loop's, bounded, not this connection's. Under ASan that came to 17.9 MiB once.
+    const long bound = 16 * 1024 + (is_uring(GetParam()) ? 18 * 1024 : 0);
     const long grown = status_kib(s.pid(), "VmHWM") - peak_before;
-    EXPECT_LE(grown, 16 * 1024) << "the server's peak memory grew by " << grown << " KiB";
+    EXPECT_LE(grown, bound) << "the server's peak memory grew by " << grown << " KiB";
   }
   still_serves(s);
   stop_cleanly(s);

@@ -35,9 +35,9 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -77,9 +77,9 @@ plot 'graphs/data/forked.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 l
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -120,9 +120,9 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
@@ -152,9 +152,9 @@ plot 'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 
@@ -186,7 +186,7 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-03, commit 00d1d8e" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -211,7 +211,7 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
@@ -243,7 +243,7 @@ plot 'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-03, commit 00d1d8e" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'forked', \
@@ -268,7 +268,7 @@ plot 'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
@@ -301,7 +301,7 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-03, commit 00d1d8e" noenhanced
 set offsets 0, 0, 0, 0
@@ -351,7 +351,7 @@ plot 'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set title "Memory per idle connection at 10000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-03, commit 00d1d8e" noenhanced
 set offsets 0, 0, 0, 0
@@ -401,9 +401,9 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -444,9 +444,9 @@ plot 'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -488,9 +488,9 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -531,9 +531,9 @@ plot 'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -575,9 +575,9 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -618,9 +618,9 @@ plot 'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -662,9 +662,9 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
@@ -694,9 +694,9 @@ plot 'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/node.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/go.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set output
