@@ -2,7 +2,7 @@
 # Builds the tests under ASan+UBSan (build-asan/) and/or TSan (build-tsan/) and runs them.
 # Usage: scripts/sanitize.sh asan|tsan|all
 # Env: SANITIZE_TESTS=REGEX runs only the tests matching it (ctest -R), to check one area while
-# developing; CI runs everything.
+# developing; CI runs everything. SANITIZE_JOBS=N runs N tests at once (default: CPUs + 1).
 #
 # A sanitizer report fails the run wherever it happens: in a test program, in a server it
 # started, in a forked child of that server, in the load generator. Every process writes its
@@ -166,7 +166,7 @@ run_one() {  # $1 = asan|tsan
   # One test more than the CPUs: many of these tests wait (for a server, a timer, a child), and
   # with -j2 the ASan stage left about 29% of the CPU idle (2026-12-02). The tests hold on a
   # busier machine (issue 15), so the extra one costs only their share of the CPU.
-  local jobs=$(( $(nproc) + 1 ))
+  local jobs=${SANITIZE_JOBS:-$(( $(nproc) + 1 ))}
   (cd "build-$san" && ctest --output-on-failure -j"$jobs" --timeout 900 --repeat until-pass:2 \
      "${only[@]}" "${exclude[@]}") | tee "$out" || rc=1
   for entry in "${relax[@]}"; do
