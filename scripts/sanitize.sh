@@ -164,7 +164,8 @@ run_one() {  # $1 = asan|tsan
   local only=()
   [ -n "${SANITIZE_TESTS:-}" ] && only=(-R "$SANITIZE_TESTS")
   # One test more than the CPUs: many of these tests wait (for a server, a timer, a child), and
-  # with -j2 the ASan stage left about 29% of the CPU idle (2026-12-02). The tests hold on a
+  # with -j2 the ASan stage left about 29% of the CPU idle (2026-12-02). Paired on 2026-12-03:
+  # ASan's ctest 437 s with 2 at once, 349 s with 3 (docs/SANITIZERS.md). The tests hold on a
   # busier machine (issue 15), so the extra one costs only their share of the CPU.
   local jobs=${SANITIZE_JOBS:-$(( $(nproc) + 1 ))}
   (cd "build-$san" && ctest --output-on-failure -j"$jobs" --timeout 900 --repeat until-pass:2 \
