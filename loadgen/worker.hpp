@@ -176,7 +176,8 @@ class Worker {
   bool stopping_ = false;
   std::atomic<bool> first_round_done_{false};
   std::atomic<int> answered_once_{0};
-  // The main thread's messages (end_window_at, start_final_round), taken by on_wake().
+  // The main thread's messages (end_window_at, start_final_round, release_ramp), taken by
+  // on_wake().
   static constexpr Clock::rep kNoEnd = Clock::duration::max().count();
   std::atomic<Clock::rep> end_at_{kNoEnd};
   std::atomic<bool> final_round_asked_{false}, release_asked_{false};
