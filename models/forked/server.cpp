@@ -84,7 +84,8 @@ class ForkedServer {
     // so every later child paid for the burst: 10,000 idle children took 3,031 MB of PSS
     // after the server had once served 10,000 connections, against 1,142 MB from a fresh
     // server; 1,160 MB with this (2026-12-03, `load -c 10000` then `load --idle -c 10000`,
-    // docs/FORKED.md). Small allocations still go through the per-thread caches (tcache).
+    // docs/FORKED.md; test LoadgenForkedMemory). Small allocations still go through the
+    // per-thread caches (tcache).
     ::mallopt(M_MXFAST, 0);
   }
 
