@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -693,9 +694,9 @@ TEST_P(LoopServer, AnEchoClientThatWritesFasterThanItReadsIsHeldBackNotCutOff) {
 }
 
 // Three times, on a new connection, 1,000 pipelined /file answers of 33 KiB (each its own chunk
-// of the queue: two do not merge) to a client that reads only once the server has parsed the
-// last request, so every answer before it has been made and most of them wait in the queue
-// (about 33 MiB, 1,000 chunks). The client's receive buffer is wide (8 MiB), as a fast reader's
+// of the queue: two do not merge) to a client that reads only once 4 MiB of answers wait in
+// its receive queue, so the server's socket is full and its queue waits behind it (33 MiB in
+// all, 1,000 chunks). The client's receive buffer is wide (8 MiB), as a fast reader's
 // becomes, so the server's socket can take many chunks in one write. Every answer arrives whole.
 // Before, this met the lost edge of the test above without any echo: a write that took all 64
 // chunks offered left the rest queued, and nothing woke the connection again (here the first
@@ -721,10 +722,20 @@ TEST_P(LoopServer, AQueueOfManyAnswersIsSentWholeToAClientThatReadsLate) {
     const int sndbuf = 1 << 20;
     ::setsockopt(c.fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     ASSERT_TRUE(c.send(burst));
-    ASSERT_TRUE(await_requests(s, stats, round * kAnswers));
+    // Read late: only once our receive queue holds 4 MiB of answers (the kernel's own count,
+    // FIONREAD), so the server's socket and queue are full behind it. Not once the server has
+    // parsed every request: with its queue at the read pause the server rightly makes no more
+    // answers until this client reads, and whether the kernel's buffers took all 33 MiB first
+    // was luck (about 1 run in 15 here waited forever).
+    for (int i = 0; i < 6000; ++i) {
+      int queued = 0;
+      if (::ioctl(c.fd(), FIONREAD, &queued) == 0 && queued >= (4 << 20)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     int whole = 0;
     while (whole < kAnswers && test::read_response(c).body.size() == kFile) ++whole;
     ASSERT_EQ(whole, kAnswers) << "round " << round;
+    ASSERT_TRUE(await_requests(s, stats, round * kAnswers));
   }
   EXPECT_EQ(s.stop(), 0) << stderr_of(s);
   std::remove(stats.c_str());
