@@ -55,32 +55,56 @@ enum class Misbehaviour {
   reset,               // SO_LINGER 0 and close: an RST instead of an answer
 };
 
-// A listening socket on 127.0.0.1 and a thread serving it with one misbehaviour.
-class RawServer {
+// A listening socket on 127.0.0.1 and a pipe that tells a serving thread to stop: what the
+// test servers below share. Each server owns its thread and its clients; its destructor asks
+// the thread to stop and joins it before this closes the socket and the pipe.
+class Loopback {
  public:
-  explicit RawServer(Misbehaviour m) : how_(m) {
+  explicit Loopback(const char* who) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
         ::listen(listen_fd_, 128) != 0 || ::pipe(stop_) != 0)
-      throw std::runtime_error(std::string("RawServer: ") + std::strerror(errno));
+      throw std::runtime_error(std::string(who) + ": " + std::strerror(errno));
     socklen_t len = sizeof a;
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { loop(); });
   }
-  ~RawServer() {
-    const char x = 0;
-    [[maybe_unused]] auto n = ::write(stop_[1], &x, 1);
-    thread_.join();
-    for (const auto& c : clients_) ::close(c.fd);
+  ~Loopback() {
     ::close(listen_fd_);
     ::close(stop_[0]);
     ::close(stop_[1]);
   }
+  Loopback(const Loopback&) = delete;
+  Loopback& operator=(const Loopback&) = delete;
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+  int listen_fd() const { return listen_fd_; }
+  int stop_fd() const { return stop_[0]; }  // readable once ask_stop() was called
+  void ask_stop() const {
+    const char x = 0;
+    [[maybe_unused]] auto n = ::write(stop_[1], &x, 1);
+  }
+
+ private:
+  int listen_fd_ = -1;
+  int stop_[2] = {-1, -1};
+  std::uint16_t port_ = 0;
+};
+
+// A listening socket on 127.0.0.1 and a thread serving it with one misbehaviour.
+class RawServer {
+ public:
+  explicit RawServer(Misbehaviour m) : net_("RawServer"), how_(m) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~RawServer() {
+    net_.ask_stop();
+    thread_.join();
+    for (const auto& c : clients_) ::close(c.fd);
+  }
+  std::string url() const { return net_.url(); }
   // Requests read whole and answered with the misbehaviour so far.
   int misbehaved() const { return misbehaved_.load(); }
 
@@ -92,12 +116,12 @@ class RawServer {
 
   void loop() {
     for (;;) {
-      std::vector<pollfd> fds{{stop_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}};
+      std::vector<pollfd> fds{{net_.stop_fd(), POLLIN, 0}, {net_.listen_fd(), POLLIN, 0}};
       for (const auto& c : clients_) fds.push_back({c.fd, POLLIN, 0});
       if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) return;
       if (fds[0].revents) return;
       if (fds[1].revents) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        const int fd = ::accept4(net_.listen_fd(), nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) clients_.push_back({fd, {}});
       }
       // Back to front, so closing one does not move those still to be looked at.
@@ -135,10 +159,8 @@ class RawServer {
     clients_.erase(clients_.begin() + static_cast<std::ptrdiff_t>(i));
   }
 
+  const Loopback net_;  // before thread_, which uses it
   const Misbehaviour how_;
-  int listen_fd_ = -1;
-  int stop_[2] = {-1, -1};
-  std::uint16_t port_ = 0;
   std::vector<Client> clients_;  // the server thread's only
   std::atomic<int> misbehaved_{0};
   std::thread thread_;
@@ -150,29 +172,15 @@ class RawServer {
 // requests that were not a connection's first and arrived before that last accept.
 class LateLastAcceptServer {
  public:
-  explicit LateLastAcceptServer(int n) : n_(n) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(listen_fd_, 128) != 0 || ::pipe(stop_) != 0)
-      throw std::runtime_error(std::string("LateLastAcceptServer: ") + std::strerror(errno));
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+  explicit LateLastAcceptServer(int n) : net_("LateLastAcceptServer"), n_(n) {
     thread_ = std::thread([this] { loop(); });
   }
   ~LateLastAcceptServer() {
-    const char x = 0;
-    [[maybe_unused]] auto n = ::write(stop_[1], &x, 1);
+    net_.ask_stop();
     thread_.join();
     for (const auto& c : clients_) ::close(c.fd);
-    ::close(listen_fd_);
-    ::close(stop_[0]);
-    ::close(stop_[1]);
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+  std::string url() const { return net_.url(); }
   // Requests that were not their connection's first and came before the last accept.
   int early_repeats() const { return early_.load(); }
   // Requests that were not their connection's first and came after it.
@@ -197,13 +205,14 @@ class LateLastAcceptServer {
         pause_end = Clock::now() + 300ms;
       const bool take_last = pause_end != Clock::time_point{} && Clock::now() >= pause_end;
       const bool listening = accepted < n_ - 1 || (accepted == n_ - 1 && take_last);
-      std::vector<pollfd> fds{{stop_[0], POLLIN, 0}, {listening ? listen_fd_ : -1, POLLIN, 0}};
+      std::vector<pollfd> fds{{net_.stop_fd(), POLLIN, 0},
+                              {listening ? net_.listen_fd() : -1, POLLIN, 0}};
       for (const auto& c : clients_) fds.push_back({c.fd, POLLIN, 0});
       const int wait = accepted == n_ - 1 && !take_last ? 10 : -1;  // to see the pause end
       if (::poll(fds.data(), fds.size(), wait) < 0 && errno != EINTR) return;
       if (fds[0].revents) return;
       if (fds[1].revents) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        const int fd = ::accept4(net_.listen_fd(), nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) clients_.push_back({fd, {}});
         if (static_cast<int>(clients_.size()) == n_) accepted_all_ = true;
       }
@@ -230,10 +239,8 @@ class LateLastAcceptServer {
     }
   }
 
+  const Loopback net_;  // before thread_, which uses it
   const int n_;
-  int listen_fd_ = -1;
-  int stop_[2] = {-1, -1};
-  std::uint16_t port_ = 0;
   std::vector<Client> clients_;  // the server thread's only
   std::atomic<int> early_{0}, later_{0};
   std::atomic<bool> accepted_all_{false};
