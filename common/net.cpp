@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -82,6 +83,16 @@ void announce_listening(const std::string& host, std::uint16_t port) {
 void set_nodelay(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+bool peer_gone(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return false;
+  if (info.tcpi_state == TCP_CLOSE) return true;
+  if (info.tcpi_state != TCP_CLOSE_WAIT) return false;
+  int unread = 0;
+  return ioctl(fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 }  // namespace shootout

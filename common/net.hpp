@@ -35,4 +35,11 @@ void announce_to_master(int fd);
 // Sets TCP_NODELAY (responses are written whole; Nagle would delay pipelined ones).
 void set_nodelay(int fd);
 
+// True if a connected TCP socket's peer can send nothing more that we have not already read:
+// it reset the connection (TCP_CLOSE), or it closed its side and the receive queue is empty
+// (TCP_CLOSE_WAIT, FIONREAD 0). Reads nothing and consumes no pending error (TCP_INFO and
+// FIONREAD only): a loop can ask about a connection without disturbing what its own receive
+// will report. False if the socket is not TCP or the kernel cannot say.
+bool peer_gone(int fd);
+
 }  // namespace shootout

@@ -34,6 +34,7 @@
 #include "client.hpp"
 #include "handler.hpp"
 #include "helper_pool.hpp"
+#include "net.hpp"
 #include "serve_options.hpp"
 #include "server_process.hpp"
 #include "uring/loop.hpp"
@@ -667,6 +668,50 @@ TEST_F(UringLoopTest, RunReturnsFalseWhenWorkOutlastsTheGracePeriod) {
   ASSERT_TRUE(test::send_all(busy.peer, "wait\n"));
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
   EXPECT_FALSE(lt.stop());
+}
+
+// ---- peer_gone(): how a stopping loop finds clients whose reset it was never told of ---------
+
+// Waits until the kernel has taken in the client's FIN or reset on `fd` (poll reports RDHUP, HUP
+// or ERR), so the state peer_gone() reads is the one after it.
+bool peer_end_arrived(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 20'000) == 1;
+}
+
+// The stopping uring loop closes a connection mid-request whose client is gone (check(), for
+// the reset a multishot recv can miss). peer_gone() must say so for a reset and for a FIN with
+// nothing left unread, and must not for an open connection, nor for a half-closed one whose
+// bytes (complete requests, perhaps) are still to be read; asking must not take the pending
+// error that the loop's own receive reports.
+TEST(PeerGone, ForAResetAndForAHalfCloseWithNothingUnreadOnly) {
+  TcpPairs tcp;
+  int server = -1;
+  test::Conn open = tcp.connect(&server);
+  EXPECT_FALSE(peer_gone(server)) << "an open connection";
+  const std::string line = "GET / HTTP/1.1\r\n", half = line + "X-Half: ";
+  ASSERT_TRUE(open.send(line));
+  open.shutdown_write();
+  ASSERT_TRUE(peer_end_arrived(server));
+  EXPECT_FALSE(peer_gone(server)) << "half-closed with bytes unread";
+  char buf[64];
+  EXPECT_EQ(::recv(server, buf, sizeof buf, 0), static_cast<ssize_t>(line.size()));
+  EXPECT_TRUE(peer_gone(server)) << "half-closed, everything read";
+  ::close(server);
+
+  test::Conn reset = tcp.connect(&server);
+  ASSERT_TRUE(reset.send(half));
+  linger lg{1, 0};
+  ::setsockopt(reset.fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  reset.close();
+  ASSERT_TRUE(peer_end_arrived(server));
+  EXPECT_TRUE(peer_gone(server)) << "reset";
+  EXPECT_TRUE(peer_gone(server)) << "reset, asked again";
+  // The bytes, then the reset: still there for the loop's receive to report.
+  EXPECT_EQ(::recv(server, buf, sizeof buf, 0), static_cast<ssize_t>(half.size()));
+  EXPECT_EQ(::recv(server, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+  ::close(server);
 }
 
 // ---- the server process ------------------------------------------------------------------------

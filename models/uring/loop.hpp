@@ -22,7 +22,8 @@
 //                 completion or the timeout, then copy the batch of completions out
 //   complete      dispatch each completion: accept, receive, send, wake-up (pool results,
 //                 stop request), the watched descriptor
-//   check         when stopping: close the connections that are idle now
+//   check         when stopping: close the connections that are idle now, and those waiting
+//                 on a client that is gone (looked at every 100 ms; see check())
 //   close         close what the phases above marked for closing: a connection with an
 //                 operation still in the kernel is cancelled first and closed when its last
 //                 completion is back (the kernel may still write into its buffers until then)
@@ -169,6 +170,7 @@ class UringLoop {
   Conn* find(int fd, std::uint32_t gen) const;  // the connection, closing or not
   Conn* live(int fd) const;                     // not closing
   bool idle(const Conn& c) const;
+  bool awaits_client(const Conn& c) const;
   void begin_stop();
   void drop(Conn& c, const std::exception& e);
 
@@ -189,6 +191,7 @@ class UringLoop {
   bool stopping_ = false;
   bool timed_out_ = false;
   std::int64_t grace_deadline_ = 0;
+  std::int64_t next_peer_check_ = 0;  // when stopping: the next look for clients gone (check())
 
   io_uring ring_{};
   bool ring_ready_ = false;        // io_uring_queue_init succeeded (the destructor tears it down)
