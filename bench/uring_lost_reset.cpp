@@ -126,10 +126,11 @@ int main(int argc, char** argv) {
       const long peek = recv(server, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
       const int peek_errno = errno;
       ++lost;
-      fmt::print("connection {}: {} of {} bytes reported, then nothing for 1 s; TCP state {}{}, "
-                 "a MSG_PEEK recv returns {} ({})\n",
-                 i, received, bytes, tcp_state(server), tcp_state(server) == TCP_CLOSE ? " (CLOSE)" : "",
-                 peek, peek < 0 ? std::strerror(peek_errno) : "bytes");
+      fmt::print(
+          "connection {}: {} of {} bytes reported, then nothing for 1 s; TCP state {}{}, "
+          "a MSG_PEEK recv returns {} ({})\n",
+          i, received, bytes, tcp_state(server), tcp_state(server) == TCP_CLOSE ? " (CLOSE)" : "",
+          peek, peek < 0 ? std::strerror(peek_errno) : "bytes");
       // Cancel the recv that is still armed, and take its last completion.
       io_uring_sqe* cancel = io_uring_get_sqe(&ring);
       io_uring_prep_cancel_fd(cancel, server, IORING_ASYNC_CANCEL_ALL);

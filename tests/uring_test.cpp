@@ -5,6 +5,7 @@
 // takes), and the real server where io_uring is forbidden or a flag does not apply.
 // The process-level behaviours it shares with the evented model (the output cap, timers, slow
 // and non-reading clients, running out of descriptors) run for both models in evented_test.cpp.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #ifdef SHOOTOUT_HAVE_URING
@@ -372,7 +373,7 @@ TEST_F(UringLoopTest, InputBeyondTheHoldLimitWhileBusyIsAllAnsweredAfterTheWork)
   ASSERT_TRUE(eventually([&] { return steering_.inputs.load() == 1; }));
 
   std::string lines;
-  for (int i = 0; lines.size() < 8 * kHoldLimit; ++i) lines += "line " + std::to_string(i) + "\n";
+  for (int i = 0; lines.size() < 8 * kHoldLimit; ++i) lines += fmt::format("line {}\n", i);
   std::atomic<std::size_t> written{0};
   std::thread writer([&] {
     std::string_view rest = lines;
@@ -518,7 +519,7 @@ TEST_F(UringLoopTest, MoreReadyConnectionsThanReceiveBuffersAreAllAnswered) {
   if (!descriptors_for(2 * kConns + 100)) GTEST_SKIP() << "RLIMIT_NOFILE too low";
   std::vector<SocketPair> pairs(kConns);
   for (std::size_t i = 0; i < kConns; ++i)
-    ASSERT_TRUE(test::send_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, fmt::format("hello {}\n", i)));
   LoopThread lt(options_, steered_);
   lt.start();
   const UringLoop::Counts before = lt.counts();
@@ -527,7 +528,7 @@ TEST_F(UringLoopTest, MoreReadyConnectionsThanReceiveBuffersAreAllAnswered) {
     for (auto& p : pairs) EXPECT_EQ(lt.loop().adopt(p.loop_end), 0);
   });
   for (std::size_t i = 0; i < kConns; ++i) {
-    const std::string want = "hello " + std::to_string(i) + "\n";
+    const std::string want = fmt::format("hello {}\n", i);
     ASSERT_EQ(read_exactly(pairs[i].peer, want.size()), want) << "connection " << i;
   }
   const UringLoop::Counts after = lt.counts();
@@ -551,7 +552,7 @@ TEST_F(UringLoopTest, AdoptingMoreSocketsBeforeRunThanTheQueueHoldsRefusesTheRes
   std::vector<bool> taken(kConns);
   std::size_t refused = 0;
   for (std::size_t i = 0; i < kConns; ++i) {
-    ASSERT_TRUE(test::send_all(pairs[i].peer, "hello " + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, fmt::format("hello {}\n", i)));
     const int err = lt.loop().adopt(pairs[i].loop_end);
     ASSERT_TRUE(err == 0 || err == EAGAIN) << std::strerror(err);
     taken[i] = err == 0;
@@ -564,7 +565,7 @@ TEST_F(UringLoopTest, AdoptingMoreSocketsBeforeRunThanTheQueueHoldsRefusesTheRes
       EXPECT_TRUE(ended(pairs[i].peer)) << "refused connection " << i << " was left open";
       continue;
     }
-    const std::string want = "hello " + std::to_string(i) + "\n";
+    const std::string want = fmt::format("hello {}\n", i);
     ASSERT_EQ(read_exactly(pairs[i].peer, want.size()), want) << "connection " << i;
   }
   EXPECT_EQ(lt.connections(), kConns - refused);
@@ -590,12 +591,12 @@ TEST_F(UringLoopTest, CompletionsOfAClosingConnectionAreSkippedAndTheirBuffersGi
   if (!descriptors_for(2 * before.buffers + 100)) GTEST_SKIP() << "RLIMIT_NOFILE too low";
   std::vector<SocketPair> pairs(before.buffers);
   for (std::size_t i = 0; i < pairs.size(); ++i)
-    ASSERT_TRUE(test::send_all(pairs[i].peer, std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, fmt::format("{}\n", i)));
   lt.on_loop([&] {
     for (auto& p : pairs) EXPECT_EQ(lt.loop().adopt(p.loop_end), 0);
   });
   for (std::size_t i = 0; i < pairs.size(); ++i) {
-    const std::string want = std::to_string(i) + "\n";
+    const std::string want = fmt::format("{}\n", i);
     ASSERT_EQ(read_exactly(pairs[i].peer, want.size()), want) << "connection " << i;
   }
   EXPECT_EQ(lt.counts().no_buffers, before.no_buffers)
@@ -612,7 +613,7 @@ TEST_F(UringLoopTest, ManyBusyConnectionsTakeFarFewerEntersThanRequests) {
   constexpr std::size_t kConns = 200;
   std::vector<SocketPair> pairs(kConns);
   for (std::size_t i = 0; i < kConns; ++i)
-    ASSERT_TRUE(test::send_all(pairs[i].peer, "r" + std::to_string(i) + "\n"));
+    ASSERT_TRUE(test::send_all(pairs[i].peer, fmt::format("r{}\n", i)));
   LoopThread lt(options_, steered_);
   lt.start();
   std::uint64_t before = 0;
@@ -621,7 +622,7 @@ TEST_F(UringLoopTest, ManyBusyConnectionsTakeFarFewerEntersThanRequests) {
     for (auto& p : pairs) EXPECT_EQ(lt.loop().adopt(p.loop_end), 0);
   });
   for (std::size_t i = 0; i < kConns; ++i) {
-    const std::string want = "r" + std::to_string(i) + "\n";
+    const std::string want = fmt::format("r{}\n", i);
     ASSERT_EQ(read_exactly(pairs[i].peer, want.size()), want) << "connection " << i;
   }
   const std::uint64_t enters = lt.counts().enters - before;
