@@ -80,6 +80,13 @@ int main(int argc, char** argv) {
       getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0)
     die("listening socket", errno);
 
+  // A completion seen: its buffer, if it has one, goes back to the ring.
+  auto take = [&](io_uring_cqe* cqe) {
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+      buffers.give_back(static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    io_uring_cqe_seen(&ring, cqe);
+    buffers.publish();
+  };
   const std::string data(static_cast<std::size_t>(bytes), 'x');
   std::mt19937 rng(1);
   long lost = 0;
@@ -114,23 +121,21 @@ int main(int argc, char** argv) {
       io_uring_cqe* cqe = nullptr;
       __kernel_timespec one_second{1, 0};
       if (io_uring_wait_cqe_timeout(&ring, &cqe, &one_second) == -ETIME) break;
-      if (cqe->flags & IORING_CQE_F_BUFFER)
-        buffers.give_back(static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
       if (cqe->res > 0) received += cqe->res;
       ended = !(cqe->flags & IORING_CQE_F_MORE);
-      io_uring_cqe_seen(&ring, cqe);
-      buffers.publish();
+      take(cqe);
     }
     if (!ended) {
       char byte;
       const long peek = recv(server, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
       const int peek_errno = errno;
       ++lost;
+      const int state = tcp_state(server);
       fmt::print(
           "connection {}: {} of {} bytes reported, then nothing for 1 s; TCP state {}{}, "
           "a MSG_PEEK recv returns {} ({})\n",
-          i, received, bytes, tcp_state(server), tcp_state(server) == TCP_CLOSE ? " (CLOSE)" : "",
-          peek, peek < 0 ? std::strerror(peek_errno) : "bytes");
+          i, received, bytes, state, state == TCP_CLOSE ? " (CLOSE)" : "", peek,
+          peek < 0 ? std::strerror(peek_errno) : "bytes");
       // Cancel the recv that is still armed, and take its last completion.
       io_uring_sqe* cancel = io_uring_get_sqe(&ring);
       io_uring_prep_cancel_fd(cancel, server, IORING_ASYNC_CANCEL_ALL);
@@ -140,11 +145,8 @@ int main(int argc, char** argv) {
         io_uring_cqe* cqe = nullptr;
         __kernel_timespec one_second{1, 0};
         if (io_uring_wait_cqe_timeout(&ring, &cqe, &one_second) != 0) break;
-        if (cqe->flags & IORING_CQE_F_BUFFER)
-          buffers.give_back(static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
-        io_uring_cqe_seen(&ring, cqe);
+        take(cqe);
       }
-      buffers.publish();
     }
     close(server);
     waitpid(pid, nullptr, 0);

@@ -777,8 +777,6 @@ bool UringLoop::awaits_client(const Conn& c) const {
 }
 
 // Nothing in flight: no request started, no output, no work or resume pending, nothing held.
-bool UringLoop::idle(const Conn& c) const {
-  return c.after == Next::read && !c.output && !c.held && !c.session->mid_request();
-}
+bool UringLoop::idle(const Conn& c) const { return awaits_client(c) && !c.session->mid_request(); }
 
 }  // namespace shootout
