@@ -744,7 +744,8 @@ nlohmann::json run_json(const Run& r) {
 
 // What on this host stops `server` short of n connections, when something must (a limit n is
 // past): {short, long}, or empty strings. One process may hold RLIMIT_NOFILE descriptors;
-// threads and processes together are capped by pid_max, machine-wide.
+// threads and processes together are capped by pid_max, machine-wide; Apache prefork also by
+// memory (apache_prefork_cap), and the label names the cap that binds.
 std::pair<std::string, std::string> host_stop(const std::string& server, bool peer, int n,
                                               const SweepConfig& c) {
   const HostLimits h = host_limits();
@@ -752,7 +753,16 @@ std::pair<std::string, std::string> host_stop(const std::string& server, bool pe
   const bool thread_each =
       server == "threaded" || server == "apache-worker" || server == "apache-event";
   const bool process_each = server == "forked" || server == "apache-prefork";
-  if ((thread_each || process_each) && n > h.task_budget()) {
+  const PreforkCap prefork = apache_prefork_cap(h);
+  if (server == "apache-prefork" && prefork.by_memory && n > prefork.processes) {
+    // Memory binds before pid_max: the runner gives prefork no more children than half the
+    // available memory holds at its estimate per child.
+    brief.push_back(fmt::format("memory, {} processes", prefork.processes));
+    why.push_back(fmt::format(
+        "a process per connection, and half of the {} MiB available holds {} of them at an "
+        "estimated {} KiB each (before pid_max {})",
+        h.mem_available_kb / 1024, prefork.processes, prefork.child_kb, h.pid_max));
+  } else if ((thread_each || process_each) && n > h.task_budget()) {
     brief.push_back(fmt::format("pid_max {}", h.pid_max));
     why.push_back(fmt::format(
         "a {} per connection, and pid_max is {} (threads and processes, machine-wide; {} "

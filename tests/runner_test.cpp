@@ -326,7 +326,7 @@ TEST(RunnerPeers, ApacheConfigsHavePortLogsAndSizedMpm) {
   }
 }
 
-TEST(RunnerPeers, ApachePreforkIsCappedToWhatTheMachineHolds) {
+TEST(RunnerPeers, ApachePreforkIsCappedByPidMaxOrMemoryAndSaysWhich) {
   shootout::runner::HostLimits limits;
   limits.pid_max = 5000;
   limits.tasks_now = 500;
@@ -337,7 +337,29 @@ TEST(RunnerPeers, ApachePreforkIsCappedToWhatTheMachineHolds) {
   std::string conf = read_file(s.config_path);
   EXPECT_NE(conf.find("MaxRequestWorkers 2500\n"), std::string::npos) << conf;  // 5000-500-2000
   ASSERT_EQ(s.notes.size(), 1u);
-  EXPECT_NE(s.notes[0].find("capped at 2500 processes"), std::string::npos) << s.notes[0];
+  EXPECT_NE(s.notes[0].find("capped at 2500 processes for 10000 connections by pid_max"),
+            std::string::npos)
+      << s.notes[0];
+  EXPECT_FALSE(shootout::runner::apache_prefork_cap(limits).by_memory);
+  fs::remove_all(dir);
+
+  // With pid_max out of the way, half the available memory at the estimate per child binds,
+  // and the note and the cap say that it is memory.
+  limits.pid_max = 4'000'000;
+  limits.mem_available_kb = 1L << 20;  // 1 GiB: half of it holds 1024 children of 512 KiB
+  const auto cap = shootout::runner::apache_prefork_cap(limits);
+  EXPECT_TRUE(cap.by_memory);
+  EXPECT_EQ(cap.processes, (1L << 20) / 2 / cap.child_kb);
+  dir = temp_dir("apache-cap-memory");
+  s = shootout::runner::write_peer_config("apache-prefork", dir.string(), 23458, 10000, limits);
+  conf = read_file(s.config_path);
+  EXPECT_NE(conf.find(fmt::format("MaxRequestWorkers {}\n", cap.processes)), std::string::npos)
+      << conf;
+  ASSERT_EQ(s.notes.size(), 1u);
+  EXPECT_NE(s.notes[0].find(fmt::format("capped at {} processes for 10000 connections by memory",
+                                        cap.processes)),
+            std::string::npos)
+      << s.notes[0];
   fs::remove_all(dir);
 }
 

@@ -40,15 +40,16 @@ struct MpmSize {
 };
 
 MpmSize size_prefork(int connections, const HostLimits& h, std::vector<std::string>& notes) {
-  long cap = h.task_budget();
-  if (h.mem_available_kb > 0) cap = std::min(cap, h.mem_available_kb / 2 / kPreforkChildKb);
+  const PreforkCap cap = apache_prefork_cap(h);
   MpmSize s;
-  s.servers = static_cast<int>(std::min<long>(connections, std::max(1L, cap)));
+  s.servers = static_cast<int>(std::min<long>(connections, cap.processes));
   if (s.servers < connections)
     notes.push_back(fmt::format(
-        "apache-prefork capped at {} processes for {} connections (pid_max {}, {} tasks running, "
-        "{} MiB available): the other connections wait in the listen queue",
-        s.servers, connections, h.pid_max, h.tasks_now, h.mem_available_kb / 1024));
+        "apache-prefork capped at {} processes for {} connections by {} (pid_max {}, {} tasks "
+        "running, {} MiB available, {} KiB estimated a child): the other connections wait in "
+        "the listen queue",
+        s.servers, connections, cap.by_memory ? "memory" : "pid_max", h.pid_max, h.tasks_now,
+        h.mem_available_kb / 1024, cap.child_kb));
   return s;
 }
 
@@ -84,6 +85,20 @@ std::string mpm_block(const std::string& mpm, const MpmSize& s) {
 }
 
 }  // namespace
+
+PreforkCap apache_prefork_cap(const HostLimits& h) {
+  PreforkCap c;
+  c.child_kb = kPreforkChildKb;
+  c.processes = std::max(1L, h.task_budget());
+  if (h.mem_available_kb > 0) {
+    const long by_memory = std::max(1L, h.mem_available_kb / 2 / kPreforkChildKb);
+    if (by_memory < c.processes) {
+      c.processes = by_memory;
+      c.by_memory = true;
+    }
+  }
+  return c;
+}
 
 PeerSetup write_apache_config(const std::string& mpm, const std::string& dir, std::uint16_t port,
                               int connections, const HostLimits& limits) {

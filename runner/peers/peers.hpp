@@ -38,6 +38,16 @@ struct HostLimits {
 };
 HostLimits host_limits();
 
+// Apache prefork's ceiling on this machine: the processes it may spawn (one per connection),
+// the smaller of the task budget and half the available memory at an estimated
+// kPreforkChildKb each (apache.cpp), and whether memory is the one that binds.
+struct PreforkCap {
+  long processes = 1;
+  bool by_memory = false;
+  long child_kb = 0;  // the estimate per child it was computed with
+};
+PreforkCap apache_prefork_cap(const HostLimits& h);
+
 struct PeerSetup {
   std::string name;                 // "nginx", "apache-prefork", ...
   std::string config_path;          // the generated configuration file (runtimes: start.sh)
