@@ -188,6 +188,9 @@ void Connection::record(bool error, std::uint64_t bytes, Clock::time_point now) 
   if (!answered_) {
     answered_ = true;
     w_.answered_once_.fetch_add(1, std::memory_order_relaxed);
+  } else if (!settled_ && w_.ramp_released_) {
+    settled_ = true;
+    w_.settled_.fetch_add(1, std::memory_order_relaxed);
   }
   const Clock::time_point from = plan_.window->from_time();
   const bool in_window = now >= from && now < plan_.window->to_time();

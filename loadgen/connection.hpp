@@ -133,6 +133,7 @@ class Connection {
   int outstanding_ = 0;            // responses still due for the batch sent
   bool second_round_ = false;      // idle mode: the first response has arrived
   bool answered_ = false;          // a response has arrived (any time)
+  bool settled_ = false;           // answered before the ramp's release and again after it
   bool served_in_window_ = false;  // a response has arrived inside the window
   Clock::time_point sent_at_{}, intended_{}, connect_at_{};
   std::unique_ptr<ProbeSession> probe_;

@@ -8,7 +8,9 @@
 //           the previous response has arrived. Latency from the actual send. The window opens
 //           after the warm-up and once every connection has been answered (the ramp), or at
 //           `ramp_timeout`. During the ramp an answered connection holds its next request;
-//           all are released together when it ends (Worker::release_ramp).
+//           all are released together when it ends (Worker::release_ramp), and the window
+//           opens once those released requests have been answered (settle_s), so the burst
+//           of N requests sent at once is not in it.
 //   rate    wrk2: `rate` requests/s in total, spread evenly over the connections; latency from
 //           the *intended* send time (coordinated omission corrected), and also from the actual
 //           send (uncorrected).
@@ -173,6 +175,10 @@ struct LoadResult {
   // by then; connections_in_window: connections with a response inside the window.
   double ramp_s = 0;
   std::uint64_t ramp_reached = 0, connections_in_window = 0;
+  // Closed loop: from the ramp's release until the released connections had been answered
+  // again (or `timeout` had passed): the herd of N requests sent at once has passed, and the
+  // window opens then (not before the warm-up's end). Several ranks: the slowest rank's.
+  double settle_s = 0;
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
   std::optional<ServerSample> server;
   Timeline timeline;  // in-window responses, by completion time (config.timeline_max > 0)

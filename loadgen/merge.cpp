@@ -48,7 +48,7 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   group.all_reduce(Op::sum, sums);
   double mins[] = {lat.min, unc.min};
   group.all_reduce(Op::min, mins);
-  double maxes[] = {lat.max, unc.max, r.ramp_s, r.elapsed_s};
+  double maxes[] = {lat.max, unc.max, r.ramp_s, r.elapsed_s, r.settle_s};
   group.all_reduce(Op::max, maxes);
 
   const std::uint64_t* v = c.v.data();
@@ -69,6 +69,7 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   r.client_stime_us = sums[1];
   r.ramp_s = maxes[2];
   r.elapsed_s = maxes[3];
+  r.settle_s = maxes[4];
   r.ranks = group.size();
 
   const nlohmann::json line = {{"rank", mine.rank},

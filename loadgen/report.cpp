@@ -137,6 +137,7 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
   if (!j.at("server").is_null()) r.server = ServerSample::from_json(j.at("server"));
   const auto& k = j.at("concurrency");
   r.ramp_s = k.at("ramp_s").get<double>();
+  r.settle_s = k.value("settle_s", 0.0);  // absent before 2026-12-04
   r.ramp_reached = k.at("answered_by_ramp_end").get<std::uint64_t>();
   r.connections_in_window = k.at("served_in_window").get<std::uint64_t>();
   if (j.contains("idle")) {
@@ -200,6 +201,7 @@ nlohmann::json LoadResult::to_json(bool raw) const {
       {"concurrency",
        {{"asked", c.connections},
         {"ramp_s", ramp_s},
+        {"settle_s", settle_s},
         {"answered_by_ramp_end", ramp_reached},
         {"served_in_window", connections_in_window}}},
   };
@@ -269,6 +271,10 @@ std::string LoadResult::summary() const {
           "  Ramp: only {} of {} connections answered after {:.2f}s; the window "
           "opened anyway\n",
           ramp_reached, c.connections, ramp_s);
+    if (c.mode == Mode::closed)
+      out += fmt::format(
+          "  Window opened {:.2f}s after the ramp's release, once its requests were answered\n",
+          settle_s);
     out += fmt::format("  Connections served in the window: {} of {}\n", connections_in_window,
                        c.connections);
   }

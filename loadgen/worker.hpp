@@ -126,6 +126,9 @@ class Worker {
   void release_ramp();
   // Any thread: connections that have had at least one response so far.
   int answered_once() const { return answered_once_.load(std::memory_order_relaxed); }
+  // Any thread, closed mode: connections answered before the ramp's release and again after
+  // it (the window opens once the released ones are: load.cpp).
+  int settled() const { return settled_.load(std::memory_order_relaxed); }
 
   WorkerStats stats;
 
@@ -176,6 +179,7 @@ class Worker {
   bool stopping_ = false;
   std::atomic<bool> first_round_done_{false};
   std::atomic<int> answered_once_{0};
+  std::atomic<int> settled_{0};
   // The main thread's messages (end_window_at, start_final_round, release_ramp), taken by
   // on_wake().
   static constexpr Clock::rep kNoEnd = Clock::duration::max().count();

@@ -392,6 +392,22 @@ TEST_P(LoadgenEngines, TheRampHoldsAnsweredConnectionsUntilEveryOneHasBeenAnswer
   EXPECT_EQ(r.errors.total(), 0u);
 }
 
+// The ramp's release sends every held request at once; the window opens only once they have
+// been answered, so that burst is not measured as the server's steady pace. Against a server
+// that answers each request after 300 ms, that is at least 300 ms after the release.
+TEST_P(LoadgenEngines, TheWindowOpensOnceTheRampsReleasedRequestsHaveBeenAnswered) {
+  ServerProcess server({"--model", "evented"});
+  LoadConfig c = quick(own_url(server, "/sleep?ms=300"), GetParam(), 4, 700ms);
+  c.warmup = 0ms;
+  const LoadResult r = shootout::load::run_load(c);
+  EXPECT_EQ(r.ramp_reached, 4u);
+  EXPECT_GE(r.settle_s, 0.3);
+  EXPECT_EQ(r.connections_in_window, 4u);
+  EXPECT_EQ(r.errors.total(), 0u);
+  EXPECT_EQ(r.to_json().at("concurrency").at("settle_s"), r.settle_s);
+  EXPECT_EQ(server.stop(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, LoadgenEngines,
                          ::testing::Values(EngineKind::asio, EngineKind::uring),
                          [](const auto& p) { return shootout::load::engine_name(p.param); });
