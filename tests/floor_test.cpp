@@ -1,15 +1,19 @@
 // build/shootout-floor and build/shootout-floor-uring, the instruments bench/evented_vs_nginx.sh
 // measures the kernel's share with (under readiness and under completion): each must answer
 // what wrk sends (one GET per read, and pipelined ones), close on EOF, and stop on SIGTERM, or
-// the floor it reports is not a floor of the same work.
+// the floor it reports is not a floor of the same work. And build/shootout-floor-load, the
+// client-side floor of bench/loadgen_vs_wrk.sh: the answers it counts must be answers the
+// server gave, or its CPU per request is not per request.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "client.hpp"
+#include "files.hpp"
 #include "server_process.hpp"
 
 namespace shootout::test {
@@ -84,6 +88,46 @@ INSTANTIATE_TEST_SUITE_P(Floors, FloorServer, ::testing::ValuesIn(floors()),
                            return param_info.param.find("uring") != std::string::npos ? "uring"
                                                                                       : "epoll";
                          });
+
+#ifdef SHOOTOUT_FLOOR_LOAD_BINARY
+// The answers it counts are the server's: the server saw one request for each, one more for
+// the exchange that learns the answer's length, and at most one per connection whose answer
+// was still on its way when the run ended; no errors on a server that keeps every connection.
+TEST(FloorLoad, CountsAnswersTheServerGaveOnEveryConnection) {
+  const auto dir = temp_dir("floor-load");
+  const std::string stats = (dir / "stats.json").string();
+  ServerProcess server({"--model", "evented", "--stats-file", stats});
+  constexpr int kConnections = 8;
+  Process load({SHOOTOUT_FLOOR_LOAD_BINARY, std::to_string(server.port()),
+                std::to_string(kConnections), "1"});
+  const int status = load.wait(60s);
+  if (status == 2 && load.stderr_text().find("io_uring") != std::string::npos)
+    GTEST_SKIP() << load.stderr_text();
+  ASSERT_EQ(status, 0) << load.stderr_text();
+  const auto out = nlohmann::json::parse(load.stdout_text());
+  const auto answers = out.at("responses_total").get<std::uint64_t>();
+  EXPECT_EQ(out.at("connections"), kConnections);
+  EXPECT_EQ(out.at("errors"), 0) << out.dump();
+  EXPECT_GT(answers, static_cast<std::uint64_t>(kConnections)) << out.dump();
+  // It has exited: every request it sent is at the server or on its way there.
+  ASSERT_TRUE(await_requests(server, stats, answers + 1));
+  const auto seen = requests_seen(server, stats);
+  EXPECT_GE(seen, answers + 1);
+  EXPECT_LE(seen, answers + 1 + kConnections);
+  EXPECT_EQ(server.stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FloorLoad, RefusesAWrongCommandLineWithItsUsage) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {}, {"80"}, {"80", "0", "1"}, {"80", "20001", "1"}, {"x", "1", "1"}, {"80", "1", "0"}}) {
+    args.insert(args.begin(), SHOOTOUT_FLOOR_LOAD_BINARY);
+    Process bad(args);
+    EXPECT_EQ(bad.wait(10s), 2) << args.size();
+    EXPECT_NE(bad.stderr_text().find("usage: shootout-floor-load"), std::string::npos);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace shootout::test
