@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <stdexcept>
 
@@ -90,6 +92,34 @@ std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) :
 // CPU-second, 15 whole KB/conn (user + kernel), 16 kernel KB/conn, 17 sockets KB/conn,
 // 18 page tables KB/conn, 19 kernel stacks KB/conn, 20 connections served in the window,
 // 21 idle connections answered, 22 the host's limit the point is past ("-" if none; quoted).
+// Columns 1 to 21 of a point's row, as numbers: NaN where the file has "?" (no figure).
+std::array<double, 21> data_row(const Point& p) {
+  const double none = std::numeric_limits<double>::quiet_NaN();
+  const bool have_mem = p.pss_idle_mb > 0;
+  auto mem = [&](double v) { return have_mem ? v : none; };
+  return {double(p.connections),
+          p.rps,
+          p.p99_us / 1000,
+          mem(p.pss_idle_mb),
+          mem(p.mem_per_conn_kb),
+          p.switches_per_request,
+          p.cpu_us_per_request,
+          p.loadgen_bound ? 1.0 : 0.0,
+          p.rps_min,
+          p.rps_max,
+          p.at_n ? 1.0 : 0.0,
+          p.idle_at_n ? 1.0 : 0.0,
+          p.ramp_s,
+          p.capacity_rps,
+          mem(p.whole_per_conn_kb),
+          mem(p.kernel_per_conn_kb),
+          mem(p.sock_per_conn_kb),
+          mem(p.pte_per_conn_kb),
+          mem(p.stack_per_conn_kb),
+          double(p.reached),
+          double(p.idle_opened)};
+}
+
 void write_data(const std::string& path, const std::vector<const Point*>& pts) {
   std::ofstream out(path, std::ios::trunc);
   out << "# connections rps p99_ms pss_idle_mb kb_per_conn switches_per_req cpu_us_per_req "
@@ -97,16 +127,9 @@ void write_data(const std::string& path, const std::vector<const Point*>& pts) {
          "kernel_kb_per_conn sock_kb_per_conn pte_kb_per_conn stack_kb_per_conn reached "
          "idle_opened stops_at\n";
   for (const Point* p : pts) {
-    bool have_mem = p->pss_idle_mb > 0;
-    out << p->connections << ' ' << num(p->rps) << ' ' << num(p->p99_us / 1000) << ' '
-        << (have_mem ? num(p->pss_idle_mb) : "?") << ' '
-        << (have_mem ? num(p->mem_per_conn_kb) : "?") << ' ' << num(p->switches_per_request) << ' '
-        << num(p->cpu_us_per_request) << ' ' << (p->loadgen_bound ? 1 : 0) << ' ' << num(p->rps_min)
-        << ' ' << num(p->rps_max) << ' ' << (p->at_n ? 1 : 0) << ' ' << (p->idle_at_n ? 1 : 0)
-        << ' ' << num(p->ramp_s) << ' ' << num(p->capacity_rps);
-    for (double kb : {p->whole_per_conn_kb, p->kernel_per_conn_kb, p->sock_per_conn_kb,
-                      p->pte_per_conn_kb, p->stack_per_conn_kb})
-      out << ' ' << (have_mem ? num(kb) : "?");
+    const auto row = data_row(*p);
+    out << p->connections;
+    for (std::size_t i = 1; i < 19; ++i) out << ' ' << num(row[i]);  // "?" for NaN
     out << ' ' << p->reached << ' ' << p->idle_opened << " \""
         << (p->stops_at.empty() ? "-" : p->stops_at) << "\"\n";
   }
@@ -141,9 +164,19 @@ struct Style {
   std::string file, title;
   int index = 0;
   bool peer = false;
-  // Some point not at N in the closed window / in the idle hold: only then is its label plot
-  // drawn (gnuplot 5.4 can crash on a `with labels` plot none of whose points is defined).
-  bool short_closed = false, short_idle = false;
+  // Its points: a label plot is drawn for a column only if one of them is not at N (in the
+  // closed window / the idle hold) and has a figure there, since gnuplot 5.4 crashes on a
+  // `with labels` plot none of whose points is defined (2026-12-04: the memory graph of a run
+  // whose Apache event point at 100,000 held too few sockets for a memory figure).
+  std::vector<const Point*> points;
+  bool labelled(int col, int at_n_col, bool positive_only) const {
+    return std::any_of(points.begin(), points.end(), [&](const Point* p) {
+      const auto row = data_row(*p);
+      const double v = row[static_cast<std::size_t>(col - 1)];
+      return row[static_cast<std::size_t>(at_n_col - 1)] == 0 && std::isfinite(v) &&
+             (!positive_only || v > 0);
+    });
+  }
 };
 
 // A line's colour: gnuplot's eight default line types first (the graphs of up to eight servers
@@ -188,7 +221,7 @@ std::string plot_command(const std::vector<Style>& styles, int col, bool positiv
   // print their labels over each other.
   int labelled = 0;
   for (const auto& s : styles) {
-    if (!(idle ? s.short_idle : s.short_closed)) continue;
+    if (!s.labelled(col, at_n_col, positive_only)) continue;
     const int dy = (labelled % 3 == 1) ? -1 : (labelled % 3 == 2) ? 1 : 0;
     ++labelled;
     cmd += fmt::format(
@@ -407,12 +440,8 @@ std::string draw_graphs(const std::string& dir, const Results& r) {
     if (!s.count(name)) continue;  // no ok point: nothing to draw
     write_data(dir + "/graphs/data/" + name + ".dat", s[name]);
     bool peer = !s[name].empty() && s[name].front()->kind == "peer";
-    Style st{"graphs/data/" + name + ".dat", name, static_cast<int>(styles.size()), peer};
-    for (const Point* p : s[name]) {
-      st.short_closed = st.short_closed || !p->at_n;
-      st.short_idle = st.short_idle || !p->idle_at_n;
-    }
-    styles.push_back(st);
+    styles.push_back(
+        {"graphs/data/" + name + ".dat", name, static_cast<int>(styles.size()), peer, s[name]});
   }
   std::string png = have_terminal("pngcairo") ? "pngcairo" : "png";
   const std::string sub = subtitle(r);

@@ -290,19 +290,25 @@ std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, mil
 // deadline), so the margin grows with the plan: 30 s and a quarter of the plan. A fixed 30 s
 // was too little for forked at 100,000 connections (2026-12-03): its 6 ranks under mpirun,
 // beside 5,000 busy children, wrote their merged result 1 s after the 260 s bound had passed,
-// and the point was lost as "did not finish".
+// and the point was lost as "did not finish". The closed loop's plan has one `timeout` more:
+// after the ramp's release the window waits up to that long for the released requests.
 milliseconds load_limit(const load::LoadConfig& lc) {
   const long ramp_ms =
       lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0;
   const milliseconds plan = lc.warmup + lc.duration + 2 * lc.timeout + lc.ramp_timeout +
-                            (lc.mode == load::Mode::idle ? lc.open_timeout : milliseconds(0)) +
+                            (lc.mode == load::Mode::idle ? lc.open_timeout : lc.timeout) +
                             milliseconds(ramp_ms);
   return plan + milliseconds(30'000) + plan / 4;
 }
 
-// Phases 2 to 4 on a started server. Sets run.failure when the server died or answered nothing.
-void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progress,
-             const std::atomic<bool>& stop) {
+std::pair<std::string, std::string> host_stop(const std::string& server, bool peer, int n,
+                                              const SweepConfig& c);
+
+// Phases 2 to 4 on a started server. Sets run.failure when the server died or answered nothing,
+// unless `past_limit` (n is past what this host lets it hold: host_stop): then a window in
+// which it served nothing is where it ends, measured at 0 and labelled, not a failure.
+void measure(const SweepConfig& c, Launched& l, int n, bool past_limit, Run& run,
+             Progress& progress, const std::atomic<bool>& stop) {
   load::SamplerConfig base;
   base.pid = l.child->pid();
   base.stats_file = l.stats_file;
@@ -334,10 +340,16 @@ void measure(const SweepConfig& c, Launched& l, int n, Run& run, Progress& progr
     return;
   }
   if (run.closed->requests == 0) {
-    run.failure = fmt::format("no response completed in the {} s window ({} errors: {})",
-                              c.duration.count() / 1000.0, run.closed->errors.total(),
-                              run.closed->to_json().value("errors", nlohmann::json{}).dump());
-    return;
+    const std::string what = fmt::format(
+        "no response completed in the {} s window ({} errors: {})", c.duration.count() / 1000.0,
+        run.closed->errors.total(), run.closed->to_json().value("errors", nlohmann::json{}).dump());
+    // Past what this host lets the server hold (host_stop), serving nothing is where it ends:
+    // measured at 0 and labelled with the limit, not a failure and not a missing point.
+    if (!past_limit) {
+      run.failure = what;
+      return;
+    }
+    run.notes.push_back(what);
   }
   if (stop) return;
 
@@ -368,7 +380,7 @@ Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, 
     return run;
   }
   try {
-    measure(c, l, n, run, progress, stop);
+    measure(c, l, n, !host_stop(server, peer, n, c).first.empty(), run, progress, stop);
   } catch (const load::LoadError& e) {
     run.failure = fmt::format("load generator: {}", e.what());
   }
@@ -480,8 +492,11 @@ double figure(const Run& r) {
 }
 
 // `v` per request of the run's window (0 without a request).
+// NaN (no figure) when the window had no response: a point past this host's limits may end
+// there, and 0 per request would be a number that cannot be true.
 double per_request(const Run& r, double v) {
-  return r.closed->requests ? v / static_cast<double>(r.closed->requests) : 0.0;
+  return r.closed->requests ? v / static_cast<double>(r.closed->requests)
+                            : std::numeric_limits<double>::quiet_NaN();
 }
 
 // The server's CPU over the sampler's window, in cores.
@@ -504,9 +519,16 @@ int loadgen_cores() {
 }
 
 void fill_latency(Point& p, const Runs& ok) {
-  std::vector<load::Percentiles> pct;  // each run's, computed once
+  std::vector<load::Percentiles> pct;  // each run's that had a response, computed once
   pct.reserve(ok.size());
-  for (const Run* r : ok) pct.push_back(r->closed->latency.summary());
+  for (const Run* r : ok)
+    if (r->closed->requests) pct.push_back(r->closed->latency.summary());
+  if (pct.empty()) {  // no latency at all (an end at 0 served): no figures, not zeros
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    p.p50_us = p.p90_us = p.p99_us = p.p999_us = p.max_us = p.mean_us = nan;
+    p.p99_min_us = p.p99_max_us = nan;
+    return;
+  }
   static constexpr std::pair<double load::Percentiles::*, double Point::*> kMedians[] = {
       {&load::Percentiles::p50_us, &Point::p50_us}, {&load::Percentiles::p90_us, &Point::p90_us},
       {&load::Percentiles::p99_us, &Point::p99_us}, {&load::Percentiles::p999_us, &Point::p999_us},
@@ -872,8 +894,12 @@ std::string skip_reason(const SweepConfig& c, const std::string& server, bool pe
 
 std::string outcome(const Point& p) {
   if (!p.ok()) return fmt::format("{}: {}", p.status, p.reason.substr(0, 200));
-  return fmt::format("{:.0f} req/s, p99 {:.2f} ms, {:.1f} µs CPU/req, PSS {:.1f} MB{}", p.rps,
-                     p.p99_us / 1000, p.cpu_us_per_request, p.pss_idle_mb,
+  // "?" for a figure that was not measured (NaN), as in the report.
+  auto fig = [](double v, int decimals) {
+    return std::isfinite(v) ? fmt::format("{:.{}f}", v, decimals) : std::string("?");
+  };
+  return fmt::format("{:.0f} req/s, p99 {} ms, {} µs CPU/req, PSS {:.1f} MB{}", p.rps,
+                     fig(p.p99_us / 1000, 2), fig(p.cpu_us_per_request, 1), p.pss_idle_mb,
                      p.loadgen_bound ? " [load-generator bound]" : "");
 }
 

@@ -532,6 +532,34 @@ TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
   std::filesystem::remove_all(dir);
 }
 
+// Past the same limit, a server that serves nothing in the window ends there: the point is
+// measured at 0 and labelled with the limit, not a failure, and the figures that need a
+// response (CPU per request, latency) are absent (null), never 0. Each answer takes 3 s and
+// the timeout is 1 s, so after the ramp every request times out.
+TEST(LoadMpi, APointPastThisHostsLimitThatServedNothingIsAnEndAtZeroNotAFailure) {
+  SKIP_WITHOUT_MPI();
+  const auto dir = shootout::test::temp_dir("mpi-runner-stop-zero");
+  const Sweep run = run_sweep(dir,
+                              {"--models", "threaded", "--connections", "600", "--path",
+                               "/sleep?ms=3000", "--duration", "1s", "--warmup", "0s", "--timeout",
+                               "1s", "--idle-hold-seconds", "0.5", "--load-ranks", "0"},
+                              400);
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto results = read_json(run.out / "results.json");
+  ASSERT_EQ(results.at("points").size(), 1u);
+  const auto& p = results.at("points")[0];
+  EXPECT_EQ(p.at("status"), "ok") << p.dump();
+  EXPECT_EQ(p.at("reached"), 0) << p.dump();
+  EXPECT_EQ(p.at("rps"), 0) << p.dump();
+  EXPECT_EQ(p.at("at_n"), false);
+  EXPECT_EQ(p.at("stops_at"), "400 descriptors");
+  EXPECT_TRUE(p.at("cpu_us_per_request").is_null()) << p.dump();
+  EXPECT_TRUE(p.at("p99_us").is_null()) << p.dump();
+  EXPECT_NE(p.at("notes").dump().find("no response completed in the 1 s window"), std::string::npos)
+      << p.at("notes").dump();
+  std::filesystem::remove_all(dir);
+}
+
 // --- LoadSource: --source -----------------------------------------------------------------
 
 // The socket inodes among the descriptors of `pid` (/proc/PID/fd: "socket:[INODE]").
