@@ -69,9 +69,10 @@ run_load() {
   ns0=$(worker_ns)
   out=$( { /usr/bin/time -f "CPU %U %S" taskset -c 1 "${cmd[@]}"; } 2>&1)
   local rps reqs cpu
-  rps=$(grep -m1 '"requests_per_s"' <<<"$out" | tr -dc '0-9.')
+  # The first value of each key (shootout load's JSON spans lines, the floor's is one line).
+  rps=$(grep -o '"requests_per_s": *[0-9.]*' <<<"$out" | head -1 | tr -dc '0-9.' || true)
   # responses_total: every answer of the run, as wrk's "requests in" counts them.
-  reqs=$(grep -m1 '"responses_total":' <<<"$out" | tr -dc '0-9')
+  reqs=$(grep -o '"responses_total": *[0-9]*' <<<"$out" | head -1 | tr -dc '0-9' || true)
   cpu=$(awk '/^CPU/ {print $2 + $3}' <<<"$out")
   echo "${rps:-0} ${cpu:-0} ${reqs:-0} $(( $(worker_ns) - ns0 ))"
 }
