@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -161,6 +162,15 @@ std::optional<int> Child::stop(int sig, std::chrono::milliseconds timeout) {
   status_ = decode_status(st);
   registry_remove(pid_);
   return std::nullopt;
+}
+
+bool Child::await_group_gone(std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (::kill(-pid_, 0) != 0 && errno == ESRCH) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 void Child::kill_group() {

@@ -45,6 +45,9 @@ class Child {
   // timeout the whole group is SIGKILLed and nullopt returned.
   std::optional<int> stop(int sig, std::chrono::milliseconds timeout);
   void kill_group();
+  // After it has exited: waits up to `timeout` for every process of its group to be gone (a
+  // killed Apache master's 23,000 prefork children take seconds to exit); true if they are.
+  bool await_group_gone(std::chrono::milliseconds timeout) const;
   // The last `max_bytes` of the log (for failure reasons).
   std::string log_tail(std::size_t max_bytes = 600) const;
 

@@ -382,6 +382,9 @@ void measure(const SweepConfig& c, Launched& l, int n, bool past_limit, Run& run
                               *st, l.child->log_tail());
 }
 
+// How long the runner waits for a stopped server's process group to be gone.
+constexpr milliseconds kGroupGoneWait{60'000};
+
 Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, int repeat,
              Progress& progress, const std::atomic<bool>& stop) {
   Run run;
@@ -405,6 +408,12 @@ Run run_once(const SweepConfig& c, const std::string& server, bool peer, int n, 
                                     (peer ? kPeerStopTimeout : kModelStopTimeout).count() / 1000));
   else if (*status != 0 && !stop)
     run.notes.push_back(fmt::format("exited with status {} after SIGTERM", *status));
+  // The next point sizes itself by the tasks running (HostLimits): this server's processes must
+  // be gone first. A killed Apache master left 23,000 prefork children exiting (2026-12-04), and
+  // the Apache worker point after it was capped at 111 of its 464 processes.
+  if (!l.child->await_group_gone(kGroupGoneWait))
+    run.notes.push_back(fmt::format("processes of its group still ran {} s after the stop",
+                                    kGroupGoneWait.count() / 1000));
   return run;
 }
 

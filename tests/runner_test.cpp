@@ -298,6 +298,18 @@ TEST_F(RunnerSweep, PlotLeavesOutALabelPlotWithNoDefinedPoint) {
   fs::remove_all(dir);
 }
 
+// The runner's next point must not start while a stopped server's processes still exit (they
+// count against pid_max): await_group_gone waits for the whole group, not only its leader.
+TEST(RunnerProcess, AwaitGroupGoneWaitsForEveryProcessOfTheGroup) {
+  const fs::path dir = temp_dir("group-gone");
+  shootout::runner::Child child({"/bin/sh", "-c", "sleep 60 & sleep 60"}, (dir / "log").string());
+  EXPECT_FALSE(child.await_group_gone(200ms));  // the leader and its background sleep run
+  // Stopping the leader also kills what it left in its group; then the group is empty.
+  ASSERT_TRUE(child.stop(SIGKILL, 10s).has_value());
+  EXPECT_TRUE(child.await_group_gone(30s));
+  fs::remove_all(dir);
+}
+
 TEST(RunnerPeers, NginxConfigHasPortLogsAndLimits) {
   fs::path dir = temp_dir("nginx-conf");
   shootout::runner::HostLimits limits;

@@ -10,7 +10,7 @@ set offsets graph 0.04, graph 0.04, 0, 0
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/rps.svg'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -19,24 +19,36 @@ plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 
   'graphs/data/threaded.dat' using 1:2 with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:2 with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:2 with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:2 with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:2 with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/rps.png'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -45,25 +57,37 @@ plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 
   'graphs/data/threaded.dat' using 1:2 with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:2 with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:2 with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:2 with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:2 with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:2 with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $2) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !(1) ? 1/0 : $2):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $2 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/capacity.svg'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -72,19 +96,26 @@ plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/capacity.png'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -93,21 +124,28 @@ plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory.svg'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -116,15 +154,23 @@ plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $21) : sprintf('threaded: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('forked: reached %d', $21) : sprintf('forked: reached %d: %s', $21, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $21) : sprintf('apache-event: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
   'graphs/data/coroutine.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'coroutine', \
@@ -132,21 +178,25 @@ plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory.png'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -155,15 +205,23 @@ plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $21) : sprintf('threaded: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('forked: reached %d', $21) : sprintf('forked: reached %d: %s', $21, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $21) : sprintf('apache-event: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
   'graphs/data/coroutine.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'coroutine', \
@@ -171,14 +229,18 @@ plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($5 > 0) ? 1/0 : $5):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $5) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset multiplot
 unset logscale y
 set yrange [*:*]
@@ -186,7 +248,7 @@ set yrange [*:*]
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory-whole.svg'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -195,16 +257,20 @@ plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set offsets 0, 0, 0, 0
 unset logscale x
 set xlabel ''
@@ -227,7 +293,7 @@ set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory-whole.png'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -236,16 +302,20 @@ plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($12 > 0 || !($15 > 0) ? 1/0 : $15):(strcol(22) eq '-' ? sprintf('reached %d', $21) : sprintf('reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set offsets 0, 0, 0, 0
 unset logscale x
 set xlabel ''
@@ -268,7 +338,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/latency.svg'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -277,25 +347,35 @@ plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/latency.png'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -304,26 +384,36 @@ plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/switches.svg'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -332,25 +422,35 @@ plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/switches.png'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -359,26 +459,36 @@ plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/cpu.svg'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -387,25 +497,35 @@ plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/cpu.png'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -414,26 +534,36 @@ plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1
   'graphs/data/threaded.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/threaded.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/forked.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
-  'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
+  'graphs/data/nginx.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
+  'graphs/data/apache-event.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/ramp.svg'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -442,19 +572,28 @@ plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/ramp.png'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-03, commit 7e0bfac" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -463,14 +602,23 @@ plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt
   'graphs/data/threaded.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 4 dt 1 pt 7 ps 1.2 lw 2 title 'threaded', \
   'graphs/data/forked.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 5 dt 1 pt 8 ps 1.2 lw 2 title 'forked', \
   'graphs/data/nginx.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 6 dt 2 pt 9 ps 1.2 lw 2 title 'nginx', \
+  'graphs/data/apache-prefork.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 7 dt 2 pt 10 ps 1.2 lw 2 title 'apache-prefork', \
+  'graphs/data/apache-worker.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 8 dt 2 pt 11 ps 1.2 lw 2 title 'apache-worker', \
+  'graphs/data/apache-event.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 lc rgb '#8c564b' dt 2 pt 12 ps 1.2 lw 2 title 'apache-event', \
   'graphs/data/evented.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' title 'did not reach N (see table)', \
   'graphs/data/coroutine.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/uring.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/forked.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/nginx.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/threaded.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/forked.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('reached %d', $20) : sprintf('reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $13) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($13 > 0) ? 1/0 : $13):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set output
