@@ -349,29 +349,21 @@ void set_deadlines(Plan& plan, const LoadConfig& c) {
     plan.deadline = plan.first_round_by + c.duration + c.timeout + std::chrono::seconds(10);
 }
 
-int answered_once(const std::vector<std::unique_ptr<Worker>>& workers) {
+// A count every worker keeps for any thread to read (Worker::answered_once, Worker::settled),
+// summed over the workers.
+using WorkerCount = int (Worker::*)() const;
+int sum_over(const std::vector<std::unique_ptr<Worker>>& workers, WorkerCount count) {
   int n = 0;
-  for (const auto& w : workers) n += w->answered_once();
+  for (const auto& w : workers) n += ((*w).*count)();
   return n;
 }
 
-// Closed mode's ramp: returns when every connection has had a response or at `bound`.
-void wait_ramp(const std::vector<std::unique_ptr<Worker>>& workers, int connections,
-               Clock::time_point bound) {
-  while (answered_once(workers) < connections && Clock::now() < bound)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-}
-
-// Closed mode, after the ramp's release: returns when `released` connections have been answered
-// again, or at `bound`.
-void wait_settled(const std::vector<std::unique_ptr<Worker>>& workers, int released,
-                  Clock::time_point bound) {
-  auto settled = [&] {
-    int n = 0;
-    for (const auto& w : workers) n += w->settled();
-    return n;
-  };
-  while (settled() < released && Clock::now() < bound)
+// Returns when `count` summed over the workers reaches `target`, or at `bound`. Closed mode's
+// ramp waits for every connection's first answer (answered_once); after the ramp's release the
+// window waits for the released connections' next answer (settled).
+void wait_for(const std::vector<std::unique_ptr<Worker>>& workers, WorkerCount count, int target,
+              Clock::time_point bound) {
+  while (sum_over(workers, count) < target && Clock::now() < bound)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
 }
 
@@ -556,7 +548,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     });
   auto note_ramp = [&] {
     r.ramp_s = std::chrono::duration<double>(Clock::now() - plan.start).count();
-    r.ramp_reached = static_cast<std::uint64_t>(answered_once(workers));
+    r.ramp_reached = static_cast<std::uint64_t>(sum_over(workers, &Worker::answered_once));
   };
   if (c.mode == Mode::idle) {
     wait_first_round(workers, plan.first_round_by);
@@ -571,7 +563,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
     for (auto& w : workers) w->start_final_round();
   } else {
     if (c.mode == Mode::closed) {
-      wait_ramp(workers, local.connections, ramp_bound);
+      wait_for(workers, &Worker::answered_once, local.connections, ramp_bound);
       note_ramp();
       // The answered connections have held their next request (Worker::release_ramp). They
       // are released together, once every rank has ramped (or hit the bound). The window
@@ -584,9 +576,9 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
       auto release = Clock::now();
       if (ranks > 1) release = latest_of_all(group, plan.start, release);
       std::this_thread::sleep_until(release);
-      const int released = answered_once(workers);
+      const int released = sum_over(workers, &Worker::answered_once);
       for (auto& w : workers) w->release_ramp();
-      wait_settled(workers, released, release + c.timeout);
+      wait_for(workers, &Worker::settled, released, release + c.timeout);
       auto settled = Clock::now();
       r.settle_s = std::chrono::duration<double>(settled - release).count();
       if (ranks > 1) settled = latest_of_all(group, plan.start, settled);
@@ -594,7 +586,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
       const auto from = std::max(settled, plan.start + c.warmup);
       bounds.set(from, from + c.duration);
     } else {
-      wait_ramp(workers, local.connections, bounds.from_time());
+      wait_for(workers, &Worker::answered_once, local.connections, bounds.from_time());
       note_ramp();
     }
     for (auto& w : workers) w->end_window_at(bounds.to_time());

@@ -514,9 +514,9 @@ double figure(const Run& r) {
   return static_cast<double>(std::invoke(Field, Part(r)));
 }
 
-// `v` per request of the run's window (0 without a request).
-// NaN (no figure) when the window had no response: a point past this host's limits may end
-// there, and 0 per request would be a number that cannot be true.
+// `v` per request of the run's window; NaN (no figure) when the window had no response: a
+// point past this host's limits may end there, and 0 per request would be a number that cannot
+// be true.
 double per_request(const Run& r, double v) {
   return r.closed->requests ? v / static_cast<double>(r.closed->requests)
                             : std::numeric_limits<double>::quiet_NaN();

@@ -507,14 +507,21 @@ TEST(LoadMpi, RunnerLoadRanksZeroSpreadsAPointPastOneProcesssDescriptors) {
 // holds every connection in one process, and under a 400-descriptor limit cannot take 600 (the
 // load, spread over ranks by --load-ranks 0, can). The point is measured at what it reached,
 // says which limit stopped it, and its graph data carries the label drawn beside it.
+// threaded at 600 connections under a 400-descriptor limit (the load spread over ranks), with
+// `extra` flags: a point past what this host lets it hold.
+Sweep threaded_past_its_descriptors(const std::filesystem::path& dir,
+                                    std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{
+      "--models",  "threaded", "--connections",       "600", "--duration",   "1s", "--warmup", "0s",
+      "--timeout", "1s",       "--idle-hold-seconds", "0.5", "--load-ranks", "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_sweep(dir, args, 400);
+}
+
 TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner-stop");
-  const Sweep run =
-      run_sweep(dir,
-                {"--models", "threaded", "--connections", "600", "--duration", "1s", "--warmup",
-                 "0s", "--timeout", "1s", "--idle-hold-seconds", "0.5", "--load-ranks", "0"},
-                400);
+  const Sweep run = threaded_past_its_descriptors(dir);
   ASSERT_EQ(run.status, 0) << run.err;
   const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 1u);
@@ -539,11 +546,7 @@ TEST(LoadMpi, RunnerMarksWhereThisHostStopsAServerPastItsDescriptors) {
 TEST(LoadMpi, APointPastThisHostsLimitThatServedNothingIsAnEndAtZeroNotAFailure) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner-stop-zero");
-  const Sweep run = run_sweep(dir,
-                              {"--models", "threaded", "--connections", "600", "--path",
-                               "/sleep?ms=3000", "--duration", "1s", "--warmup", "0s", "--timeout",
-                               "1s", "--idle-hold-seconds", "0.5", "--load-ranks", "0"},
-                              400);
+  const Sweep run = threaded_past_its_descriptors(dir, {"--path", "/sleep?ms=3000"});
   ASSERT_EQ(run.status, 0) << run.err;
   const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 1u);
