@@ -316,7 +316,8 @@ Usage self_usage() {
 // The measurement window seen from the main thread: client CPU and the server sampler.
 class Window {
  public:
-  explicit Window(const LoadConfig& c) {
+  // `start`: the run's start (Plan::start), which the CPU's times are counted from.
+  Window(const LoadConfig& c, Clock::time_point start) : start_at_(start) {
     if (c.server) sampler_.emplace(*c.server);
   }
   void open() {
@@ -330,13 +331,15 @@ class Window {
     closed_at_ = Clock::now();
     r.client_utime_us = end.utime_us - start_.utime_us;
     r.client_stime_us = end.stime_us - start_.stime_us;
+    r.client_cpu_from_s = std::chrono::duration<double>(opened_at_ - start_at_).count();
+    r.client_cpu_to_s = std::chrono::duration<double>(closed_at_ - start_at_).count();
   }
   double seconds() const { return std::chrono::duration<double>(closed_at_ - opened_at_).count(); }
 
  private:
   std::optional<ServerSampler> sampler_;
   Usage start_;
-  Clock::time_point opened_at_, closed_at_;
+  Clock::time_point start_at_, opened_at_, closed_at_;
 };
 
 // Idle: the ramp (N / connect_rate), then open_timeout for the connects and first responses.
@@ -525,7 +528,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   // The server is sampled by rank 0 only (which must run on the server's host).
   LoadConfig sampled = c;
   if (me != 0) sampled.server.reset();
-  Window window(sampled);
+  Window window(sampled, plan.start);
   std::vector<std::thread> threads;
   // Each worker enters the namespace on its own thread (the main thread, and MPI's traffic,
   // stay here). open() above proved it can be entered; should a thread still fail, that worker
@@ -612,7 +615,7 @@ LoadResult run_load(const LoadConfig& config, LoadGroup& group) {
   merge(r, workers);
   if (c.mode == Mode::idle) r.per_second.clear();
   if (ranks > 1)
-    merge_ranks(r, group, {me, group.host(), static_cast<std::uint64_t>(share.count), 0, 0, 0});
+    merge_ranks(r, group, {me, group.host(), static_cast<std::uint64_t>(share.count), 0, 0, 0, ""});
   return r;
 }
 

@@ -140,6 +140,7 @@ struct RankSummary {
   std::uint64_t requests = 0;     // in the window
   std::uint64_t responses_total = 0;
   std::uint64_t errors = 0;  // every kind
+  std::string cpus;          // the CPUs it may run on (its affinity), as "1" or "0-3,6"
 };
 
 // Per-connection failures by kind. Each closes that connection; it is reopened (except in
@@ -180,6 +181,12 @@ struct LoadResult {
   // window opens then (not before the warm-up's end). Several ranks: the slowest rank's.
   double settle_s = 0;
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
+  // When the CPU above was read (opening and closing the window), in seconds from the run's
+  // start (common to every rank): it was all spent between them, so CPU / client_cpu_s() can
+  // never exceed the cores the load ran on. It can be longer than elapsed_s: closing the
+  // window also waits for the sampler's last snapshot, and a starved main thread wakes late.
+  // Several ranks: the earliest opening and the latest closing.
+  double client_cpu_from_s = 0, client_cpu_to_s = 0;
   std::optional<ServerSample> server;
   Timeline timeline;  // in-window responses, by completion time (config.timeline_max > 0)
   // Load processes merged into this result (group.hpp); per_rank lists them when ranks > 1.
@@ -188,6 +195,15 @@ struct LoadResult {
   std::vector<RankSummary> per_rank;
   EngineCounts engine_counts;  // this process's threads only; not in the JSON
 
+  // The wall time the client CPU was counted over (elapsed_s for results that lack it).
+  double client_cpu_s() const {
+    return client_cpu_to_s > client_cpu_from_s ? client_cpu_to_s - client_cpu_from_s : elapsed_s;
+  }
+  // The load generator's cores over the window: its CPU over the time it was counted over.
+  double client_cores() const {
+    const double s = client_cpu_s();
+    return s > 0 ? (client_utime_us + client_stime_us) / 1e6 / s : 0;
+  }
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
   }

@@ -1,6 +1,9 @@
 // merge_ranks(): a few collectives over flat arrays (merge.hpp says what is merged how).
 #include "merge.hpp"
 
+#include <fmt/format.h>
+#include <sched.h>
+
 #include <nlohmann/json.hpp>
 
 namespace shootout::load {
@@ -29,12 +32,30 @@ struct Counters {
   std::size_t fixed = 0;
 };
 
+// This process's CPU affinity as a list: "1", "0-3,6".
+std::string affinity_text() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return "";
+  std::string out;
+  for (int i = 0; i < CPU_SETSIZE; ++i) {
+    if (!CPU_ISSET(i, &set)) continue;
+    int j = i;
+    while (j + 1 < CPU_SETSIZE && CPU_ISSET(j + 1, &set)) ++j;
+    out += fmt::format("{}{}", out.empty() ? "" : ",",
+                       i == j ? fmt::format("{}", i) : fmt::format("{}-{}", i, j));
+    i = j;
+  }
+  return out;
+}
+
 }  // namespace
 
 void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   mine.requests = r.requests;
   mine.responses_total = r.responses_total;
   mine.errors = r.errors.total();
+  mine.cpus = affinity_text();
 
   // Every rank sends arrays of one length: the per-second series are as long as the longest.
   std::uint64_t seconds[1] = {r.per_second.size()};
@@ -46,9 +67,9 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   const auto lat = r.latency.raw(), unc = r.latency_uncorrected.raw();
   double sums[] = {r.client_utime_us, r.client_stime_us, lat.sum, lat.sum_sq, unc.sum, unc.sum_sq};
   group.all_reduce(Op::sum, sums);
-  double mins[] = {lat.min, unc.min};
+  double mins[] = {lat.min, unc.min, r.client_cpu_from_s};
   group.all_reduce(Op::min, mins);
-  double maxes[] = {lat.max, unc.max, r.ramp_s, r.elapsed_s, r.settle_s};
+  double maxes[] = {lat.max, unc.max, r.ramp_s, r.elapsed_s, r.settle_s, r.client_cpu_to_s};
   group.all_reduce(Op::max, maxes);
 
   const std::uint64_t* v = c.v.data();
@@ -70,6 +91,8 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   r.ramp_s = maxes[2];
   r.elapsed_s = maxes[3];
   r.settle_s = maxes[4];
+  r.client_cpu_from_s = mins[2];
+  r.client_cpu_to_s = maxes[5];
   r.ranks = group.size();
 
   const nlohmann::json line = {{"rank", mine.rank},
@@ -77,14 +100,16 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
                                {"connections", mine.connections},
                                {"requests", mine.requests},
                                {"responses_total", mine.responses_total},
-                               {"errors", mine.errors}};
+                               {"errors", mine.errors},
+                               {"cpus", mine.cpus}};
   r.per_rank.clear();
   for (const std::string& text : group.gather(line.dump())) {
     const auto j = nlohmann::json::parse(text);
-    r.per_rank.push_back(
-        {j.at("rank").get<int>(), j.at("host").get<std::string>(),
-         j.at("connections").get<std::uint64_t>(), j.at("requests").get<std::uint64_t>(),
-         j.at("responses_total").get<std::uint64_t>(), j.at("errors").get<std::uint64_t>()});
+    r.per_rank.push_back({j.at("rank").get<int>(), j.at("host").get<std::string>(),
+                          j.at("connections").get<std::uint64_t>(),
+                          j.at("requests").get<std::uint64_t>(),
+                          j.at("responses_total").get<std::uint64_t>(),
+                          j.at("errors").get<std::uint64_t>(), j.at("cpus").get<std::string>()});
   }
 }
 

@@ -6,7 +6,9 @@
 //              squares (so the merged percentiles are those of all samples), the per-second
 //              series (element by element), client CPU, ramp_reached, connections_in_window,
 //              idle_opened, idle_alive
-//   min / max  the histograms' min / max; ramp_s, settle_s and elapsed_s take the largest
+//   min / max  the histograms' min / max; ramp_s, settle_s and elapsed_s take the largest;
+//              the client CPU's span, the earliest opening and the latest closing (so the
+//              ranks' summed CPU is over a time that holds all of it)
 //   as is      config, protocol, server (rank 0's sampler; the other ranks have none)
 //   gathered   one RankSummary per rank, into rank 0's per_rank
 //

@@ -134,6 +134,8 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
   r.per_second = j.at("per_second").get<std::vector<std::uint64_t>>();
   r.client_utime_us = j.at("client_cpu").at("utime_us").get<double>();
   r.client_stime_us = j.at("client_cpu").at("stime_us").get<double>();
+  r.client_cpu_from_s = j.at("client_cpu").value("from_s", 0.0);  // absent before 2026-12-04
+  r.client_cpu_to_s = j.at("client_cpu").value("to_s", 0.0);
   if (!j.at("server").is_null()) r.server = ServerSample::from_json(j.at("server"));
   const auto& k = j.at("concurrency");
   r.ramp_s = k.at("ramp_s").get<double>();
@@ -150,7 +152,8 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
       r.per_rank.push_back(
           {p.at("rank").get<int>(), p.at("host").get<std::string>(),
            p.at("connections").get<std::uint64_t>(), p.at("requests").get<std::uint64_t>(),
-           p.at("responses_total").get<std::uint64_t>(), p.at("errors").get<std::uint64_t>()});
+           p.at("responses_total").get<std::uint64_t>(), p.at("errors").get<std::uint64_t>(),
+           p.value("cpus", "")});  // cpus: absent before 2026-12-04
   return r;
 }
 
@@ -196,6 +199,9 @@ nlohmann::json LoadResult::to_json(bool raw) const {
        {{"utime_us", client_utime_us},
         {"stime_us", client_stime_us},
         {"cpu_us", cpu},
+        {"from_s", client_cpu_from_s},
+        {"to_s", client_cpu_to_s},
+        {"cores", client_cores()},
         {"cpu_us_per_request", requests ? cpu / static_cast<double>(requests) : 0}}},
       {"server", server ? server->to_json() : nlohmann::json(nullptr)},
       {"concurrency",
@@ -220,7 +226,8 @@ nlohmann::json LoadResult::to_json(bool raw) const {
                       {"connections", p.connections},
                       {"requests", p.requests},
                       {"responses_total", p.responses_total},
-                      {"errors", p.errors}});
+                      {"errors", p.errors},
+                      {"cpus", p.cpus}});
     j["per_rank"] = list;
   }
   if (raw)
@@ -251,8 +258,8 @@ std::string LoadResult::summary() const {
   if (c.mode == Mode::rate) out += fmt::format(", {:.0f} requests/s asked", c.rate);
   out += "\n";
   for (const RankSummary& p : per_rank)
-    out += fmt::format("    rank {} on {}: {} connections, {} requests, {} errors\n", p.rank,
-                       p.host, p.connections, p.requests, p.errors);
+    out += fmt::format("    rank {} on {} (CPUs {}): {} connections, {} requests, {} errors\n",
+                       p.rank, p.host, p.cpus, p.connections, p.requests, p.errors);
   if (c.mode == Mode::rate) {
     latency_lines(out, "Latency (corrected)", latency);
     latency_lines(out, "Latency (uncorrected)", latency_uncorrected);
@@ -283,7 +290,8 @@ std::string LoadResult::summary() const {
   out += fmt::format("Transfer/sec: {:>12}\n",
                      bytes_text(elapsed_s > 0 ? static_cast<double>(bytes_read) / elapsed_s : 0));
   const double cpu = client_utime_us + client_stime_us;
-  out += fmt::format("Load generator CPU: {:.3f}s ({:.2f}us/request)\n", cpu / 1e6,
+  out += fmt::format("Load generator CPU: {:.3f}s over {:.2f}s ({:.2f} cores, {:.2f}us/request)\n",
+                     cpu / 1e6, client_cpu_s(), client_cores(),
                      requests ? cpu / static_cast<double>(requests) : 0.0);
   if (server) server_lines(out, *server, requests);
   return out;

@@ -221,6 +221,10 @@ void pin_self(SweepConfig& c) {
   CPU_ZERO(&set);
   CPU_SET(1, &set);
   ::sched_setaffinity(0, sizeof set, &set);  // main thread, before the load threads exist
+  // Load ranks under mpirun are processes of their own: they are started on the same CPU.
+  runner::LoadLaunch load = runner::load_launch();
+  load.cpu = 1;
+  runner::set_load_launch(load);
 }
 
 nlohmann::json config_json(const SweepConfig& c) {

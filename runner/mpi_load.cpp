@@ -127,7 +127,7 @@ std::optional<load::LoadResult> run_load_through_mpirun(const load::LoadConfig& 
   for (auto& a : load_args(lc, out)) argv.push_back(a);
   std::vector<std::string> env;
   if (::geteuid() == 0) env = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
-  Child child(argv, log, -1, env);
+  Child child(argv, log, g_launch.cpu, env);
   const auto deadline = std::chrono::steady_clock::now() + limit;
   std::optional<int> status;
   while (!(status = child.poll())) {

@@ -6,7 +6,7 @@
 // host list given to mpirun starts with this host (`localhost`, one slot), the other ranks go
 // over the listed hosts (docs/RUNNER.md, docs/LOADGEN.md).
 //
-// Threads: set_load_launch() is called once by the CLI's thread before any load run;
+// Threads: set_load_launch() is called by the CLI's thread before any load run;
 // load_launch() and run_load_through_mpirun() are then read/called by the sweep's load threads
 // (one run at a time).
 #include <chrono>
@@ -22,6 +22,9 @@ struct LoadLaunch {
   std::string hosts;    // "H1,H2" (mpirun -H), "" = this host only
   std::string binary;   // build/shootout
   std::string log_dir;  // mpirun's output, one log per run
+  // The CPU this host's ranks run on (--pin: the load generator's CPU, 1), or -1 for all.
+  // mpirun runs with --bind-to none, so its local ranks keep the affinity it starts with.
+  int cpu = -1;
 };
 
 void set_load_launch(const LoadLaunch& launch);

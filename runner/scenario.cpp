@@ -372,7 +372,7 @@ void run_rate_sweep(const SweepConfig& c, Results& results, const std::atomic<bo
       continue;
     }
     const double saturation = r->requests_per_s();
-    const double lg_cores = (r->client_utime_us + r->client_stime_us) / 1e6 / r->elapsed_s;
+    const double lg_cores = r->client_cores();
     j["saturation_rps"] = saturation;
     j["saturation_p99_us"] = r->latency.summary().p99_us;
     j["saturation_loadgen_bound"] = lg_cores >= kLoadgenBoundShare * std::min(sat.threads, cores);

@@ -760,7 +760,9 @@ double loadgen_cpu_us(const Run& r) {
 void fill_loadgen(Point& p, const Runs& ok, const SweepConfig& c) {
   fill(p, ok,
        {{loadgen_cpu_us, &Point::loadgen_cpu_us},
-        {[](const Run& r) { return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->elapsed_s); },
+        {[](const Run& r) {
+           return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->client_cpu_s());
+         },
          &Point::loadgen_cpu_cores}});
   p.loadgen_threads = std::min(c.threads, p.connections);
   // The rule (results.hpp): CPU over the window >= 90% of one core per load thread, counting

@@ -147,7 +147,7 @@ TEST(LoadMerge, MergedPercentilesEqualThoseOfOneHistogramOfAllSamples) {
     }
   }
   on_ranks(kRanks, [&](int r, LoadGroup& g) {
-    shootout::load::merge_ranks(results[r], g, {r, g.host(), 1, 0, 0, 0});
+    shootout::load::merge_ranks(results[r], g, {r, g.host(), 1, 0, 0, 0, ""});
   });
   for (int r = 0; r < kRanks; ++r) {
     for (const auto& [merged, reference] :
@@ -188,11 +188,13 @@ TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
     x.client_stime_us = 10.0 * static_cast<double>(k);
     x.ramp_s = 0.1 * static_cast<double>(k);
     x.elapsed_s = 2.0;
+    x.client_cpu_from_s = 3.0 + 0.1 * static_cast<double>(k);
+    x.client_cpu_to_s = 6.0 + 0.2 * static_cast<double>(k);
     x.per_second = {k, 10 * k, 100 * k};
   }
   results[2].elapsed_s = 2.5;
   on_ranks(kRanks, [&](int r, LoadGroup& g) {
-    shootout::load::merge_ranks(results[r], g, {r, g.host(), 25, 0, 0, 0});
+    shootout::load::merge_ranks(results[r], g, {r, g.host(), 25, 0, 0, 0, ""});
   });
   const std::uint64_t s = 1 + 2 + 3 + 4;  // sum of k
   for (const LoadResult& m : results) {
@@ -212,6 +214,10 @@ TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
     EXPECT_DOUBLE_EQ(m.client_stime_us, 10.0 * s);
     EXPECT_DOUBLE_EQ(m.ramp_s, 0.4);     // the slowest rank's ramp
     EXPECT_DOUBLE_EQ(m.elapsed_s, 2.5);  // the longest window
+    // The summed CPU is over the span that holds every rank's: first opening, last closing.
+    EXPECT_DOUBLE_EQ(m.client_cpu_from_s, 3.1);
+    EXPECT_DOUBLE_EQ(m.client_cpu_to_s, 6.8);
+    EXPECT_DOUBLE_EQ(m.client_cpu_s(), 3.7);
     EXPECT_EQ(m.per_second, (std::vector<std::uint64_t>{s, 10 * s, 100 * s}));
   }
   // Rank 0 lists every rank with its own figures, taken before the merge.
@@ -374,6 +380,11 @@ TEST(LoadMpi, TwoRanksMergedResponsesEqualTheServersOwnCountExactly) {
   }
   EXPECT_EQ(sum, responses);
   EXPECT_EQ(j.at("concurrency").at("served_in_window"), 20);
+  // Both ranks ran on this host: their summed CPU, over the span that holds both windows,
+  // is at most this host's cores.
+  const auto& cpu = j.at("client_cpu");
+  EXPECT_GT(cpu.at("to_s").get<double>(), cpu.at("from_s").get<double>());
+  EXPECT_LE(cpu.at("cores").get<double>(), std::thread::hardware_concurrency());
   // The merged count over the whole run is the server's own, exactly.
   ASSERT_TRUE(shootout::test::await_requests(server, stats, responses));
   EXPECT_EQ(shootout::test::requests_seen(server, stats), responses);
@@ -442,12 +453,15 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   return nlohmann::json::parse(shootout::test::read_file(path));
 }
 
-TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
+TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRunWithRanksPinnedLikeTheLoad) {
   SKIP_WITHOUT_MPI();
   const auto dir = shootout::test::temp_dir("mpi-runner");
-  const Sweep run =
-      run_sweep(dir, {"--models", "evented", "--connections", "10", "--duration", "1s", "--warmup",
-                      "0s", "--idle-hold-seconds", "1", "--load-ranks", "2"});
+  const bool pin = std::thread::hardware_concurrency() >= 2;
+  std::vector<std::string> args{
+      "--models", "evented", "--connections",       "10", "--duration",   "1s",
+      "--warmup", "0s",      "--idle-hold-seconds", "1",  "--load-ranks", "2"};
+  if (pin) args.push_back("--pin");
+  const Sweep run = run_sweep(dir, args);
   ASSERT_EQ(run.status, 0) << run.err;
   const auto results = read_json(run.out / "results.json");
   ASSERT_EQ(results.at("points").size(), 1u);
@@ -462,6 +476,10 @@ TEST(LoadMpi, RunnerLoadRanksReadsBackTheMergedResultOfEachLoadRun) {
   EXPECT_EQ(closed.at("errors").at("total"), 0);
   EXPECT_GT(closed.at("requests").get<std::uint64_t>(), 0u);
   EXPECT_EQ(point.at("requests"), closed.at("requests"));
+  // --pin: the server runs on CPU 0 and the load on CPU 1, every rank of it.
+  if (pin) {
+    for (const auto& rank : closed.at("per_rank")) EXPECT_EQ(rank.at("cpus"), "1") << rank;
+  }
   EXPECT_EQ(point.at("p99_us"), closed.at("latency_us").at("p99"));
   EXPECT_EQ(point.at("idle_opened"), 10);
   EXPECT_EQ(results.at("meta").at("config").at("load_ranks"), 2);
