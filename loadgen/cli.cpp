@@ -82,6 +82,8 @@ int run(const LoadFlags& f) {
       c.server->port = load::parse_target(c.url).port;
     }
     group = open_group(f.mpi);
+    if (const std::string warn = load::source_port_warning(c); !warn.empty() && group->rank() == 0)
+      std::fprintf(stderr, "shootout load: warning: %s\n", warn.c_str());
     const load::LoadResult r = load::run_load(c, *group);
     if (group->rank() == 0) {
       const std::string out =
@@ -165,9 +167,11 @@ Command add_load_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--connect-rate", c.connect_rate, "New connections/s in total (0 = all at once)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--source", c.source,
-                  "Bind each connection to a source address of ADDR[-ADDR] (IPv4, round-robin; "
-                  "e.g. 127.0.0.2-127.0.0.5: ~28,000 ports each towards one server port)")
+  sub->add_option(
+         "--source", c.source,
+         "Bind each connection to a source address of ADDR[-ADDR] (IPv4, round-robin; "
+         "e.g. 127.0.0.2-127.0.0.5: ~28,000 ports each towards one server port; give each at "
+         "most half)")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
             try {

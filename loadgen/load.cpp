@@ -4,10 +4,12 @@
 #include <fmt/ranges.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <optional>
 #include <thread>
@@ -133,6 +135,32 @@ SourceRange source_share(const SourceRange& range, int rank, int ranks) {
   const auto r = static_cast<std::uint32_t>(rank);
   const std::uint32_t first = range.first + r * (n / k) + std::min(r, n % k);
   return {first, first + n / k + (r < n % k ? 1 : 0) - 1};
+}
+
+int ephemeral_ports() {
+  int low = 32768, high = 60999;  // Linux's default
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    int a = 0, b = 0;
+    if (std::fscanf(f, "%d %d", &a, &b) == 2 && b >= a) low = a, high = b;
+    std::fclose(f);
+  }
+  return high - low + 1;
+}
+
+int connections_per_source_address() { return std::max(1, ephemeral_ports() / 2); }
+
+std::string source_port_warning(const LoadConfig& c) {
+  const long addresses = c.source.empty() ? 1 : parse_source_range(c.source).size();
+  const long per = (c.connections + addresses - 1) / addresses;
+  if (per <= connections_per_source_address()) return "";
+  return fmt::format(
+      "{} connections per source address use more than half of its {} ephemeral ports: "
+      "connect() slows down as the kernel searches for a free port (milliseconds each near "
+      "the end), and the load generator's CPU goes there; spread them with --source "
+      "ADDR-ADDR (e.g. 127.0.0.2-127.0.0.{} on loopback)",
+      per, ephemeral_ports(),
+      1 + std::min<long>(254, (c.connections + connections_per_source_address() - 1) /
+                                  connections_per_source_address()));
 }
 
 namespace {

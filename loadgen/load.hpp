@@ -132,6 +132,21 @@ SourceRange parse_source_range(std::string_view text);
 // `ranks` addresses, else the whole range (shared).
 SourceRange source_share(const SourceRange& range, int rank, int ranks);
 
+// The local ports one source address connects from (net.ipv4.ip_local_port_range: 28,232 by
+// default): at most that many connections from one address to one server port.
+int ephemeral_ports();
+// The connections one source address is given towards one server port: half its ephemeral
+// ports. Past that connect() slows down, since the kernel finds a free port by trying them in
+// turn (__inet_hash_connect): with 27,000 of 28,232 in use (4,000 answered, 4,000 in a full
+// accept queue, 11,000 in SYN-SENT, the rest in TIME-WAIT) each connect() took 2.1 ms here
+// (2026-12-04), and the load thread spent its core on reconnects instead of the 4,000
+// connections it was measuring: they were served nothing in the window. Spread over two
+// addresses, the same run served all 4,000 at 48,000 requests/s.
+int connections_per_source_address();
+// For the command line: a warning when `c` puts more connections than that on one source
+// address (all of them on one when there is no --source), else "".
+std::string source_port_warning(const LoadConfig& c);
+
 // One rank's own figures, listed in the merged result (several ranks only).
 struct RankSummary {
   int rank = 0;

@@ -85,9 +85,9 @@ int load_ranks_for(int connections) {
 }
 
 std::string loopback_sources_for(int connections, int ranks) {
-  constexpr int kPerAddress = 25'000;
-  if (!g_launch.hosts.empty() || connections <= kPerAddress) return "";
-  const int addresses = std::max((connections + kPerAddress - 1) / kPerAddress, ranks);
+  const int per_address = load::connections_per_source_address();
+  if (!g_launch.hosts.empty() || connections <= per_address) return "";
+  const int addresses = std::max((connections + per_address - 1) / per_address, ranks);
   return fmt::format("127.0.0.2-127.0.0.{}", 1 + std::min(addresses, 254));
 }
 

@@ -40,10 +40,10 @@ std::string check_load_launch(const LoadLaunch& launch);
 int load_ranks_for(int connections);
 
 // Source addresses (`--source`) for `connections` from this host to one server port on
-// loopback: "" when one address's ephemeral ports suffice, else 127.0.0.2-127.0.0.M with at
-// least 25,000 connections' worth of ports per address (ip_local_port_range has ~28,000) and at
-// least one address per rank, so each rank has its own. "" with --load-hosts (their addresses
-// are theirs to choose).
+// loopback: "" when one address suffices, else 127.0.0.2-127.0.0.M with at most
+// load::connections_per_source_address() (half its ephemeral ports: 14,116 here) on each and
+// at least one address per rank, so each rank has its own. "" with --load-hosts (their
+// addresses are theirs to choose).
 std::string loopback_sources_for(int connections, int ranks);
 
 // One load run through mpirun with `ranks` ranks, waited for at most `limit` (then killed:

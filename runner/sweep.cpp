@@ -236,7 +236,7 @@ load::LoadConfig load_config(const SweepConfig& c, std::uint16_t port, int n, pi
   lc.timeout = c.timeout;
   lc.connect_rate = n > kRampAbove ? c.connect_rate : 0;
   lc.warmup = c.warmup + milliseconds(static_cast<long>(ramp_seconds(c, n) * 1000));
-  // Past one source address's ephemeral ports towards the one server port (~28,000): several
+  // Past half of one source address's ephemeral ports towards the one server port: several
   // loopback addresses, each rank its own (mpi_load.hpp).
   lc.source = loopback_sources_for(n, load_ranks_for(n));
   // How long N connections may take to be taken on, beyond the connect ramp: before the window
@@ -305,14 +305,19 @@ std::optional<load::LoadResult> run_load_bounded(const load::LoadConfig& lc, mil
 // was too little for forked at 100,000 connections (2026-12-03): its 6 ranks under mpirun,
 // beside 5,000 busy children, wrote their merged result 1 s after the 260 s bound had passed,
 // and the point was lost as "did not finish". The closed loop's plan has one `timeout` more:
-// after the ramp's release the window waits up to that long for the released requests.
+// after the ramp's release the window waits up to that long for the released requests. And
+// 1 ms per connection for what grows with the server's size outside the plan: the sampler
+// reads every server process's memory (~0.1 ms each for a small process here, and a prefork
+// server has one per connection), and the load processes close every socket. Apache prefork
+// at 100,000 connections (2026-12-04), with 23,324 children, overran the 198 s the rest
+// allows and its point was lost.
 milliseconds load_limit(const load::LoadConfig& lc) {
   const long ramp_ms =
       lc.connect_rate > 0 ? static_cast<long>(lc.connections / lc.connect_rate * 1000) : 0;
   const milliseconds plan = lc.warmup + lc.duration + 2 * lc.timeout + lc.ramp_timeout +
                             (lc.mode == load::Mode::idle ? lc.open_timeout : lc.timeout) +
                             milliseconds(ramp_ms);
-  return plan + milliseconds(30'000) + plan / 4;
+  return plan + milliseconds(30'000) + plan / 4 + milliseconds(lc.connections);
 }
 
 std::pair<std::string, std::string> host_stop(const std::string& server, bool peer, int n,

@@ -37,6 +37,7 @@
 #include "load.hpp"
 #include "load_support.hpp"
 #include "merge.hpp"
+#include "mpi_load.hpp"
 #include "server_process.hpp"
 
 namespace {
@@ -686,6 +687,33 @@ TEST(LoadSource, AnAddressNotOnThisHostIsAClearErrorExit1) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("cannot bind 192.0.2.7"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not an address of this host"), std::string::npos) << r.err;
+}
+
+TEST(LoadSource, MoreConnectionsThanHalfAnAddresssPortsWarnToSpreadThemAndTheRunnerSpreadsThem) {
+  using shootout::load::connections_per_source_address;
+  using shootout::load::source_port_warning;
+  const int per = connections_per_source_address();
+  EXPECT_EQ(per, shootout::load::ephemeral_ports() / 2);
+  LoadConfig c;
+  c.connections = per;
+  EXPECT_EQ(source_port_warning(c), "");
+  c.connections = per + 1;
+  EXPECT_NE(source_port_warning(c).find("--source"), std::string::npos);
+  c.source = "127.0.0.2-127.0.0.3";
+  EXPECT_EQ(source_port_warning(c), "");
+  // The command line says it before it starts (here it then stops: the address is not ours).
+  const Ran r = plain_load(
+      {"-c", std::to_string(per + 1), "-d", "1s", "--source", "192.0.2.7", "http://127.0.0.1:9/"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("warning: " + std::to_string(per + 1) + " connections per source address"),
+            std::string::npos)
+      << r.err;
+  // The runner gives a point's load that many per loopback address at most, one per rank.
+  using shootout::runner::loopback_sources_for;
+  EXPECT_EQ(loopback_sources_for(per, 1), "");
+  EXPECT_EQ(loopback_sources_for(per + 1, 1), "127.0.0.2-127.0.0.3");
+  EXPECT_EQ(loopback_sources_for(3 * per, 6), "127.0.0.2-127.0.0.7");
+  EXPECT_EQ(loopback_sources_for(7 * per + 1, 6), "127.0.0.2-127.0.0.9");
 }
 
 // --- LoadNetns: several hosts on one machine ----------------------------------------------
