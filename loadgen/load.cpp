@@ -353,10 +353,15 @@ class Window {
     opened_at_ = Clock::now();
     if (sampler_) sampler_->start();
   }
+  // The client's CPU is read at the window's end, and the sampler's share of it then; the
+  // sampler's last snapshots come after (seconds over a large process tree).
   void close(LoadResult& r) {
-    if (sampler_) r.server = sampler_->stop();
     const Usage end = self_usage();
     closed_at_ = Clock::now();
+    if (sampler_) {
+      r.client_sampler_cpu_us = sampler_->cpu_us_so_far();
+      r.server = sampler_->stop();
+    }
     r.client_utime_us = end.utime_us - start_.utime_us;
     r.client_stime_us = end.stime_us - start_.stime_us;
     r.client_cpu_from_s = std::chrono::duration<double>(opened_at_ - start_at_).count();

@@ -34,6 +34,7 @@
 // `connect_rate`) with `threads` threads of its own; the ranks start at one common time and
 // measure one common window, and every rank returns the exact merge of all ranks' results
 // (rank 0 prints it). Only the thread calling run_load() touches the group.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -196,11 +197,12 @@ struct LoadResult {
   // window opens then (not before the warm-up's end). Several ranks: the slowest rank's.
   double settle_s = 0;
   double client_utime_us = 0, client_stime_us = 0;  // getrusage(SELF) over the window
+  // Of that, what the server's sampler cost (its snapshots: rank 0 only).
+  double client_sampler_cpu_us = 0;
   // When the CPU above was read (opening and closing the window), in seconds from the run's
   // start (common to every rank): it was all spent between them, so CPU / client_cpu_s() can
-  // never exceed the cores the load ran on. It can be longer than elapsed_s: closing the
-  // window also waits for the sampler's last snapshot, and a starved main thread wakes late.
-  // Several ranks: the earliest opening and the latest closing.
+  // never exceed the cores the load ran on. It can be longer than elapsed_s when a starved
+  // main thread wakes late. Several ranks: the earliest opening and the latest closing.
   double client_cpu_from_s = 0, client_cpu_to_s = 0;
   std::optional<ServerSample> server;
   Timeline timeline;  // in-window responses, by completion time (config.timeline_max > 0)
@@ -214,10 +216,14 @@ struct LoadResult {
   double client_cpu_s() const {
     return client_cpu_to_s > client_cpu_from_s ? client_cpu_to_s - client_cpu_from_s : elapsed_s;
   }
-  // The load generator's cores over the window: its CPU over the time it was counted over.
+  // The load generator's own CPU over the window: the sampler's snapshots left out.
+  double load_cpu_us() const {
+    return std::max(0.0, client_utime_us + client_stime_us - client_sampler_cpu_us);
+  }
+  // The load generator's cores over the window: its own CPU over the time it was counted over.
   double client_cores() const {
     const double s = client_cpu_s();
-    return s > 0 ? (client_utime_us + client_stime_us) / 1e6 / s : 0;
+    return s > 0 ? load_cpu_us() / 1e6 / s : 0;
   }
   double requests_per_s() const {
     return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;

@@ -65,7 +65,8 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   Counters c(r);
   group.all_reduce(Op::sum, c.v);
   const auto lat = r.latency.raw(), unc = r.latency_uncorrected.raw();
-  double sums[] = {r.client_utime_us, r.client_stime_us, lat.sum, lat.sum_sq, unc.sum, unc.sum_sq};
+  double sums[] = {r.client_utime_us, r.client_stime_us,      lat.sum, lat.sum_sq, unc.sum,
+                   unc.sum_sq,        r.client_sampler_cpu_us};
   group.all_reduce(Op::sum, sums);
   double mins[] = {lat.min, unc.min, r.client_cpu_from_s};
   group.all_reduce(Op::min, mins);
@@ -88,6 +89,7 @@ void merge_ranks(LoadResult& r, LoadGroup& group, RankSummary mine) {
   std::copy(v + c.fixed + 2 * kBins, v + c.v.size(), r.per_second.begin());
   r.client_utime_us = sums[0];
   r.client_stime_us = sums[1];
+  r.client_sampler_cpu_us = sums[6];
   r.ramp_s = maxes[2];
   r.elapsed_s = maxes[3];
   r.settle_s = maxes[4];

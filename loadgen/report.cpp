@@ -134,9 +134,12 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
   r.per_second = j.at("per_second").get<std::vector<std::uint64_t>>();
   r.client_utime_us = j.at("client_cpu").at("utime_us").get<double>();
   r.client_stime_us = j.at("client_cpu").at("stime_us").get<double>();
-  r.client_cpu_from_s = j.at("client_cpu").value("from_s", 0.0);  // absent before 2026-12-04
+  r.client_cpu_from_s = j.at("client_cpu").value("from_s", 0.0);
   r.client_cpu_to_s = j.at("client_cpu").value("to_s", 0.0);
   if (!j.at("server").is_null()) r.server = ServerSample::from_json(j.at("server"));
+  // Absent before 2026-12-04 (the sampler's CPU was then the server sample's sampler_cpu_us).
+  r.client_sampler_cpu_us =
+      j.at("client_cpu").value("sampler_us", r.server ? r.server->sampler_cpu_us : 0.0);
   const auto& k = j.at("concurrency");
   r.ramp_s = k.at("ramp_s").get<double>();
   r.settle_s = k.value("settle_s", 0.0);  // absent before 2026-12-04
@@ -159,7 +162,7 @@ LoadResult load_result_from_json(const nlohmann::json& j) {
 
 nlohmann::json LoadResult::to_json(bool raw) const {
   const LoadConfig& c = config;
-  const double cpu = client_utime_us + client_stime_us;
+  const double cpu = load_cpu_us();
   nlohmann::json j = {
       {"schema", "shootout-load/1"},
       {"target", c.url},
@@ -199,6 +202,7 @@ nlohmann::json LoadResult::to_json(bool raw) const {
        {{"utime_us", client_utime_us},
         {"stime_us", client_stime_us},
         {"cpu_us", cpu},
+        {"sampler_us", client_sampler_cpu_us},
         {"from_s", client_cpu_from_s},
         {"to_s", client_cpu_to_s},
         {"cores", client_cores()},
@@ -289,7 +293,7 @@ std::string LoadResult::summary() const {
   out += fmt::format("Requests/sec: {:>12.2f}\n", requests_per_s());
   out += fmt::format("Transfer/sec: {:>12}\n",
                      bytes_text(elapsed_s > 0 ? static_cast<double>(bytes_read) / elapsed_s : 0));
-  const double cpu = client_utime_us + client_stime_us;
+  const double cpu = load_cpu_us();
   out += fmt::format("Load generator CPU: {:.3f}s over {:.2f}s ({:.2f} cores, {:.2f}us/request)\n",
                      cpu / 1e6, client_cpu_s(), client_cores(),
                      requests ? cpu / static_cast<double>(requests) : 0.0);

@@ -559,7 +559,18 @@ void ServerSampler::start() {
   first_ = timed_snapshot(false, true);
   note_memory(timed_snapshot(true, false));
   sample_.tcp_mem_bytes_start = first_.tcp_mem_bytes;
+  start_cpu_us_ = sample_.sampler_cpu_us;
   if (config_.interval.count() > 0) thread_ = std::thread([this] { periodic(); });
+}
+
+double ServerSampler::cpu_us_so_far() {
+  double periodic = 0;
+  clockid_t clock{};
+  timespec t{};
+  if (thread_.joinable() && ::pthread_getcpuclockid(thread_.native_handle(), &clock) == 0 &&
+      ::clock_gettime(clock, &t) == 0)
+    periodic = static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+  return start_cpu_us_ + periodic;
 }
 
 void ServerSampler::periodic() {

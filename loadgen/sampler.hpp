@@ -194,6 +194,11 @@ class ServerSampler {
 
   void start();         // first snapshot (synchronous), then the periodic thread
   ServerSample stop();  // stops the thread, last snapshot, the window's figures
+  // The CPU the sampler has cost this process since start(): start()'s snapshots and all of
+  // its periodic thread's time (a snapshot under way included). Between start() and stop(),
+  // so that the load generator can leave it out of the CPU it reads at the window's end,
+  // before stop() takes its last snapshots (which, over 30,000 processes, took 28 s here).
+  double cpu_us_so_far();
 
  private:
   void periodic();
@@ -206,6 +211,7 @@ class ServerSampler {
   std::condition_variable wake_;
   bool stopping_ = false;
   ServerSample sample_;
+  double start_cpu_us_ = 0;  // start()'s snapshots
   std::thread thread_;
 };
 

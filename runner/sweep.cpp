@@ -756,19 +756,12 @@ void fill_memory(Point& p, const Runs& ok) {
   }
 }
 
-// The load generator's own CPU over the window (the sampler's snapshots left out).
-double loadgen_cpu_us(const Run& r) {
-  const double sampler = r.closed->server ? r.closed->server->sampler_cpu_us : 0;
-  return std::max(0.0, r.closed->client_utime_us + r.closed->client_stime_us - sampler);
-}
-
+// The load generator's own CPU over the window (the sampler's snapshots left out), and its
+// cores: that CPU over the time it was counted in (load.hpp).
 void fill_loadgen(Point& p, const Runs& ok, const SweepConfig& c) {
   fill(p, ok,
-       {{loadgen_cpu_us, &Point::loadgen_cpu_us},
-        {[](const Run& r) {
-           return loadgen_cpu_us(r) / 1e6 / std::max(1e-9, r.closed->client_cpu_s());
-         },
-         &Point::loadgen_cpu_cores}});
+       {{[](const Run& r) { return r.closed->load_cpu_us(); }, &Point::loadgen_cpu_us},
+        {[](const Run& r) { return r.closed->client_cores(); }, &Point::loadgen_cpu_cores}});
   p.loadgen_threads = std::min(c.threads, p.connections);
   // The rule (results.hpp): CPU over the window >= 90% of one core per load thread, counting
   // only the cores this process may run on (with --pin: one).

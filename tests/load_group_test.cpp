@@ -187,6 +187,7 @@ TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
     x.errors = {k, 2 * k, 3 * k, 4 * k, 5 * k, 6 * k};
     x.client_utime_us = 1000.0 * static_cast<double>(k);
     x.client_stime_us = 10.0 * static_cast<double>(k);
+    x.client_sampler_cpu_us = r == 0 ? 7.0 : 0.0;  // rank 0 samples the server
     x.ramp_s = 0.1 * static_cast<double>(k);
     x.elapsed_s = 2.0;
     x.client_cpu_from_s = 3.0 + 0.1 * static_cast<double>(k);
@@ -213,6 +214,7 @@ TEST(LoadMerge, CountersErrorsCpuAndPerSecondSumAndRanksAreListed) {
     EXPECT_EQ(m.errors.total(), 21 * s);
     EXPECT_DOUBLE_EQ(m.client_utime_us, 1000.0 * s);
     EXPECT_DOUBLE_EQ(m.client_stime_us, 10.0 * s);
+    EXPECT_DOUBLE_EQ(m.client_sampler_cpu_us, 7.0);
     EXPECT_DOUBLE_EQ(m.ramp_s, 0.4);     // the slowest rank's ramp
     EXPECT_DOUBLE_EQ(m.elapsed_s, 2.5);  // the longest window
     // The summed CPU is over the span that holds every rank's: first opening, last closing.

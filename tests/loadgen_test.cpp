@@ -844,7 +844,18 @@ TEST(LoadgenCli, JsonOutputFollowsTheSchema) {
     EXPECT_EQ(j["errors"][k], 0) << k;
   EXPECT_EQ(j["server"]["source"], "stats-file+proc");
   EXPECT_GT(j["server"]["cpu_us"].get<std::uint64_t>(), 0u);
-  EXPECT_GT(j["client_cpu"]["cpu_us"].get<double>(), 0.0);
+  // The load's own CPU is what getrusage counted over the window less the sampler's
+  // snapshots, over the time between the two readings: at most this host's cores.
+  const auto& cpu = j["client_cpu"];
+  EXPECT_GT(cpu["cpu_us"].get<double>(), 0.0);
+  EXPECT_GT(cpu["sampler_us"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(cpu["cpu_us"].get<double>(), cpu["utime_us"].get<double>() +
+                                                    cpu["stime_us"].get<double>() -
+                                                    cpu["sampler_us"].get<double>());
+  const double span = cpu["to_s"].get<double>() - cpu["from_s"].get<double>();
+  EXPECT_GE(span, 1.0);  // the window was 1 s: the readings are at least that far apart
+  EXPECT_DOUBLE_EQ(cpu["cores"].get<double>(), cpu["cpu_us"].get<double>() / 1e6 / span);
+  EXPECT_LE(cpu["cores"].get<double>(), std::thread::hardware_concurrency());
   EXPECT_EQ(server.stop(), 0);
   std::filesystem::remove_all(dir);
 }
