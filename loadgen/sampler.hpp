@@ -192,8 +192,11 @@ class ServerSampler {
   ServerSampler(const ServerSampler&) = delete;
   ServerSampler& operator=(const ServerSampler&) = delete;
 
-  void start();         // first snapshot (synchronous), then the periodic thread
-  ServerSample stop();  // stops the thread, last snapshot, the window's figures
+  // The first CPU snapshot (synchronous), then the periodic thread (memory, its first at once).
+  void start();
+  // The last CPU snapshot, then stops the thread, then the last memory snapshot; the window's
+  // figures.
+  ServerSample stop();
   // The CPU the sampler has cost this process since start(): start()'s snapshots and all of
   // its periodic thread's time (a snapshot under way included). Between start() and stop(),
   // so that the load generator can leave it out of the CPU it reads at the window's end,

@@ -582,6 +582,18 @@ void fill_server(Point& p, const Runs& ok) {
                     "snapshots of the process tree are slow): CPU per request is "
                     "over that part",
                     100 * med(ok, sampler_covered)));
+  // Longer: its snapshots at both ends took time (a second or more over tens of thousands of
+  // tasks), and the CPU of that time is in the figure, not scaled away: an upper bound, said.
+  auto sampler_over = [](const Run& r) {
+    const double load_s = r.closed->elapsed_s;
+    return load_s > 0 ? window_server(r).window_s / load_s : 1.0;
+  };
+  if (std::any_of(ok.begin(), ok.end(), [&](const Run* r) { return sampler_over(*r) > 1.25; }))
+    p.notes.push_back(fmt::format(
+        "the server's CPU was read over {:.1f} s against the load's {:.1f} s window (its "
+        "snapshots of the process tree are slow): CPU per request is an upper bound",
+        med(ok, [](const Run& r) { return window_server(r).window_s; }),
+        med(ok, [](const Run& r) { return r.closed->elapsed_s; })));
   // A CPU figure that cannot be true (more than the CPUs over the window, or a snapshot that
   // could not be taken at one instant) is not used: said, and left out of the medians.
   const double cpus = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
