@@ -10,7 +10,7 @@ set offsets graph 0.04, graph 0.04, 0, 0
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/rps.svg'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -48,7 +48,7 @@ plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/rps.png'
-set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Requests per second (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'requests/s'
 set yrange [0:*]
 plot 'graphs/data/evented.dat' using 1:2 with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -87,7 +87,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/capacity.svg'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -108,14 +108,16 @@ plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/capacity.png'
-set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server capacity: requests per server CPU-second\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'requests per CPU-second'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -136,16 +138,18 @@ plot 'graphs/data/evented.dat' using 1:($14 > 0 ? $14 : 1/0) with linespoints lt
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $14) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($14 > 0) ? 1/0 : $14):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle
 unset logscale y
 set yrange [*:*]
 
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory.svg'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -168,9 +172,9 @@ plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $21) : sprintf('threaded: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('forked: reached %d', $21) : sprintf('forked: reached %d: %s', $21, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $21) : sprintf('apache-event: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
   'graphs/data/coroutine.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'coroutine', \
@@ -196,7 +200,7 @@ set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory.png'
 set multiplot layout 1,2
-set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server PSS with N idle connections\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'PSS (MB)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -219,9 +223,9 @@ plot 'graphs/data/evented.dat' using 1:($4 > 0 ? $4 : 1/0) with linespoints lt 1
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $4) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/threaded.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $21) : sprintf('threaded: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/forked.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('forked: reached %d', $21) : sprintf('forked: reached %d: %s', $21, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $21) : sprintf('apache-event: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
-set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+  'graphs/data/apache-prefork.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $21) : sprintf('apache-prefork: reached %d: %s', $21, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($12 > 0 || !($4 > 0) ? 1/0 : $4):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $21) : sprintf('apache-worker: reached %d: %s', $21, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle
+set title "Memory per connection\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'KB per connection'
 plot 'graphs/data/evented.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
   'graphs/data/coroutine.dat' using 1:($5 > 0 ? $5 : 1/0) with linespoints lt 2 dt 1 pt 5 ps 1.2 lw 2 title 'coroutine', \
@@ -248,7 +252,7 @@ set yrange [*:*]
 set terminal svg size 1400,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/memory-whole.svg'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -270,7 +274,7 @@ plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set offsets 0, 0, 0, 0
 unset logscale x
 set xlabel ''
@@ -293,7 +297,7 @@ set yrange [*:*]
 set terminal pngcairo size 1400,560 font 'sans,10' background '#ffffff'
 set output 'graphs/memory-whole.png'
 set multiplot layout 1,2
-set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Whole memory per idle connection (user + kernel)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'KB per connection'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -315,7 +319,7 @@ plot 'graphs/data/evented.dat' using 1:($15 > 0 ? $15 : 1/0) with linespoints lt
   'graphs/data/apache-worker.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($12 > 0 ? 1/0 : $15) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle
 unset logscale y
-set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Memory per idle connection at 100000 connections, by part\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set offsets 0, 0, 0, 0
 unset logscale x
 set xlabel ''
@@ -338,7 +342,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/latency.svg'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -359,9 +363,11 @@ plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -375,7 +381,7 @@ unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/latency.png'
-set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "p99 latency (closed loop)\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'p99 latency (ms)'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -396,9 +402,11 @@ plot 'graphs/data/evented.dat' using 1:($3 > 0 ? $3 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $3) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($3 > 0) ? 1/0 : $3):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -413,7 +421,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/switches.svg'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -434,9 +442,10 @@ plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -450,7 +459,7 @@ unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/switches.png'
-set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Context switches per request\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'switches/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -471,9 +480,10 @@ plot 'graphs/data/evented.dat' using 1:($6 > 0 ? $6 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $6) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($6 > 0) ? 1/0 : $6):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $6 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -488,7 +498,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/cpu.svg'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -509,9 +519,11 @@ plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -525,7 +537,7 @@ unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/cpu.png'
-set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Server CPU time per request\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'CPU us/request'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -546,9 +558,11 @@ plot 'graphs/data/evented.dat' using 1:($7 > 0 ? $7 : 1/0) with linespoints lt 1
   'graphs/data/apache-prefork.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-worker.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
   'graphs/data/apache-event.dat' using 1:($11 > 0 ? 1/0 : $7) with points pt 2 ps 3 lw 3 lc rgb '#000000' notitle, \
-  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
-  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/threaded.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('threaded: reached %d', $20) : sprintf('threaded: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/forked.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('forked: reached %d', $20) : sprintf('forked: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-prefork.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-prefork: reached %d', $20) : sprintf('apache-prefork: reached %d: %s', $20, strcol(22))) with labels left offset char 1,1 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-worker.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-worker: reached %d', $20) : sprintf('apache-worker: reached %d: %s', $20, strcol(22))) with labels left offset char 1,0 font ',8' tc rgb '#000000' noenhanced notitle, \
+  'graphs/data/apache-event.dat' using 1:($11 > 0 || !($7 > 0) ? 1/0 : $7):(strcol(22) eq '-' ? sprintf('apache-event: reached %d', $20) : sprintf('apache-event: reached %d: %s', $20, strcol(22))) with labels left offset char 1,-1 font ',8' tc rgb '#000000' noenhanced notitle, \
   'graphs/data/evented.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' title 'load-generator bound', \
   'graphs/data/coroutine.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
   'graphs/data/uring.dat' using 1:($8 > 0 ? $7 : 1/0) with points pt 6 ps 3 lw 2 lc rgb '#d62728' notitle, \
@@ -563,7 +577,7 @@ set yrange [*:*]
 
 set terminal svg size 960,560 dynamic background '#ffffff' font 'sans,12'
 set output 'graphs/ramp.svg'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
@@ -593,7 +607,7 @@ unset logscale y
 set yrange [*:*]
 set terminal pngcairo size 960,560 font 'sans,10' background '#ffffff'
 set output 'graphs/ramp.png'
-set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit b123de9" noenhanced
+set title "Time until all N connections were answered once\nAMD EPYC (2 CPUs), 2026-12-04, commit 38570ab" noenhanced
 set ylabel 'seconds'
 set logscale y 10
 plot 'graphs/data/evented.dat' using 1:($13 > 0 ? $13 : 1/0) with linespoints lt 1 dt 1 pt 4 ps 1.2 lw 2 title 'evented', \
