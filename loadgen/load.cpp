@@ -152,15 +152,14 @@ int connections_per_source_address() { return std::max(1, ephemeral_ports() / 2)
 std::string source_port_warning(const LoadConfig& c) {
   const long addresses = c.source.empty() ? 1 : parse_source_range(c.source).size();
   const long per = (c.connections + addresses - 1) / addresses;
-  if (per <= connections_per_source_address()) return "";
+  const long most = connections_per_source_address();
+  if (per <= most) return "";
   return fmt::format(
       "{} connections per source address use more than half of its {} ephemeral ports: "
       "connect() slows down as the kernel searches for a free port (milliseconds each near "
       "the end), and the load generator's CPU goes there; spread them with --source "
       "ADDR-ADDR (e.g. 127.0.0.2-127.0.0.{} on loopback)",
-      per, ephemeral_ports(),
-      1 + std::min<long>(254, (c.connections + connections_per_source_address() - 1) /
-                                  connections_per_source_address()));
+      per, ephemeral_ports(), 1 + std::min<long>(254, (c.connections + most - 1) / most));
 }
 
 namespace {

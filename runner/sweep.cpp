@@ -700,9 +700,10 @@ void fill_kernel_memory(Point& p, const Runs& idle) {
       double held = held_connections(r);
       // The sockets' memory is the dump's, over the sockets the dump saw (held_connections:
       // at scale it misses some): per socket it saw.
-      const double counted = double(held_server(r).sockets) -
-                             double(std::min(r.baseline.sockets, held_server(r).sockets));
-      if (part.field == &KernelParts::sockets && counted > 0 && counted < held) held = counted;
+      if (part.field == &KernelParts::sockets) {
+        const double seen = double(held_server(r).sockets) - double(r.baseline.sockets);
+        if (seen > 0 && seen < held) held = seen;
+      }
       const double grew =
           kernel_parts(held_server(r)).*part.field - kernel_parts(r.baseline).*part.field;
       if (std::isnan(grew) || !(held > 0)) return nan;  // (held NaN: no socket counted)
